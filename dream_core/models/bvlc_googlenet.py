@@ -1,0 +1,2 @@
+"""BVLC GoogLeNet (placeholder until implemented)."""
+SPECS: list = []

@@ -1,0 +1,2 @@
+"""torchvision architectures (placeholder until implemented)."""
+SPECS: list = []
