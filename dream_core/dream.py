@@ -1,0 +1,321 @@
+"""The DeepDream loop: octaves with detail carried between scales, jittered normalised gradient ascent.
+
+Recipe for one step at one octave (the image ``x`` is RGB ``[B,3,h,w]`` in ``0..1``):
+
+1. jitter: roll ``x`` by a random offset (seeded), so artefacts of the
+   network's stride grid do not accumulate;
+2. forward through the network *up to the deepest requested layer only*
+   and evaluate the objective;
+3. gradient of the objective with respect to the rolled image (tile by tile
+   with an overlap margin when the image is larger than ``tile_size``), rolled back;
+4. optional Gaussian smoothing of the gradient (``gradient_smoothing`` pixels);
+5. normalise by the mean absolute gradient, step by ``learning_rate``;
+6. optional temporal pull towards an anchor image on reliable pixels (video);
+7. clamp to ``0..1``.
+
+Octaves: the start image is shrunk ``num_octaves - 1`` times by
+``octave_scale``; dreaming starts at the smallest size and the *detail*
+(dreamed minus base) is upscaled and added to the next size's base, as in
+Google's original notebook, so coarse structures survive to full size.
+"""
+
+from __future__ import annotations
+
+import logging
+from contextlib import nullcontext
+from dataclasses import dataclass, replace
+from typing import Callable, Optional
+
+import torch
+
+from .errors import InvalidImageError, InvalidParameterError
+from .features import FeatureHooks, grad_enabled_outside_inference
+from .image_ops import gaussian_blur, keep_colours, octave_sizes, resize, to_rgb
+from .models.spec import DreamModel
+from .objectives import GuideObjective, Objective, SumObjective, parse_objective
+
+log = logging.getLogger(__name__)
+
+#: ``on_step(step, total, current)``: called after every gradient step with the
+#: 1-based step count over all octaves, the total, and the current image
+#: ``[B,3,h,w]`` (detached; the current octave's size). May raise to cancel.
+StepCallback = Callable[[int, int, torch.Tensor], None]
+
+AUTOCAST_DTYPES = {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+#: Largest image (pixels) accepted at all; beyond it even tiling would take hours.
+MAX_PIXELS = 8192 * 8192
+
+
+@dataclass(frozen=True)
+class DreamSettings:
+    """Every knob of the dream, with defaults that look good on the offline model.
+
+    Attributes:
+        num_octaves: number of scales (1 = full size only). More octaves -> larger, coarser patterns.
+        octave_scale: size ratio between octaves (> 1). Larger -> octaves further apart.
+        num_iterations: gradient steps per octave. More -> stronger dream, slower.
+        learning_rate: step size in ``0..1`` image units per step (gradient normalised
+            to mean |g| = 1). Larger -> stronger, harsher dream.
+        jitter: maximum random roll in pixels per step. Larger -> fewer grid artefacts.
+        gradient_smoothing: Gaussian sigma (pixels) applied to the gradient; larger ->
+            smoother, less noisy patterns. 0 disables.
+        seed: seeds the jitter; same seed + inputs -> same output.
+        luminance_only: keep the original colours, dream only brightness.
+        autocast: ``"none"``, ``"bf16"`` or ``"fp16"``: mixed precision for the forward pass.
+        tile_size: images larger than this (either side, pixels) get their gradient
+            computed tile by tile with ``tile_overlap`` pixels of context; bounds memory.
+        tile_overlap: context margin around each tile (pixels).
+    """
+
+    num_octaves: int = 4
+    octave_scale: float = 1.4
+    num_iterations: int = 10
+    learning_rate: float = 0.02
+    jitter: int = 32
+    gradient_smoothing: float = 0.5
+    seed: int = 0
+    luminance_only: bool = False
+    autocast: str = "none"
+    tile_size: int = 1024
+    tile_overlap: int = 64
+
+    def validate(self) -> None:
+        """Raise :class:`InvalidParameterError` naming the bad value and the valid range."""
+        checks = [
+            (self.num_octaves >= 1, f"num_octaves must be >= 1; got {self.num_octaves}"),
+            (self.octave_scale > 1.0, f"octave_scale must be > 1 (e.g. 1.4); got {self.octave_scale}"),
+            (self.num_iterations >= 1, f"num_iterations must be >= 1 (0 would return the input unchanged); got {self.num_iterations}"),
+            (self.learning_rate > 0, f"learning_rate must be > 0 (e.g. 0.02); got {self.learning_rate}"),
+            (self.jitter >= 0, f"jitter must be >= 0 pixels; got {self.jitter}"),
+            (self.gradient_smoothing >= 0, f"gradient_smoothing must be >= 0; got {self.gradient_smoothing}"),
+            (self.autocast in AUTOCAST_DTYPES, f"autocast must be one of {list(AUTOCAST_DTYPES)}; got {self.autocast!r}"),
+            (self.tile_size >= 64, f"tile_size must be >= 64 pixels; got {self.tile_size}"),
+            (0 <= self.tile_overlap < self.tile_size // 2, f"tile_overlap must be in 0..{self.tile_size // 2 - 1}; got {self.tile_overlap}"),
+        ]
+        for ok, msg in checks:
+            if not ok:
+                raise InvalidParameterError(msg + ".")
+
+    def with_(self, **changes: object) -> "DreamSettings":
+        """Copy with some fields changed."""
+        return replace(self, **changes)  # type: ignore[arg-type]
+
+
+@dataclass
+class TemporalAnchor:
+    """Keep reliable pixels near a target image (the warped previous frame's dream).
+
+    After every step, ``x <- x + strength * weight * (target - x)`` where all
+    tensors are resized to the current octave.
+
+    Attributes:
+        target: ``[B,3,H,W]`` in ``0..1`` at full size.
+        weight: ``[B,1,H,W]`` in ``0..1`` (1 = reliable pixel, 0 = occluded / new).
+        strength: pull per step, ``0..1``.
+    """
+
+    target: torch.Tensor
+    weight: torch.Tensor
+    strength: float
+
+
+def _resolve_objective(model: DreamModel, objective: Objective | str | None) -> Objective:
+    if objective is None:
+        objective = model.spec.default_objective
+    if isinstance(objective, str):
+        return parse_objective(objective, model)
+    objective.validate(model)
+    return objective
+
+
+def guide_objective(model: DreamModel, objective: Objective, guide: torch.Tensor, max_side: int = 512) -> Objective:
+    """Objective that pulls the dream towards ``guide``'s features at ``objective``'s layers.
+
+    Args:
+        guide: RGB ``[1,3,H,W]`` (or ``[B,...]``, first item used) in ``0..1``; shrunk to
+            ``max_side`` so its feature map stays small.
+    """
+    guide = to_rgb(guide)[:1].to(device=model.device, dtype=model.dtype)
+    h, w = guide.shape[-2:]
+    if max(h, w) > max_side:
+        f = max_side / max(h, w)
+        guide = resize(guide, (max(1, round(h * f)), max(1, round(w * f))))
+    layers = objective.layers()
+    with grad_enabled_outside_inference(), torch.no_grad(), FeatureHooks(model, layers) as hooks:
+        feats = hooks.run(guide.clone())
+    terms = [GuideObjective(name, feats[name][0].flatten(1).detach()) for name in layers]
+    return terms[0] if len(terms) == 1 else SumObjective(terms)
+
+
+def _tiles(length: int, tile: int) -> list[tuple[int, int]]:
+    """Split ``0..length`` into ``[start, end)`` spans of at most ``tile``."""
+    n = max(1, -(-length // tile))
+    edges = [round(i * length / n) for i in range(n + 1)]
+    return list(zip(edges[:-1], edges[1:]))
+
+
+def _objective_gradient(
+    hooks: FeatureHooks,
+    objective: Objective,
+    image: torch.Tensor,
+    settings: DreamSettings,
+    amp_dtype: Optional[torch.dtype],
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Gradient of ``objective`` w.r.t. ``image`` ``[B,3,h,w]``; returns ``(grad, value [B])``.
+
+    Large images are processed tile by tile: each tile is extended by
+    ``tile_overlap`` pixels of context, and only its centre's gradient is kept.
+    Each tile's objective is weighted by its share of the image so that the
+    result approximates the whole-image gradient of a mean-based objective.
+    """
+    _, _, h, w = image.shape
+    device_type = image.device.type
+    amp = torch.autocast(device_type, dtype=amp_dtype) if amp_dtype is not None else nullcontext()
+    if h <= settings.tile_size and w <= settings.tile_size:
+        x = image.detach().requires_grad_(True)
+        with amp:
+            value = objective(hooks.run(x))
+        (grad,) = torch.autograd.grad(value.sum(), x)
+        return grad, value.detach()
+    grad = torch.zeros_like(image)
+    total = torch.zeros(image.shape[0], device=image.device, dtype=torch.float32)
+    m = settings.tile_overlap
+    for y0, y1 in _tiles(h, settings.tile_size):
+        for x0, x1 in _tiles(w, settings.tile_size):
+            ey0, ey1, ex0, ex1 = max(0, y0 - m), min(h, y1 + m), max(0, x0 - m), min(w, x1 + m)
+            x = image[:, :, ey0:ey1, ex0:ex1].detach().requires_grad_(True)
+            share = (y1 - y0) * (x1 - x0) / (h * w)
+            with amp:
+                value = objective(hooks.run(x)) * share
+            (g,) = torch.autograd.grad(value.sum(), x)
+            grad[:, :, y0:y1, x0:x1] = g[:, :, y0 - ey0 : y0 - ey0 + (y1 - y0), x0 - ex0 : x0 - ex0 + (x1 - x0)]
+            total += value.detach().float()
+    return grad, total
+
+
+def check_image_for_dream(image: torch.Tensor, model: DreamModel, settings: DreamSettings) -> torch.Tensor:
+    """Validate ``image`` and settings against ``model``; return RGB ``[B,3,H,W]``.
+
+    Raises:
+        InvalidImageError: bad shape, channels, values, or too large.
+        InvalidParameterError: bad settings, or octaves so many that the smallest
+            octave is below the network's minimum input size.
+    """
+    settings.validate()
+    image = to_rgb(image)
+    h, w = image.shape[-2:]
+    if h * w > MAX_PIXELS:
+        raise InvalidImageError(
+            f"Image is {w}x{h} = {h * w / 1e6:.0f} MP; the limit is {MAX_PIXELS / 1e6:.0f} MP. Downscale it first."
+        )
+    smallest = octave_sizes(h, w, settings.num_octaves, settings.octave_scale)[0]
+    if min(smallest) < model.spec.min_size:
+        max_oct = 1
+        while min(octave_sizes(h, w, max_oct + 1, settings.octave_scale)[0]) >= model.spec.min_size:
+            max_oct += 1
+        if min(h, w) < model.spec.min_size:
+            raise InvalidImageError(
+                f"Image {w}x{h} is smaller than model '{model.name}''s minimum side of {model.spec.min_size} pixels; "
+                "upscale it first."
+            )
+        raise InvalidParameterError(
+            f"{settings.num_octaves} octaves at scale {settings.octave_scale} shrink this {w}x{h} image to "
+            f"{smallest[1]}x{smallest[0]}, below model '{model.name}''s minimum of {model.spec.min_size} pixels. "
+            f"Use at most {max_oct} octaves (or a smaller octave_scale)."
+        )
+    return image
+
+
+def dream_image(
+    model: DreamModel,
+    image: torch.Tensor,
+    objective: Objective | str | None = None,
+    settings: DreamSettings = DreamSettings(),
+    *,
+    guide: Optional[torch.Tensor] = None,
+    anchor: Optional[TemporalAnchor] = None,
+    on_step: Optional[StepCallback] = None,
+    hooks: Optional[FeatureHooks] = None,
+) -> torch.Tensor:
+    """Dream ``image`` with ``model``.
+
+    Args:
+        model: a loaded model (:func:`dream_core.models.load_model`).
+        image: RGB ``[B,3,H,W]`` float in ``0..1`` (gray/RGBA are converted). Never modified.
+        objective: an :class:`Objective`, a shorthand string, or ``None`` for the model's default.
+        settings: see :class:`DreamSettings`.
+        guide: optional RGB image whose features the dream should resemble (guided dreaming).
+        anchor: optional temporal pull towards a target on reliable pixels (video).
+        on_step: progress callback ``(step, total, current)``; raise in it to cancel.
+        hooks: already-entered :class:`FeatureHooks` for ``objective``'s layers (video reuses them).
+
+    Returns:
+        Dreamed image ``[B,3,H,W]`` in ``0..1`` on ``image``'s device and dtype. Computation
+        happens on ``model``'s device. Works inside ``torch.inference_mode()``.
+    """
+    out_device, out_dtype = image.device, image.dtype
+    image = check_image_for_dream(image, model, settings)
+    objective = _resolve_objective(model, objective)
+    if guide is not None:
+        objective = guide_objective(model, objective, guide)
+    amp_dtype = AUTOCAST_DTYPES[settings.autocast]
+    with grad_enabled_outside_inference():
+        base = image.detach().to(device=model.device, dtype=model.dtype).clone()
+        result = _dream_octaves(model, base, objective, settings, amp_dtype, anchor, on_step, hooks)
+        if settings.luminance_only:
+            result = keep_colours(result, base)
+    return result.to(device=out_device, dtype=out_dtype)
+
+
+def _dream_octaves(
+    model: DreamModel,
+    base: torch.Tensor,
+    objective: Objective,
+    settings: DreamSettings,
+    amp_dtype: Optional[torch.dtype],
+    anchor: Optional[TemporalAnchor],
+    on_step: Optional[StepCallback],
+    hooks: Optional[FeatureHooks],
+) -> torch.Tensor:
+    h, w = base.shape[-2:]
+    sizes = octave_sizes(h, w, settings.num_octaves, settings.octave_scale)
+    total = len(sizes) * settings.num_iterations
+    gen = torch.Generator().manual_seed(int(settings.seed))
+    own_hooks = hooks is None
+    ctx = FeatureHooks(model, objective.layers()) if own_hooks else nullcontext(hooks)
+    step = 0
+    detail: Optional[torch.Tensor] = None
+    with ctx as active:
+        for size in sizes:
+            octave_base = resize(base, size)
+            x = octave_base if detail is None else octave_base + resize(detail, size)
+            if anchor is not None:
+                a_target = resize(anchor.target.to(base), size)
+                a_weight = resize(anchor.weight.to(base), size) * anchor.strength
+            for _ in range(settings.num_iterations):
+                ox, oy = (torch.randint(-settings.jitter, settings.jitter + 1, (2,), generator=gen).tolist()
+                          if settings.jitter else (0, 0))
+                rolled = torch.roll(x, shifts=(oy, ox), dims=(2, 3))
+                grad, _ = _objective_gradient(active, objective, rolled, settings, amp_dtype)
+                grad = torch.roll(grad, shifts=(-oy, -ox), dims=(2, 3))
+                if settings.gradient_smoothing > 0:
+                    grad = gaussian_blur(grad, settings.gradient_smoothing)
+                grad = grad / (grad.abs().mean(dim=(1, 2, 3), keepdim=True) + 1e-8)
+                x = x + settings.learning_rate * grad
+                if anchor is not None:
+                    x = x + a_weight * (a_target - x)
+                x = x.clamp(0, 1)
+                step += 1
+                if on_step is not None:
+                    on_step(step, total, x)
+            detail = x - octave_base
+    return x
+
+
+def objective_value(model: DreamModel, image: torch.Tensor, objective: Objective | str | None = None) -> torch.Tensor:
+    """Objective of ``image`` ``[B,3,H,W]`` (no jitter), ``[B]`` float32; for tests and diagnostics."""
+    objective = _resolve_objective(model, objective)
+    with grad_enabled_outside_inference(), torch.no_grad(), FeatureHooks(model, objective.layers()) as hooks:
+        x = to_rgb(image).to(device=model.device, dtype=model.dtype).clone()
+        return objective(hooks.run(x)).float()

@@ -1,0 +1,97 @@
+"""Small image operations on ``[B,C,H,W]`` tensors (device/dtype follow the input).
+
+Conventions: images are RGB float in ``0..1``; sizes are ``(height, width)``.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+from .errors import InvalidImageError
+
+# ITU-R BT.601 luma weights (as JPEG's YCbCr).
+_LUMA = (0.299, 0.587, 0.114)
+
+
+def resize(image: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Bilinear resize of ``[B,C,H,W]`` to ``size=(h, w)`` (antialiased when shrinking)."""
+    if tuple(image.shape[-2:]) == tuple(size):
+        return image
+    shrinking = size[0] < image.shape[-2] or size[1] < image.shape[-1]
+    return F.interpolate(image, size=size, mode="bilinear", align_corners=False, antialias=shrinking)
+
+
+def octave_sizes(height: int, width: int, num_octaves: int, octave_scale: float) -> list[tuple[int, int]]:
+    """Sizes of an octave pyramid, smallest first, ending with ``(height, width)``.
+
+    Octave ``k`` (counting from the full size, k=0) is ``round(side / octave_scale**k)``.
+    """
+    sizes = []
+    for k in reversed(range(num_octaves)):
+        f = octave_scale**k
+        sizes.append((max(1, round(height / f)), max(1, round(width / f))))
+    return sizes
+
+
+def gaussian_blur(image: torch.Tensor, sigma: float) -> torch.Tensor:
+    """Separable Gaussian blur of ``[B,C,H,W]`` with reflect padding; ``sigma`` in pixels."""
+    if sigma <= 0:
+        return image
+    radius = max(1, int(math.ceil(3 * sigma)))
+    radius = min(radius, image.shape[-1] - 1, image.shape[-2] - 1)
+    if radius < 1:
+        return image
+    xs = torch.arange(-radius, radius + 1, device=image.device, dtype=image.dtype)
+    kernel = torch.exp(-(xs**2) / (2 * sigma * sigma))
+    kernel = kernel / kernel.sum()
+    c = image.shape[1]
+    kx = kernel.view(1, 1, 1, -1).expand(c, 1, 1, -1)
+    ky = kernel.view(1, 1, -1, 1).expand(c, 1, -1, 1)
+    out = F.conv2d(F.pad(image, (radius, radius, 0, 0), mode="reflect"), kx, groups=c)
+    return F.conv2d(F.pad(out, (0, 0, radius, radius), mode="reflect"), ky, groups=c)
+
+
+def luminance(image: torch.Tensor) -> torch.Tensor:
+    """Luma ``Y`` of RGB ``[B,3,H,W]`` -> ``[B,1,H,W]`` (BT.601 weights)."""
+    w = torch.tensor(_LUMA, device=image.device, dtype=image.dtype).view(1, 3, 1, 1)
+    return (image * w).sum(dim=1, keepdim=True)
+
+
+def keep_colours(dreamed: torch.Tensor, original: torch.Tensor) -> torch.Tensor:
+    """Luminance-only transfer: the dream's brightness changes with the original's colours.
+
+    ``out = original + (Y(dreamed) - Y(original))`` on every channel, which keeps
+    the original's chroma (Cb, Cr) exactly, then clamps to ``0..1``.
+    """
+    return (original + (luminance(dreamed) - luminance(original))).clamp(0, 1)
+
+
+def to_rgb(image: torch.Tensor) -> torch.Tensor:
+    """Validate ``[B,C,H,W]`` and return it as 3-channel RGB.
+
+    Grayscale (C=1) is repeated to three channels; RGBA (C=4) is composited
+    on black (alpha multiplied in). Other channel counts raise.
+
+    Raises:
+        InvalidImageError: wrong rank, channel count, empty/1x1 size, or non-finite values.
+    """
+    if not isinstance(image, torch.Tensor) or image.dim() != 4:
+        shape = tuple(image.shape) if isinstance(image, torch.Tensor) else type(image).__name__
+        raise InvalidImageError(f"Expected an image tensor [B,C,H,W]; got {shape}.")
+    b, c, h, w = image.shape
+    if b == 0 or h < 2 or w < 2:
+        raise InvalidImageError(f"Image is empty or too small to dream: {h}x{w} (batch {b}); need at least 2x2 pixels.")
+    if not image.is_floating_point():
+        raise InvalidImageError(f"Expected a float image in 0..1; got dtype {image.dtype}. Divide uint8 images by 255.")
+    if not torch.isfinite(image).all():
+        raise InvalidImageError("Image contains NaN or infinite values; fix the node or file that produced it.")
+    if c == 3:
+        return image
+    if c == 1:
+        return image.expand(b, 3, h, w)
+    if c == 4:
+        return image[:, :3] * image[:, 3:4]
+    raise InvalidImageError(f"Expected 1 (gray), 3 (RGB) or 4 (RGBA) channels; got {c}.")

@@ -1,0 +1,317 @@
+"""What to maximise: composable objectives and their string shorthand.
+
+Objectives are small objects; ``+`` adds them and a number scales them::
+
+    obj = layer("block10_dw") + 0.5 * channel("block12_dw", [3, 7, 10, 11])
+
+A UI holds the same thing as a string (see :func:`parse_objective`)::
+
+    "block10_dw, 0.5*block12_dw:[3,7,10-11]"
+
+Calling an objective on a dict of features (``{layer: [B,C,h,w]}``) returns one
+value per batch item, ``[B]``; dreaming maximises its sum.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Iterable, Optional, Sequence, Union
+
+import torch
+
+from .errors import ChannelOutOfRangeError, ObjectiveSyntaxError, UnknownLayerError, did_you_mean
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .models.spec import DreamModel
+
+Features = dict[str, torch.Tensor]
+
+
+class Objective:
+    """Base class: a differentiable score of features, one value per batch item."""
+
+    def layers(self) -> list[str]:
+        """Layer names this objective reads, in first-use order."""
+        raise NotImplementedError
+
+    def __call__(self, features: Features) -> torch.Tensor:
+        raise NotImplementedError
+
+    def validate(self, model: "DreamModel") -> None:
+        """Check layers and channels against ``model``; raise a typed error naming the fix."""
+        for name in self.layers():
+            model.module_for(name)
+
+    def to_string(self) -> str:
+        """The shorthand string that :func:`parse_objective` turns back into this objective."""
+        raise NotImplementedError
+
+    def __add__(self, other: "Objective") -> "Objective":
+        if not isinstance(other, Objective):
+            return NotImplemented
+        return SumObjective(_terms(self) + _terms(other))
+
+    def __mul__(self, factor: float) -> "Objective":
+        if not isinstance(factor, (int, float)):
+            return NotImplemented
+        return ScaledObjective(self, float(factor))
+
+    __rmul__ = __mul__
+
+    def __neg__(self) -> "Objective":
+        return ScaledObjective(self, -1.0)
+
+    def __sub__(self, other: "Objective") -> "Objective":
+        return self + (-other)
+
+    def __repr__(self) -> str:
+        return f"Objective({self.to_string()!r})"
+
+
+def _terms(obj: Objective) -> list[Objective]:
+    return list(obj.terms) if isinstance(obj, SumObjective) else [obj]
+
+
+@dataclass(frozen=True, repr=False)
+class LayerObjective(Objective):
+    """Mean squared activation of ``layer`` (optionally only ``channels``).
+
+    ``value[b] = mean_{c in channels, y, x} act[b, c, y, x]^2`` — the classic
+    DeepDream "L2" objective, whose gradient amplifies whatever the layer
+    already sees.
+    """
+
+    layer: str
+    channels: Optional[tuple[int, ...]] = None
+
+    def layers(self) -> list[str]:
+        return [self.layer]
+
+    def __call__(self, features: Features) -> torch.Tensor:
+        act = features[self.layer]
+        if self.channels is not None:
+            idx = torch.tensor(self.channels, device=act.device)
+            act = act.index_select(1, idx)
+        return act.float().pow(2).mean(dim=(1, 2, 3))
+
+    def validate(self, model: "DreamModel") -> None:
+        model.module_for(self.layer)
+        if self.channels is None:
+            return
+        count = model.channels(self.layer)
+        bad = [c for c in self.channels if c < 0 or c >= count]
+        if bad:
+            raise ChannelOutOfRangeError(
+                f"Layer '{self.layer}' of model '{model.name}' has channels 0..{count - 1}; "
+                f"got {', '.join(map(str, bad[:5]))}. Use indices from 0 to {count - 1} "
+                f"(python -m dream_core --list-layers {model.name} shows channel counts)."
+            )
+
+    def to_string(self) -> str:
+        if self.channels is None:
+            return self.layer
+        return f"{self.layer}:{_format_channels(self.channels)}"
+
+
+@dataclass(frozen=True, repr=False)
+class ScaledObjective(Objective):
+    """``factor * inner``."""
+
+    inner: Objective
+    factor: float
+
+    def layers(self) -> list[str]:
+        return self.inner.layers()
+
+    def __call__(self, features: Features) -> torch.Tensor:
+        return self.factor * self.inner(features)
+
+    def validate(self, model: "DreamModel") -> None:
+        self.inner.validate(model)
+
+    def to_string(self) -> str:
+        return f"{self.factor:g}*{self.inner.to_string()}"
+
+
+@dataclass(frozen=True, repr=False)
+class SumObjective(Objective):
+    """Sum of several objectives."""
+
+    terms: tuple[Objective, ...]
+
+    def __init__(self, terms: Iterable[Objective]) -> None:
+        object.__setattr__(self, "terms", tuple(terms))
+
+    def layers(self) -> list[str]:
+        return list(dict.fromkeys(name for t in self.terms for name in t.layers()))
+
+    def __call__(self, features: Features) -> torch.Tensor:
+        total = self.terms[0](features)
+        for t in self.terms[1:]:
+            total = total + t(features)
+        return total
+
+    def validate(self, model: "DreamModel") -> None:
+        for t in self.terms:
+            t.validate(model)
+
+    def to_string(self) -> str:
+        return ", ".join(t.to_string() for t in self.terms)
+
+
+class GuideObjective(Objective):
+    """Make the image's features resemble a guide image's (Google's guided DeepDream).
+
+    For every spatial position of the dreamed features at ``layer``, take the
+    guide feature vector with the largest dot product and maximise that dot
+    product: ``value[b] = mean_i max_j <x_i, g_j>``.
+
+    Args:
+        layer: layer to compare at.
+        guide_features: ``[C, N]`` guide features (``N`` positions, flattened).
+    """
+
+    def __init__(self, layer: str, guide_features: torch.Tensor) -> None:
+        self.layer = layer
+        self.guide = guide_features
+
+    def layers(self) -> list[str]:
+        return [self.layer]
+
+    def __call__(self, features: Features) -> torch.Tensor:
+        act = features[self.layer].float()
+        b, c, h, w = act.shape
+        x = act.reshape(b, c, h * w).transpose(1, 2)  # [B, hw, C]
+        g = self.guide.to(device=act.device, dtype=act.dtype)  # [C, N]
+        sims = x @ g  # [B, hw, N]
+        best = sims.argmax(dim=2)  # [B, hw]
+        chosen = g.t()[best]  # [B, hw, C]
+        return (x * chosen).sum(dim=2).mean(dim=1)
+
+    def to_string(self) -> str:
+        return f"guide({self.layer})"
+
+
+def layer(name: str, weight: float = 1.0) -> Objective:
+    """Objective maximising all channels of layer ``name``."""
+    obj: Objective = LayerObjective(name)
+    return obj if weight == 1.0 else weight * obj
+
+
+def channel(name: str, channels: Union[int, Sequence[int]], weight: float = 1.0) -> Objective:
+    """Objective maximising only ``channels`` (an index or a list) of layer ``name``."""
+    chans = (channels,) if isinstance(channels, int) else tuple(int(c) for c in channels)
+    obj: Objective = LayerObjective(name, chans)
+    return obj if weight == 1.0 else weight * obj
+
+
+def _format_channels(channels: Sequence[int]) -> str:
+    if len(channels) == 1:
+        return str(channels[0])
+    parts: list[str] = []
+    start = prev = channels[0]
+    for c in list(channels[1:]) + [None]:  # type: ignore[list-item]
+        if c is not None and c == prev + 1:
+            prev = c
+            continue
+        parts.append(str(start) if start == prev else f"{start}-{prev}")
+        if c is not None:
+            start = prev = c
+    if len(parts) == 1 and "-" in parts[0]:
+        return parts[0]
+    return "[" + ",".join(parts) + "]"
+
+
+_TERM = re.compile(
+    r"^\s*(?:(?P<weight>[-+]?\d*\.?\d+(?:[eE][-+]?\d+)?)\s*\*\s*)?"
+    r"(?P<layer>[A-Za-z_][\w./-]*?)\s*(?::\s*(?P<chans>\[[^\]]*\]|[\d\s-]+))?\s*$"
+)
+
+
+def _split_terms(text: str) -> list[str]:
+    terms, depth, cur = [], 0, ""
+    for ch in text:
+        if ch == "[":
+            depth += 1
+        elif ch == "]":
+            depth -= 1
+        if ch in ",+;\n" and depth == 0:
+            terms.append(cur)
+            cur = ""
+        else:
+            cur += ch
+    terms.append(cur)
+    return [t for t in (s.strip() for s in terms) if t]
+
+
+def _parse_channels(spec: str, term: str) -> tuple[int, ...]:
+    body = spec.strip().strip("[]")
+    out: list[int] = []
+    for piece in (p.strip() for p in body.split(",")):
+        if not piece:
+            continue
+        m = re.fullmatch(r"(\d+)\s*(?:-\s*(\d+))?", piece)
+        if not m:
+            raise ObjectiveSyntaxError(
+                f"Cannot read channels '{piece}' in '{term}'. Write one index (12), a range (10-20) "
+                "or a list ([3,7,10-20])."
+            )
+        lo = int(m.group(1))
+        hi = int(m.group(2)) if m.group(2) else lo
+        if hi < lo:
+            raise ObjectiveSyntaxError(f"Channel range '{piece}' in '{term}' goes backwards; write {hi}-{lo}.")
+        out.extend(range(lo, hi + 1))
+    if not out:
+        raise ObjectiveSyntaxError(f"No channels given after ':' in '{term}'.")
+    return tuple(dict.fromkeys(out))
+
+
+def parse_objective(text: str, model: Optional["DreamModel"] = None) -> Objective:
+    """Parse the objective shorthand.
+
+    Grammar: terms separated by ``,`` or ``+``; each term is
+    ``[weight*]layer[:channels]`` where channels is ``12``, ``10-20`` or
+    ``[3,7,10-20]``. Layer names may contain ``/`` and ``.`` (Caffe and
+    torchvision names, e.g. ``inception_4c/output``).
+
+    Examples:
+        ``"block10_dw"``, ``"block8:12, block11"``, ``"inception4c + 0.5*inception4d:[1,5-9]"``.
+
+    Args:
+        text: the shorthand.
+        model: when given, layers and channels are validated against it.
+
+    Raises:
+        ObjectiveSyntaxError: unreadable text.
+        UnknownLayerError, ChannelOutOfRangeError: with ``model``, names/indices that do not exist.
+    """
+    if not isinstance(text, str) or not text.strip():
+        raise ObjectiveSyntaxError(
+            "The layer selection is empty. Give at least one layer, e.g. 'block10_dw' "
+            "(python -m dream_core --list-layers MODEL lists them)."
+        )
+    terms: list[Objective] = []
+    for term in _split_terms(text):
+        m = _TERM.match(term)
+        if not m:
+            raise ObjectiveSyntaxError(
+                f"Cannot read '{term}'. Write terms like 'layer', 'layer:12', 'layer:10-20', "
+                "'0.5*layer:[3,7]' separated by ',' or '+'."
+            )
+        name = m.group("layer")
+        if model is not None and name not in model.spec.layers:
+            raise UnknownLayerError(
+                f"Model '{model.name}' has no layer '{name}'.{did_you_mean(name, model.spec.layers)} "
+                f"List all layers with: python -m dream_core --list-layers {model.name}"
+            )
+        obj: Objective = LayerObjective(name, _parse_channels(m.group("chans"), term) if m.group("chans") else None)
+        if m.group("weight") is not None:
+            w = float(m.group("weight"))
+            if w != 1.0:
+                obj = w * obj
+        terms.append(obj)
+    result = terms[0] if len(terms) == 1 else SumObjective(terms)
+    if model is not None:
+        result.validate(model)
+    return result
