@@ -1,0 +1,36 @@
+"""dream_core: DeepDream for images and flow-stable videos, in pure PyTorch (no ComfyUI imports).
+
+Quick use::
+
+    from dream_core import load_model, dream_image, DreamSettings
+    model = load_model()                        # offline EfficientNet-Lite0
+    out = dream_image(model, image, "block10_dw", DreamSettings(num_octaves=4))
+
+Images are RGB float tensors ``[B,3,H,W]`` in ``0..1``.
+"""
+
+from .dream import DreamSettings, TemporalAnchor, dream_image, objective_value
+from .errors import (
+    ChannelOutOfRangeError,
+    DreamCancelled,
+    DreamError,
+    FlowError,
+    InvalidImageError,
+    InvalidParameterError,
+    ObjectiveSyntaxError,
+    UnknownLayerError,
+    UnknownModelError,
+    VideoError,
+    WeightsError,
+)
+from .features import FeatureHooks, count_hooks
+from .models import DEFAULT_MODEL, DreamModel, get_spec, list_models, load_model
+from .objectives import Objective, channel, layer, parse_objective
+
+__all__ = [
+    "DEFAULT_MODEL", "ChannelOutOfRangeError", "DreamCancelled", "DreamError", "DreamModel", "DreamSettings",
+    "FeatureHooks", "FlowError", "InvalidImageError", "InvalidParameterError", "Objective", "ObjectiveSyntaxError",
+    "TemporalAnchor", "UnknownLayerError", "UnknownModelError", "VideoError", "WeightsError", "channel",
+    "count_hooks", "dream_image", "get_spec", "layer", "list_models", "load_model", "objective_value",
+    "parse_objective",
+]

@@ -43,6 +43,9 @@ StepCallback = Callable[[int, int, torch.Tensor], None]
 
 AUTOCAST_DTYPES = {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
+#: Extended tiles start on multiples of this (the largest total stride of the registered nets).
+_TILE_ALIGN = 32
+
 #: Largest image (pixels) accepted at all; beyond it even tiling would take hours.
 MAX_PIXELS = 8192 * 8192
 
@@ -166,8 +169,9 @@ def _objective_gradient(
 
     Large images are processed tile by tile: each tile is extended by
     ``tile_overlap`` pixels of context, and only its centre's gradient is kept.
-    Each tile's objective is weighted by its share of the image so that the
-    result approximates the whole-image gradient of a mean-based objective.
+    Each tile's (mean-based) objective is scaled by its extended area over the
+    image area, so the centre's gradient matches the whole-image gradient up to
+    the receptive field reaching past the margin.
     """
     _, _, h, w = image.shape
     device_type = image.device.type
@@ -183,14 +187,17 @@ def _objective_gradient(
     m = settings.tile_overlap
     for y0, y1 in _tiles(h, settings.tile_size):
         for x0, x1 in _tiles(w, settings.tile_size):
-            ey0, ey1, ex0, ex1 = max(0, y0 - m), min(h, y1 + m), max(0, x0 - m), min(w, x1 + m)
+            # Extended tiles start on a multiple of the networks' total stride so every
+            # tile sees the same sampling grid as the whole image would.
+            ey0, ex0 = max(0, (y0 - m) // _TILE_ALIGN * _TILE_ALIGN), max(0, (x0 - m) // _TILE_ALIGN * _TILE_ALIGN)
+            ey1, ex1 = min(h, y1 + m), min(w, x1 + m)
             x = image[:, :, ey0:ey1, ex0:ex1].detach().requires_grad_(True)
-            share = (y1 - y0) * (x1 - x0) / (h * w)
+            share = (ey1 - ey0) * (ex1 - ex0) / (h * w)  # tile mean -> whole-image mean scale
             with amp:
                 value = objective(hooks.run(x)) * share
             (g,) = torch.autograd.grad(value.sum(), x)
             grad[:, :, y0:y1, x0:x1] = g[:, :, y0 - ey0 : y0 - ey0 + (y1 - y0), x0 - ex0 : x0 - ex0 + (x1 - x0)]
-            total += value.detach().float()
+            total += value.detach().float() * ((y1 - y0) * (x1 - x0) / ((ey1 - ey0) * (ex1 - ex0)))
     return grad, total
 
 

@@ -16,3 +16,57 @@ def shared_file(name: str) -> Path:
     if not path.is_file():
         pytest.skip(f"{path} not present (real inputs live in ../shared/data)")
     return path
+
+
+import torch  # noqa: E402
+from torch import nn  # noqa: E402
+
+from dream_core.models.spec import IMAGENET, DreamModel, ModelSpec  # noqa: E402
+
+
+class TinyNet(nn.Module):
+    """A 3-stage conv net, small enough to dream in milliseconds."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv1 = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU())
+        self.conv2 = nn.Sequential(nn.Conv2d(8, 16, 3, stride=2, padding=1), nn.ReLU())
+        self.conv3 = nn.Sequential(nn.Conv2d(16, 16, 3, stride=2, padding=1), nn.ReLU())
+        self.head = nn.Linear(16, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.conv3(self.conv2(self.conv1(x)))
+        return self.head(x.mean(dim=(2, 3)))
+
+
+def tiny_spec() -> ModelSpec:
+    return ModelSpec(
+        name="tiny",
+        description="test net",
+        build=TinyNet,
+        layers={"conv1": "conv1", "conv2": "conv2", "conv3": "conv3"},
+        normalization=IMAGENET,
+        default_objective="conv2",
+        min_size=8,
+    )
+
+
+@pytest.fixture
+def tiny_model() -> DreamModel:
+    torch.manual_seed(0)
+    return DreamModel(tiny_spec(), TinyNet(), "random init")
+
+
+@pytest.fixture(scope="session")
+def lite0() -> DreamModel:
+    """The real offline default model with its packaged ImageNet weights."""
+    from dream_core.models import load_model
+
+    return load_model("efficientnet_lite0")
+
+
+def textured_image(h: int = 64, w: int = 64, seed: int = 0) -> torch.Tensor:
+    """Smooth random RGB texture ``[1,3,h,w]`` in 0..1 (deterministic)."""
+    g = torch.Generator().manual_seed(seed)
+    small = torch.rand(1, 3, max(2, h // 8), max(2, w // 8), generator=g)
+    return torch.nn.functional.interpolate(small, size=(h, w), mode="bicubic", align_corners=False).clamp(0, 1)

@@ -1,0 +1,179 @@
+"""The dream loop on real computations: objective rises, determinism, hooks, inference mode, errors."""
+
+import pytest
+import torch
+
+from conftest import textured_image
+from dream_core import DreamSettings, count_hooks, dream_image, objective_value
+from dream_core.dream import TemporalAnchor
+from dream_core.errors import DreamCancelled, InvalidImageError, InvalidParameterError
+from dream_core.image_ops import luminance
+
+FAST = DreamSettings(num_octaves=2, octave_scale=1.5, num_iterations=4, learning_rate=0.02, jitter=4)
+
+
+def test_objective_rises(tiny_model):
+    x = textured_image(48, 48)
+    out = dream_image(tiny_model, x, "conv3", FAST)
+    before, after = objective_value(tiny_model, x, "conv3"), objective_value(tiny_model, out, "conv3")
+    assert after.item() > before.item() * 1.05
+    assert out.shape == x.shape and out.min() >= 0 and out.max() <= 1
+    assert not torch.equal(out, x)
+
+
+def test_input_is_not_modified(tiny_model):
+    x = textured_image(32, 32)
+    copy = x.clone()
+    dream_image(tiny_model, x, "conv2", FAST)
+    assert torch.equal(x, copy)
+
+
+def test_same_seed_same_result_other_seed_differs(tiny_model):
+    x = textured_image(40, 40)
+    a = dream_image(tiny_model, x, "conv2", FAST)
+    b = dream_image(tiny_model, x, "conv2", FAST)
+    c = dream_image(tiny_model, x, "conv2", FAST.with_(seed=1))
+    assert torch.equal(a, b)
+    assert not torch.equal(a, c)
+
+
+def test_hooks_removed_after_run_and_after_exception(tiny_model):
+    x = textured_image(32, 32)
+    dream_image(tiny_model, x, "conv1, conv3", FAST)
+    assert count_hooks(tiny_model) == 0
+
+    def boom(step, total, current):
+        if step == 2:
+            raise DreamCancelled("stop")
+
+    with pytest.raises(DreamCancelled):
+        dream_image(tiny_model, x, "conv1, conv3", FAST, on_step=boom)
+    assert count_hooks(tiny_model) == 0
+
+
+def test_progress_callback_counts_every_step(tiny_model):
+    seen = []
+    dream_image(tiny_model, textured_image(32, 32), "conv2", FAST, on_step=lambda s, t, cur: seen.append((s, t)))
+    total = FAST.num_octaves * FAST.num_iterations
+    assert seen == [(i, total) for i in range(1, total + 1)]
+
+
+def test_truncation_skips_layers_after_the_deepest(tiny_model):
+    calls = []
+    handle = tiny_model.net.conv3.register_forward_hook(lambda *a: calls.append(1))
+    try:
+        dream_image(tiny_model, textured_image(32, 32), "conv2", FAST)
+    finally:
+        handle.remove()
+    assert calls == []
+
+
+def test_works_inside_inference_mode(tiny_model):
+    x = textured_image(32, 32)
+    expected = dream_image(tiny_model, x, "conv2", FAST)
+    with torch.inference_mode():
+        inf_x = x.clone()  # an inference tensor, as ComfyUI hands over
+        out = dream_image(tiny_model, inf_x, "conv2", FAST)
+    assert torch.equal(out, expected)
+
+
+def test_dtype_and_device_follow_input(tiny_model):
+    x = textured_image(32, 32).double()
+    out = dream_image(tiny_model, x, "conv2", FAST)
+    assert out.dtype == torch.float64 and out.device == x.device
+
+
+def test_gray_and_rgba_inputs_are_converted(tiny_model):
+    gray = textured_image(32, 32)[:, :1]
+    assert dream_image(tiny_model, gray, "conv2", FAST).shape == (1, 3, 32, 32)
+    rgba = torch.cat([textured_image(32, 32), torch.ones(1, 1, 32, 32)], dim=1)
+    assert dream_image(tiny_model, rgba, "conv2", FAST).shape == (1, 3, 32, 32)
+
+
+def test_batch_items_are_dreamed_independently_of_batching(tiny_model):
+    a, b = textured_image(32, 32, seed=1), textured_image(32, 32, seed=2)
+    together = dream_image(tiny_model, torch.cat([a, b]), "conv2", FAST.with_(jitter=0))
+    alone = dream_image(tiny_model, b, "conv2", FAST.with_(jitter=0))
+    assert torch.allclose(together[1:], alone, atol=1e-5)
+
+
+def test_luminance_only_keeps_colours(tiny_model):
+    x = textured_image(40, 40)
+    out = dream_image(tiny_model, x, "conv2", FAST.with_(luminance_only=True))
+    chroma_in = x - luminance(x)
+    chroma_out = out - luminance(out)
+    inside = ((out > 0.01) & (out < 0.99)).all(dim=1, keepdim=True).expand_as(out)
+    assert torch.allclose(chroma_in[inside], chroma_out[inside], atol=1e-4)
+    assert (luminance(out) - luminance(x)).abs().mean() > 1e-3
+
+
+def test_guide_pulls_features_towards_guide(tiny_model):
+    x = textured_image(40, 40, seed=3)
+    guide = textured_image(40, 40, seed=4).flip(1)
+    from dream_core.dream import guide_objective
+    from dream_core.objectives import parse_objective
+
+    obj = guide_objective(tiny_model, parse_objective("conv2"), guide)
+    out = dream_image(tiny_model, x, "conv2", FAST, guide=guide)
+    assert objective_value(tiny_model, out, obj) > objective_value(tiny_model, x, obj)
+
+
+def test_tiled_gradient_matches_whole_image(tiny_model):
+    x = textured_image(160, 160)
+    s = DreamSettings(num_octaves=1, num_iterations=2, jitter=0, gradient_smoothing=0, tile_size=64, tile_overlap=24)
+    whole = dream_image(tiny_model, x, "conv2", s.with_(tile_size=1024))
+    tiled = dream_image(tiny_model, x, "conv2", s)
+    assert (whole - tiled).abs().max() < 1e-2
+    assert (whole - tiled).abs().mean() < 0.05 * (whole - x).abs().mean()
+
+
+def test_temporal_anchor_pulls_reliable_pixels(tiny_model):
+    x = textured_image(32, 32)
+    target = torch.zeros_like(x)
+    weight = torch.zeros(1, 1, 32, 32)
+    weight[..., :16] = 1
+    out = dream_image(tiny_model, x, "conv2", FAST, anchor=TemporalAnchor(target, weight, strength=0.5))
+    free = dream_image(tiny_model, x, "conv2", FAST)
+    assert out[..., :12].mean() < 0.05  # pulled to black where reliable
+    assert out[..., 20:].mean() > 0.2  # dreamed freely where unreliable
+    left = (out[..., :12] - free[..., :12]).abs().mean()
+    right = (out[..., 20:] - free[..., 20:]).abs().mean()
+    assert right < 0.5 * left
+
+
+@pytest.mark.parametrize(
+    "image, match",
+    [
+        (torch.zeros(0, 3, 32, 32), "empty or too small"),
+        (torch.zeros(1, 3, 1, 1), "too small"),
+        (torch.zeros(1, 2, 32, 32), "channels"),
+        (torch.full((1, 3, 32, 32), float("nan")), "NaN"),
+        (torch.zeros(3, 32, 32), r"\[B,C,H,W\]"),
+        (torch.zeros(1, 3, 32, 32, dtype=torch.uint8), "float"),
+    ],
+)
+def test_bad_images(tiny_model, image, match):
+    with pytest.raises(InvalidImageError, match=match):
+        dream_image(tiny_model, image, "conv2", FAST)
+
+
+@pytest.mark.parametrize(
+    "change, match",
+    [
+        ({"num_iterations": 0}, "num_iterations"),
+        ({"learning_rate": -0.1}, "learning_rate"),
+        ({"num_octaves": 0}, "num_octaves"),
+        ({"octave_scale": 1.0}, "octave_scale"),
+        ({"autocast": "fp8"}, "autocast"),
+        ({"num_octaves": 12}, r"at most \d+ octaves"),
+    ],
+)
+def test_bad_settings(tiny_model, change, match):
+    with pytest.raises(InvalidParameterError, match=match):
+        dream_image(tiny_model, textured_image(32, 32), "conv2", FAST.with_(**change))
+
+
+def test_huge_image_is_refused_before_allocating(tiny_model):
+    huge = torch.zeros(1, 3, 1, 1).expand(1, 3, 10000, 10000)  # a view: no memory
+    with pytest.raises(InvalidImageError, match="MP"):
+        dream_image(tiny_model, huge, "conv2", FAST)
