@@ -106,6 +106,16 @@ class EfficientNetLite0(nn.Module):
         self._bn1 = _bn(1280)
         self._act_head = nn.ReLU6()
         self._fc = nn.Linear(1280, num_classes)
+        self._init_weights()
+
+    def _init_weights(self) -> None:
+        """He (fan-in) init for convolutions so a randomly initialised net keeps its activations alive."""
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_in", nonlinearity="relu")
+            elif isinstance(m, nn.Linear):
+                nn.init.normal_(m.weight, std=0.01)
+                nn.init.zeros_(m.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self._act_stem(self._bn0(self._conv_stem(x)))
