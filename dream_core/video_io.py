@@ -21,10 +21,12 @@ Typical loop (the dream step is the caller's)::
     check_frame_count(info)                      # flow-based modes need 2+
     writer = VideoWriter(dst, info.frame_rate, source=src, settings=settings)
     point = writer.resume_point()                # next_frame=0, carry=None on a fresh run
-    with writer:                                 # finish() on success
+    carry = point.carry
+    with writer:                                 # finish() on success, close() on error
         for frame in read_frames(src, start=point.next_frame):
-            out = dream(frame, point.carry)
-            writer.write(out, carry={"prev_raw": frame, "prev_dream": out})
+            out = dream(frame, carry)
+            carry = {"prev_raw": frame, "prev_dream": out}
+            writer.write(out, carry=carry)
 
 Convention:
     Frames are ``numpy.ndarray`` of shape ``(H, W, 3)``, dtype ``uint8``, RGB
@@ -63,17 +65,7 @@ DEFAULT_SEGMENT_FRAMES = 30
 #: Output file extensions and the FFmpeg container each one selects.
 OUTPUT_FORMATS: dict[str, str] = {".mp4": "mp4", ".m4v": "mp4", ".mov": "mov", ".mkv": "matroska"}
 #: x264 speed presets (slower = smaller file at the same quality).
-X264_PRESETS = (
-    "ultrafast",
-    "superfast",
-    "veryfast",
-    "faster",
-    "fast",
-    "medium",
-    "slow",
-    "slower",
-    "veryslow",
-)
+X264_PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow")
 
 _Interp = av.video.reformatter.Interpolation
 _DECODE_INTERPOLATION = _Interp.BILINEAR | _Interp.ACCURATE_RND | _Interp.FULL_CHR_H_INT
@@ -85,7 +77,9 @@ _WORK_SUFFIX = ".dream-work"
 _SEGMENT_FORMAT = "mp4"
 # Files the writer itself creates inside its work folder; anything else there means the
 # folder is not ours and is never deleted.
-_WORK_FILE = re.compile(r"^(manifest\.json(\.tmp)?|seg_\d{5}(\.partial)?\.mp4|carry_\d{5}(\.tmp)?\.npz|final\.partial\.\w+)$")
+_WORK_FILE = re.compile(
+    r"^(manifest\.json(\.tmp)?|seg_\d{5}(\.partial)?\.mp4|carry_\d{5}(\.tmp)?\.npz|final\.partial\.\w+)$"
+)
 
 
 def _first_line(exc: BaseException) -> str:
@@ -298,7 +292,9 @@ def probe_video(path: str | os.PathLike[str]) -> VideoInfo:
     )
 
 
-def check_frame_count(info: VideoInfo, minimum: int = MIN_FLOW_FRAMES, purpose: str = "flow-based video modes") -> None:
+def check_frame_count(
+    info: VideoInfo, minimum: int = MIN_FLOW_FRAMES, purpose: str = "flow-based video modes"
+) -> None:
     """Refuse a video with fewer than ``minimum`` frames.
 
     :func:`read_frames` itself accepts a one-frame video; the optical-flow
@@ -422,7 +418,9 @@ def _decode_by_count(container, stream, path: Path, start: int, end: int | None)
         raise VideoError(f"Could not decode frame {i} of '{path}': {_first_line(exc)}.") from exc
 
 
-def _decode_by_pts(container, stream, path: Path, start: int, first_pts: int, stop_pts: int | None) -> Iterator[np.ndarray]:
+def _decode_by_pts(
+    container, stream, path: Path, start: int, first_pts: int, stop_pts: int | None
+) -> Iterator[np.ndarray]:
     i = start
     try:
         container.seek(first_pts, stream=stream, backward=True, any_frame=False)
@@ -495,7 +493,9 @@ def check_output_writable(path: str | os.PathLike[str], source: str | os.PathLik
         with tempfile.NamedTemporaryFile(dir=folder, prefix=".dream-write-test-"):
             pass
     except OSError as exc:
-        raise VideoError(f"Cannot write '{out}': the folder '{folder}' is not writable ({_first_line(exc)}).") from exc
+        raise VideoError(
+            f"Cannot write '{out}': the folder '{folder}' is not writable ({_first_line(exc)})."
+        ) from exc
     return out
 
 
@@ -530,7 +530,9 @@ def _parse_rate(frame_rate: Any) -> Fraction:
     try:
         rate = Fraction(frame_rate)
     except (TypeError, ValueError) as exc:
-        raise InvalidParameterError(f"frame_rate must be a Fraction, int or 'num/den' string, got {frame_rate!r}.") from exc
+        raise InvalidParameterError(
+            f"frame_rate must be a Fraction, int or 'num/den' string, got {frame_rate!r}."
+        ) from exc
     if rate <= 0 or rate > 1000:
         raise InvalidParameterError(f"frame_rate must be in (0, 1000] frames per second, got {rate}.")
     return rate
@@ -646,6 +648,10 @@ class _Encoder:
         return self.stream.encode(None)
 
 
+#: A packet to mux, keyed for interleaving: (decode time in seconds, 0 = video / 1 = audio, packet).
+_Timed = tuple[Fraction, int, av.Packet]
+
+
 class _RemuxUnsupported(Exception):
     """The segments cannot be joined packet for packet; re-encode instead."""
 
@@ -737,6 +743,11 @@ class VideoWriter:
         self.copy_audio = audio
         self.settings = _canonical_settings(settings)
         self.source_info = probe_video(source) if source is not None else None
+        if self.source_info is not None and self.start_frame >= self.source_info.num_frames:
+            raise InvalidParameterError(
+                f"start_frame {self.start_frame} is past the end of '{self.source_info.path}' "
+                f"({self.source_info.num_frames} frames, indices 0..{self.source_info.num_frames - 1})."
+            )
         self.work_dir = self.path.with_name(self.path.name + _WORK_SUFFIX)
 
         self._identity = self._make_identity()
@@ -774,12 +785,12 @@ class VideoWriter:
         if not self.work_dir.exists():
             return
         if not self.work_dir.is_dir():
-            raise VideoError(f"'{self.work_dir}' exists and is not a folder; remove it so the writer can use the name.")
+            raise VideoError(f"'{self.work_dir}' exists and is not a folder; remove it so the writer can work.")
         foreign = [p.name for p in self.work_dir.iterdir() if not _WORK_FILE.match(p.name)]
         if foreign:
             raise VideoError(
-                f"Work folder '{self.work_dir}' holds files this writer did not make ({', '.join(sorted(foreign)[:5])}); "
-                "move them away or delete the folder."
+                f"Work folder '{self.work_dir}' holds files this writer did not make "
+                f"({', '.join(sorted(foreign)[:5])}); move them away or delete the folder."
             )
         manifest_path = self.work_dir / _MANIFEST
         manifest: dict[str, Any] | None = None
@@ -825,7 +836,8 @@ class VideoWriter:
         missing = [name for name in keep if not (self.work_dir / name).is_file()]
         if missing:
             raise VideoError(
-                f"Work folder '{self.work_dir}' is damaged (missing {', '.join(missing)}); delete it or pass resume=False."
+                f"Work folder '{self.work_dir}' is damaged (missing {', '.join(missing)}); "
+                "delete it or pass resume=False."
             )
         logger.info("Resuming %s at frame %d (%d frames done).", self.path, self.next_frame, self.frames_done)
 
@@ -926,6 +938,11 @@ class VideoWriter:
         except av.FFmpegError as exc:
             self._broken = True
             raise VideoError(f"Encoding frame {index} for '{self.path}' failed: {_first_line(exc)}.") from exc
+        except BaseException:
+            # e.g. Ctrl-C between encoding a frame and muxing its packets: the open
+            # segment may miss packets, so close() must drop it rather than commit it.
+            self._broken = True
+            raise
         self._pending_carry = carry
         if self._encoder.count >= self.segment_frames:
             self._commit_segment()
@@ -1016,10 +1033,11 @@ class VideoWriter:
         if self._broken or self._encoder.count == 0:
             self._discard_segment()
             return
+        pending = self._encoder.count
         try:
             self._commit_segment()
-        except Exception:  # noqa: BLE001 - keep the caller's original error; this is cleanup
-            logger.exception("Could not save the last %d frames; a resume will redo them.", self._encoder.count if self._encoder else 0)
+        except Exception:  # noqa: BLE001 - cleanup must not hide the caller's original error
+            logger.exception("Could not save the last %d frames; a resume will redo them.", pending)
             self._discard_segment()
 
     def _discard_segment(self) -> None:
@@ -1085,7 +1103,10 @@ class VideoWriter:
                     continue
                 return self._publish(tmp, total)
         tmp.unlink(missing_ok=True)
-        raise VideoError(f"Could not write '{self.path}' ({'; '.join(errors) or 'no attempt succeeded'}). The output was not created.")
+        raise VideoError(
+            f"Could not write '{self.path}' ({'; '.join(errors) or 'no attempt succeeded'}); "
+            "the output was not created."
+        )
 
     def _publish(self, tmp: Path, total: int) -> Path:
         pts, _, _ = _scan_packets(tmp)
@@ -1157,7 +1178,7 @@ class VideoWriter:
                 delays.append(delay)
         return max(delays), delays
 
-    def _remux_packets(self, vstream, plan: tuple[int, list[int]]) -> Iterator[tuple[Fraction, int, av.Packet]]:
+    def _remux_packets(self, vstream, plan: tuple[int, list[int]]) -> Iterator[_Timed]:
         """Yield the segments' packets renumbered onto one timeline (in frames), keyed by time."""
         max_delay, _ = plan
         unit = 1 / self.rate
@@ -1179,7 +1200,7 @@ class VideoWriter:
                     decode_index += 1
                     yield packet.dts * unit, 0, packet
 
-    def _transcode_packets(self, encoder: _Encoder) -> Iterator[tuple[Fraction, int, av.Packet]]:
+    def _transcode_packets(self, encoder: _Encoder) -> Iterator[_Timed]:
         """Yield packets of the segments decoded and encoded once more (fallback path)."""
         for seg in self._segments:
             with av.open(str(self.work_dir / seg.file)) as container:
@@ -1194,7 +1215,7 @@ class VideoWriter:
         t0 = self.source_info.start_time + float(self.start_frame / self.rate)
         return t0, t0 + float(self.frames_done / self.rate)
 
-    def _audio_packets(self, out, mode: str) -> Iterator[tuple[Fraction, int, av.Packet]] | None:
+    def _audio_packets(self, out, mode: str) -> Iterator[_Timed] | None:
         """Audio of the source for the written frames, copied or re-encoded to AAC; ``None`` if none."""
         info = self.source_info
         if not self.copy_audio or info is None or not info.has_audio:
@@ -1218,7 +1239,7 @@ def _packet_time(packet: av.Packet) -> Fraction:
     return Fraction(stamp or 0) * Fraction(packet.time_base)
 
 
-def _copied_audio(source, in_stream, out_stream, window: tuple[float, float]) -> Iterator[tuple[Fraction, int, av.Packet]]:
+def _copied_audio(source, in_stream, out_stream, window: tuple[float, float]) -> Iterator[_Timed]:
     """Audio packets starting inside ``window`` (seconds), moved so the window starts at 0."""
     t0, t1 = window
     tb = Fraction(in_stream.time_base)
@@ -1239,7 +1260,7 @@ def _copied_audio(source, in_stream, out_stream, window: tuple[float, float]) ->
         source.close()
 
 
-def _encoded_audio(source, in_stream, out_stream, window: tuple[float, float]) -> Iterator[tuple[Fraction, int, av.Packet]]:
+def _encoded_audio(source, in_stream, out_stream, window: tuple[float, float]) -> Iterator[_Timed]:
     """Audio decoded inside ``window`` and encoded to AAC, starting at 0."""
     t0, t1 = window
     rate = in_stream.codec_context.sample_rate

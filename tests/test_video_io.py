@@ -271,7 +271,8 @@ def test_resume_after_dropped_writer(clip, tmp_path):
     assert point.next_frame == 8 and point.frames_done == 8
     assert int(point.carry["index"]) == 7
     np.testing.assert_array_equal(point.carry["last"], frames[7])
-    assert sorted(p.name for p in work.iterdir()) == ["carry_00001.npz", "manifest.json", "seg_00000.mp4", "seg_00001.mp4"]
+    expected = ["carry_00001.npz", "manifest.json", "seg_00000.mp4", "seg_00001.mp4"]
+    assert sorted(p.name for p in work.iterdir()) == expected  # the in-flight segment is gone
     for i, frame in enumerate(vio.read_frames(clip, start=point.next_frame), start=point.next_frame):
         again.write(frame, carry={"last": frame, "index": np.array(i)})
     again.finish()
@@ -320,6 +321,26 @@ def test_exception_keeps_progress_and_leaves_no_output(clip, tmp_path):
     assert point.next_frame == 6 and int(point.carry["index"]) == 5  # the short segment was committed
 
 
+def test_interrupt_inside_write_drops_the_open_segment(clip, tmp_path, monkeypatch):
+    out = tmp_path / "interrupted.mp4"
+    out.write_bytes(b"an older result")
+    real_encode = vio._Encoder.encode
+
+    def encode(self, rgb):
+        if index_of(rgb) == 6:
+            raise KeyboardInterrupt
+        return real_encode(self, rgb)
+
+    monkeypatch.setattr(vio._Encoder, "encode", encode)
+    with pytest.raises(KeyboardInterrupt):
+        with vio.VideoWriter(out, NTSC, source=clip, segment_frames=4) as writer:
+            write_all(writer, vio.read_frames(clip))
+    assert out.read_bytes() == b"an older result"  # untouched until a finish succeeds
+    monkeypatch.setattr(vio._Encoder, "encode", real_encode)
+    point = vio.VideoWriter(out, NTSC, source=clip, segment_frames=4).resume_point()
+    assert point.next_frame == 4 and int(point.carry["index"]) == 3
+
+
 def test_resume_with_other_settings_is_refused_or_restarted(clip, tmp_path):
     out = tmp_path / "settings.mp4"
     writer = vio.VideoWriter(out, NTSC, source=clip, segment_frames=2, settings={"layer": "a", "lr": 0.1})
@@ -364,6 +385,11 @@ def test_bad_parameters(tmp_path):
         vio.VideoWriter(tmp_path / "x.mp4", 25, preset="warp")
     with pytest.raises(InvalidParameterError, match="JSON"):
         vio.VideoWriter(tmp_path / "x.mp4", 25, settings={"f": object()})
+
+
+def test_start_frame_past_the_source_is_refused(clip, tmp_path):
+    with pytest.raises(InvalidParameterError, match="past the end"):
+        vio.VideoWriter(tmp_path / "x.mp4", NTSC, source=clip, start_frame=N)
 
 
 def test_corrupt_and_non_video_files(tmp_path):
