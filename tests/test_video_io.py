@@ -170,6 +170,19 @@ def test_round_trip_keeps_count_rate_size_audio(clip, tmp_path):
     assert not writer.work_dir.exists()
 
 
+def test_segments_are_joined_without_reencoding(clip, tmp_path):
+    out = tmp_path / "joined.mp4"
+    writer = vio.VideoWriter(out, NTSC, source=clip, segment_frames=5)
+    write_all(writer, vio.read_frames(clip))
+    writer.close()  # commits the last, shorter segment (frames 10-11)
+    segments = sorted(writer.work_dir.glob("seg_*.mp4"))
+    assert len(segments) == 3
+    decoded = [f for seg in segments for f in vio.read_frames(seg)]
+    writer.finish()
+    for a, b in zip(decoded, vio.read_frames(out), strict=True):
+        np.testing.assert_array_equal(a, b)  # same packets: bit-identical pictures
+
+
 def test_no_audio_is_fine(silent_clip, tmp_path):
     out = tmp_path / "silent_out.mkv"
     with vio.VideoWriter(out, NTSC, source=silent_clip, segment_frames=4) as writer:
