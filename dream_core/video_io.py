@@ -1065,6 +1065,14 @@ class VideoWriter:
     def finish(self) -> Path:
         """Join the segments, add the audio, and move the result onto the output path.
 
+        The segments' packets are copied with their timestamps renumbered onto one
+        timeline of exactly ``frames_done`` frames at ``frame_rate`` (pictures are
+        bit-identical to the segments). If they cannot be joined that way (their
+        encoder headers differ, e.g. x264 was upgraded between a run and its
+        resume), they are decoded and encoded once more, with a warning. Audio
+        the container cannot hold (or that fails to mux) is re-encoded to AAC
+        192 kb/s. The result is counted before it replaces the output.
+
         Returns:
             The output path.
 
