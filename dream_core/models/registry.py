@@ -84,16 +84,15 @@ def load_model(
         UnknownModelError, WeightsError.
     """
     spec = get_spec(name)
+    if weights is None and spec.load_default_weights is None:
+        raise WeightsError(f"Model '{name}' has no default weights; give a weights file. {spec.weights_hint}")
     with torch.inference_mode(False), torch.no_grad():
         net = spec.build()
         if weights is not None:
             source = os.fspath(weights)
             sd = read_state_dict(source)
         else:
-            if spec.load_default_weights is None:
-                raise WeightsError(
-                    f"Model '{name}' has no default weights; give a weights file. {spec.weights_hint}"
-                )
+            assert spec.load_default_weights is not None
             source = "default weights"
             try:
                 sd = spec.load_default_weights()
