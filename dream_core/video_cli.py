@@ -46,6 +46,8 @@ def add_video_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--start-image", default=None, help="dreamed version of the first frame (e.g. from an earlier run)")
     g.add_argument("--crf", type=float, default=18, help="x264 quality, 0..51 (lower = better)")
     g.add_argument("--preset", default="medium", help="x264 preset")
+    g.add_argument("--segment-frames", type=int, default=30,
+                   help="frames per committed output segment (at most this many are redone after a crash)")
     g.add_argument("--no-resume", action="store_true", help="start over even if an unfinished run exists")
     g.add_argument("--no-audio", action="store_true", help="do not copy the audio track")
 
@@ -109,7 +111,7 @@ def run_video(args: argparse.Namespace) -> int:
     }
     writer = VideoWriter(args.output, info.frame_rate, source=args.input, start_frame=args.start,
                          settings=run_settings, crf=args.crf, preset=args.preset,
-                         resume=not args.no_resume, audio=not args.no_audio)
+                         segment_frames=args.segment_frames, resume=not args.no_resume, audio=not args.no_audio)
     with writer, FrameDreamer(model, objective, settings, video, start_image=start_image) as dreamer:
         point = writer.resume_point()
         first = point.next_frame
