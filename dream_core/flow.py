@@ -158,9 +158,9 @@ def resize_flow(flow: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
         dtype; ``u`` multiplied by ``w / W`` and ``v`` by ``h / H``.
 
     Convention:
-        Pixel centres map as ``x' = (x + 0.5) * w / W - 0.5`` (bilinear
-        resampling with ``align_corners=False``), so displacements scale by
-        exactly ``w / W``.
+        Pixel centres map as ``x' = (x + 0.5) * w / W - 0.5`` (bilinear with
+        ``align_corners=False`` when enlarging, area averaging when
+        shrinking), so displacements scale by exactly ``w / W``.
 
     Raises:
         FlowError: bad flow shape.
@@ -171,11 +171,11 @@ def resize_flow(flow: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     h, w = int(size[0]), int(size[1])
     if (h, w) == (hh, ww):
         return flow
-    mode = "area" if h <= hh and w <= ww else "bilinear"
     chw = f.permute(0, 3, 1, 2)
-    out = F.interpolate(chw, size=(h, w), mode=mode) if mode == "area" else F.interpolate(
-        chw, size=(h, w), mode=mode, align_corners=False
-    )
+    if h <= hh and w <= ww:
+        out = F.interpolate(chw, size=(h, w), mode="area")
+    else:
+        out = F.interpolate(chw, size=(h, w), mode="bilinear", align_corners=False)
     gain = torch.tensor([w / ww, h / hh], device=f.device, dtype=f.dtype)
     out = out.permute(0, 2, 3, 1) * gain
     return out[0] if single else out
@@ -368,7 +368,7 @@ class FlowEstimator:
             raise InvalidImageError(
                 f"Both frames of a flow pair must have the same size; got {tuple(p.shape[-2:])} and {tuple(c.shape[-2:])} (HxW)."
             )
-        return p, c.to(p.device) if c.device != p.device else c
+        return (p.to(c.device) if p.device != c.device else p), c
 
     def _match(self, src: torch.Tensor, dst: torch.Tensor) -> torch.Tensor:
         """Flow ``f`` ``[B,H,W,2]`` with ``src(x) ≈ dst(x + f(x))`` for ``[B,3,H,W]`` frames."""
@@ -416,6 +416,18 @@ class FlowEstimator:
         return flow.permute(0, 2, 3, 1).clone()
 
 
+def _estimator(estimator: FlowEstimator | None, method: str, options: dict[str, object]) -> FlowEstimator:
+    """The given estimator, or a new one; refuses options an existing estimator would ignore."""
+    if estimator is None:
+        return FlowEstimator(method, **options)  # type: ignore[arg-type]
+    if options:
+        raise InvalidParameterError(
+            f"Options {sorted(options)} were given together with an estimator, which already fixes them; "
+            "set them when creating the FlowEstimator instead."
+        )
+    return estimator
+
+
 def compute_flow(
     prev: torch.Tensor,
     cur: torch.Tensor,
@@ -445,7 +457,7 @@ def compute_flow(
     Raises:
         FlowError, InvalidImageError, InvalidParameterError, WeightsError.
     """
-    est = estimator if estimator is not None else FlowEstimator(method, **options)  # type: ignore[arg-type]
+    est = _estimator(estimator, method, options)
     return est(prev, cur)
 
 
@@ -653,6 +665,49 @@ def _iter_frames(frames: torch.Tensor | Iterable[torch.Tensor]) -> tuple[Iterabl
     return frames, total
 
 
+class _PairStore:
+    """Collects per-pair flows on the storage device.
+
+    With a known pair count the result tensors are allocated once and filled
+    (peak memory = the result); otherwise pairs are listed and stacked at the
+    end (peak = twice the result, for a moment).
+    """
+
+    def __init__(self, pairs: int | None, size: tuple[int, int], keep_forward: bool, device: torch.device) -> None:
+        h, w = size
+        self.count = 0
+        self.keep_forward = keep_forward
+        self.device = device
+        self.size = size
+        self.prealloc = pairs is not None
+        n = pairs or 0
+        self.backward: torch.Tensor | list[torch.Tensor] = torch.empty(n, h, w, 2, device=device) if self.prealloc else []
+        self.forward: torch.Tensor | list[torch.Tensor] = (
+            torch.empty(n, h, w, 2, device=device) if self.prealloc and keep_forward else []
+        )
+        self.reliable: torch.Tensor | list[torch.Tensor] = torch.empty(n, h, w, device=device) if self.prealloc else []
+
+    def add(self, bw: torch.Tensor, fw: torch.Tensor | None, rel: torch.Tensor) -> None:
+        items = [(self.backward, bw), (self.reliable, rel)] + ([(self.forward, fw)] if fw is not None else [])
+        for target, value in items:
+            if isinstance(target, list):
+                target.append(value.to(self.device, torch.float32))
+            else:
+                target[self.count].copy_(value)
+        self.count += 1
+
+    def tensors(self) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
+        h, w = self.size
+
+        def done(t: torch.Tensor | list[torch.Tensor], shape: tuple[int, ...]) -> torch.Tensor:
+            if isinstance(t, list):
+                return torch.stack(t) if t else torch.zeros(0, *shape, device=self.device)
+            return t[: self.count]
+
+        forward = done(self.forward, (h, w, 2)) if self.keep_forward else None
+        return done(self.backward, (h, w, 2)), forward, done(self.reliable, (h, w))
+
+
 def compute_flows(
     frames: torch.Tensor | Iterable[torch.Tensor],
     method: str = DEFAULT_FLOW_METHOD,
@@ -695,13 +750,12 @@ def compute_flows(
         InvalidImageError: no frames, frames of different sizes or bad shapes.
         FlowError, InvalidParameterError, WeightsError: see :class:`FlowEstimator`.
     """
-    est = estimator if estimator is not None else FlowEstimator(method, **options)  # type: ignore[arg-type]
+    est = _estimator(estimator, method, options)
     storage = torch.device(storage_device)
     stream, total_frames = _iter_frames(frames)
     total_pairs = None if total_frames is None else max(0, total_frames - 1)
-    backs: list[torch.Tensor] = []
-    fores: list[torch.Tensor] = []
-    masks: list[torch.Tensor] = []
+    store: _PairStore | None = None
+    keep = consistency and keep_forward
     prev: torch.Tensor | None = None
     size: tuple[int, int] | None = None
     started = time.perf_counter()
@@ -709,6 +763,7 @@ def compute_flows(
         cur = _as_batch_frame(frame, f"frame {index}")
         if size is None:
             size = (int(cur.shape[-2]), int(cur.shape[-1]))
+            store = _PairStore(total_pairs, size, keep, storage)
         elif tuple(cur.shape[-2:]) != size:
             raise InvalidImageError(
                 f"All frames must have the same size; frame 0 is {size[1]}x{size[0]} but frame {index} is "
@@ -721,20 +776,15 @@ def compute_flows(
             else:
                 bw, fw = est(prev, cur), None
                 rel = reliability_mask(bw)
-            backs.append(bw.to(storage))
-            masks.append(rel.to(storage))
-            if fw is not None and keep_forward:
-                fores.append(fw.to(storage))
+            assert store is not None
+            store.add(bw, fw if keep else None, rel)
             if on_pair is not None:
-                on_pair(len(backs), total_pairs)
+                on_pair(store.count, total_pairs)
         prev = cur
-    if size is None:
+    if size is None or store is None:
         raise InvalidImageError("No frames were given to compute optical flow on; at least one frame is needed.")
     h, w = size
-    empty = torch.zeros(0, h, w, 2, device=storage)
-    backward = torch.stack(backs) if backs else empty
-    forward = (torch.stack(fores) if fores else empty.clone()) if consistency and keep_forward else None
-    reliable = torch.stack(masks) if masks else torch.zeros(0, h, w, device=storage)
+    backward, forward, reliable = store.tensors()
     result = FlowSet(backward=backward, forward=forward, reliable=reliable, method=est.method, size=size)
     if len(result):
         log.info(

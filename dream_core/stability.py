@@ -32,7 +32,15 @@ from typing import Iterable, Iterator, Union
 import torch
 
 from .errors import FlowError, InvalidImageError
-from .flow import DEFAULT_FLOW_METHOD, FlowEstimator, FlowSet, _as_batch_frame, _iter_frames, reliability_mask
+from .flow import (
+    DEFAULT_FLOW_METHOD,
+    FlowEstimator,
+    FlowSet,
+    _as_batch_frame,
+    _estimator,
+    _iter_frames,
+    reliability_mask,
+)
 from .warp import warp
 
 log = logging.getLogger(__name__)
@@ -117,7 +125,7 @@ def stability_metrics(
         consistency: when estimating, use the forward-backward check for the
             reliability mask (doubles the flow time).
         **options: passed to :class:`~dream_core.flow.FlowEstimator`
-            (``max_side``, ``weights``, ...).
+            (``max_side``, ``weights``, ...) when the flow is estimated here.
 
     Returns:
         :class:`StabilityMetrics`; with fewer than two frames (or no reliable
@@ -132,8 +140,8 @@ def stability_metrics(
             in length.
         FlowError: ``flows`` was computed for another clip (frame count or size).
     """
-    if flows is None and estimator is None:
-        estimator = FlowEstimator(method, **options)  # type: ignore[arg-type]
+    if flows is None:
+        estimator = _estimator(estimator, method, options)
     prev_in: torch.Tensor | None = None
     prev_out: torch.Tensor | None = None
     size: tuple[int, int] | None = None

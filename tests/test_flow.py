@@ -188,6 +188,8 @@ def test_estimator_errors():
         compute_flows([torch.rand(3, 32, 32), torch.rand(3, 32, 40)])
     with pytest.raises(InvalidImageError, match="No frames"):
         compute_flows([])
+    with pytest.raises(InvalidParameterError, match="estimator"):
+        compute_flows(torch.rand(2, 3, 32, 32), estimator=est, max_side=16)
 
 
 # --------------------------------------------------------------------------- reliability
