@@ -145,5 +145,5 @@ def test_video_errors(small_clip, tmp_path, caplog):
 
 def test_demo_command(tmp_path):
     out = tmp_path / "demo.mp4"
-    assert main(["demo", str(out), "--frames", "4", *QUICK]) == 0
+    assert main(["demo", str(out), "--frames", "4", *QUICK, "--max-side", "128"]) == 0
     assert probe_video(out).num_frames == 4
