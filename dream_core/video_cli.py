@@ -130,8 +130,8 @@ def run_video(args: argparse.Namespace) -> int:
                 bw, fw = estimator.bidirectional(prev_raw, raw)
                 rel = reliability_mask(bw, fw)
             out = dreamer.dream_next(raw, bw, rel)
-            carry = {"prev_raw": raw.cpu().numpy(), "prev_dream": out.cpu().numpy()}
-            writer.write(to_uint8_hwc(out), carry=carry)
+            # Device tensors: the writer copies them to the host only when it commits a segment.
+            writer.write(to_uint8_hwc(out), carry={"prev_raw": raw, "prev_dream": out})
             prev_raw = raw
             bar.update(1)
         bar.close()
