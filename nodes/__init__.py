@@ -1,0 +1,36 @@
+"""The ComfyUI nodes (V1 API) of DeepDream Video: thin wrappers over ``dream_core``.
+
+Importing this package never imports ComfyUI; :mod:`.comfy_adapter` does that lazily.
+"""
+
+from __future__ import annotations
+
+from . import comfy_adapter
+from .flow_nodes import DDVOpticalFlow
+from .image_nodes import DDVDreamImage
+from .model_nodes import DDVLayerSelect, DDVModelLoader, layer_catalog
+from .video_nodes import DDVVideoDream
+
+NODE_CLASS_MAPPINGS = {
+    "DDVModelLoader": DDVModelLoader,
+    "DDVLayerSelect": DDVLayerSelect,
+    "DDVDreamImage": DDVDreamImage,
+    "DDVOpticalFlow": DDVOpticalFlow,
+    "DDVVideoDream": DDVVideoDream,
+}
+
+NODE_DISPLAY_NAME_MAPPINGS = {
+    "DDVModelLoader": "DeepDream Model Loader",
+    "DDVLayerSelect": "DeepDream Layers",
+    "DDVDreamImage": "DeepDream Image",
+    "DDVOpticalFlow": "DeepDream Optical Flow",
+    "DDVVideoDream": "DeepDream Video (flow-warped)",
+}
+
+
+def setup_host() -> None:
+    """Inside ComfyUI: register the models/deepdream folder and the layer-list route (no-op elsewhere)."""
+    comfy_adapter.setup_host(layer_catalog)
+
+
+__all__ = ["NODE_CLASS_MAPPINGS", "NODE_DISPLAY_NAME_MAPPINGS", "setup_host"]

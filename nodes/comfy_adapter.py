@@ -1,0 +1,236 @@
+"""Everything the node pack needs from its ComfyUI host, with plain fallbacks.
+
+This is the only module of the pack that imports ``comfy.*``, ``folder_paths``,
+``server`` or ``aiohttp``, and it does so lazily inside functions. Without
+ComfyUI (unit tests, the CLI, a notebook) every function still works:
+
+==========================  ======================================  =============================
+function                    inside ComfyUI                          fallback
+==========================  ======================================  =============================
+:func:`compute_device`      ``model_management.get_torch_device()`` ``cuda`` if available, else ``cpu``
+:func:`intermediate_device` ``model_management.intermediate_device`` ``cpu``
+:func:`soft_empty_cache`    ``model_management.soft_empty_cache()`` ``torch.cuda.empty_cache()`` if CUDA
+:func:`check_interrupt`     raises when the user pressed Cancel     no-op
+:class:`Progress`           ``comfy.utils.ProgressBar`` + preview    debug log
+weights folder functions    ``folder_paths`` ``deepdream`` folder   no folder (paths used as given)
+:func:`setup_host`          registers folder and HTTP route         no-op
+==========================  ======================================  =============================
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from typing import Any, Callable, Optional
+
+import torch
+
+log = logging.getLogger(__name__)
+
+#: Name of our model folder (``ComfyUI/models/deepdream``; remappable in extra_model_paths.yaml).
+MODEL_FOLDER = "deepdream"
+#: Files listed in that folder (set explicitly: a new folder name otherwise lists every file).
+WEIGHT_EXTENSIONS = frozenset({".pth", ".pt", ".safetensors", ".bin"})
+#: HTTP route (also served under ``/api``) that the web extension asks for a model's layers.
+LAYERS_ROUTE = "/deepdream_video/layers"
+
+
+# --------------------------------------------------------------------------- host modules
+
+
+def _model_management() -> Any:
+    try:
+        import comfy.model_management as mm
+    except ImportError:
+        return None
+    return mm
+
+
+def _folder_paths() -> Any:
+    try:
+        import folder_paths
+    except ImportError:
+        return None
+    return folder_paths if hasattr(folder_paths, "folder_names_and_paths") else None
+
+
+def in_comfyui() -> bool:
+    """True when running inside a ComfyUI server process."""
+    return _folder_paths() is not None and _model_management() is not None
+
+
+# --------------------------------------------------------------------------- devices, memory, interrupt
+
+
+def compute_device() -> torch.device:
+    """Where models run and images are dreamed."""
+    mm = _model_management()
+    if mm is not None:
+        return torch.device(mm.get_torch_device())
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def intermediate_device() -> torch.device:
+    """Where node outputs (IMAGE batches, flows) are kept between nodes."""
+    mm = _model_management()
+    if mm is not None:
+        return torch.device(mm.intermediate_device())
+    return torch.device("cpu")
+
+
+def soft_empty_cache() -> None:
+    """Give cached accelerator memory back after a heavy node."""
+    mm = _model_management()
+    if mm is not None:
+        mm.soft_empty_cache()
+    elif torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
+def check_interrupt() -> None:
+    """Raise ComfyUI's interrupt exception when the user pressed Cancel (no-op outside ComfyUI)."""
+    mm = _model_management()
+    if mm is not None:
+        mm.throw_exception_if_processing_interrupted()
+
+
+# --------------------------------------------------------------------------- progress with preview
+
+
+def tensor_to_pil(image: torch.Tensor) -> Any:
+    """First image of ``[B,3,H,W]`` (or ``[3,H,W]``) in ``0..1`` as a PIL RGB image."""
+    from PIL import Image
+
+    x = image.detach()
+    if x.dim() == 4:
+        x = x[0]
+    x = x[:3].float().clamp(0, 1).mul(255).round().to(torch.uint8)
+    return Image.fromarray(x.permute(1, 2, 0).cpu().numpy(), "RGB")
+
+
+class Progress:
+    """Progress bar on the executing node, with an optional live JPEG preview.
+
+    Args:
+        total: number of units (steps, frames, pairs).
+        preview_interval: minimum seconds between two previews (turning a tensor
+            into a JPEG costs time, so not every step gets one).
+        preview_size: longest side of the preview in pixels.
+
+    Example:
+        >>> bar = Progress(100)
+        >>> bar.update(10, image)          # image: [B,3,H,W] tensor, or a callable returning one
+    """
+
+    def __init__(self, total: int, preview_interval: float = 0.5, preview_size: int = 512) -> None:
+        self.total = max(1, int(total))
+        self.preview_interval = preview_interval
+        self.preview_size = preview_size
+        self._last_preview = float("-inf")
+        self._bar = None
+        try:
+            import comfy.utils
+
+            self._bar = comfy.utils.ProgressBar(self.total)
+        except ImportError:
+            pass
+
+    def update(
+        self,
+        value: float,
+        image: Optional[torch.Tensor | Callable[[], torch.Tensor]] = None,
+        force_preview: bool = False,
+    ) -> None:
+        """Set the bar to ``value``; attach ``image`` as preview if the interval has passed."""
+        preview = None
+        now = time.monotonic()
+        if image is not None and (force_preview or now - self._last_preview >= self.preview_interval):
+            if self._bar is not None:
+                tensor = image() if callable(image) else image
+                preview = ("JPEG", tensor_to_pil(tensor), self.preview_size)
+            self._last_preview = now
+        if self._bar is not None:
+            self._bar.update_absolute(min(value, self.total), self.total, preview)
+        else:
+            log.debug("progress %s/%s", value, self.total)
+
+
+# --------------------------------------------------------------------------- weights folder
+
+
+def register_model_folder() -> None:
+    """Register ``models/deepdream`` with our weight extensions (keeps paths from extra_model_paths.yaml)."""
+    fp = _folder_paths()
+    if fp is None:
+        return
+    default = os.path.join(fp.models_dir, MODEL_FOLDER)
+    paths, exts = fp.folder_names_and_paths.get(MODEL_FOLDER, ([], set()))
+    paths = list(paths)
+    if default not in paths:
+        paths.append(default)
+    # A folder first named in extra_model_paths.yaml has an empty extension set (= every file).
+    fp.folder_names_and_paths[MODEL_FOLDER] = (paths, set(exts) | set(WEIGHT_EXTENSIONS))
+
+
+def model_folders() -> list[str]:
+    """Folders searched for weights files (for messages); a placeholder outside ComfyUI."""
+    fp = _folder_paths()
+    if fp is None or MODEL_FOLDER not in fp.folder_names_and_paths:
+        return [os.path.join("ComfyUI", "models", MODEL_FOLDER)]
+    return list(fp.get_folder_paths(MODEL_FOLDER))
+
+
+def list_weight_files() -> list[str]:
+    """Weights files in the model folder(s), relative names, sorted; empty outside ComfyUI."""
+    fp = _folder_paths()
+    if fp is None or MODEL_FOLDER not in fp.folder_names_and_paths:
+        return []
+    return list(fp.get_filename_list(MODEL_FOLDER))
+
+
+def resolve_weights(name: str) -> Optional[str]:
+    """Full path of weights file ``name`` from the model folder; outside ComfyUI, ``name`` if it is a file."""
+    fp = _folder_paths()
+    if fp is not None and MODEL_FOLDER in fp.folder_names_and_paths:
+        path = fp.get_full_path(MODEL_FOLDER, name)
+        if path is not None:
+            return path
+    return name if os.path.isfile(name) else None
+
+
+# --------------------------------------------------------------------------- HTTP route for the web extension
+
+
+def register_layers_route(catalog: Callable[[str], dict]) -> None:
+    """Serve ``GET /deepdream_video/layers?model=NAME`` -> ``catalog(NAME)`` as JSON (404 for unknown names)."""
+    try:
+        from aiohttp import web
+        from server import PromptServer
+    except ImportError:
+        return
+    server = getattr(PromptServer, "instance", None)
+    if server is None:
+        return
+
+    async def layers(request: "web.Request") -> "web.Response":
+        import asyncio
+
+        name = request.query.get("model", "")
+        try:
+            # The first call per model builds it once (random init) to count channels: not on the event loop.
+            info = await asyncio.get_running_loop().run_in_executor(None, catalog, name)
+        except ValueError as exc:  # UnknownModelError is a ValueError
+            return web.json_response({"error": str(exc)}, status=404)
+        return web.json_response(info)
+
+    server.routes.get(LAYERS_ROUTE)(layers)
+
+
+def setup_host(catalog: Callable[[str], dict]) -> None:
+    """Called once at pack import: register the weights folder and the layers route inside ComfyUI."""
+    if _folder_paths() is None:
+        return
+    register_model_folder()
+    register_layers_route(catalog)
+    log.info("DeepDream Video: weights folder(s) %s", ", ".join(model_folders()))

@@ -1,0 +1,181 @@
+"""Shared pieces of the nodes: type names, IMAGE layout conversions, dream-setting widgets.
+
+ComfyUI's IMAGE is ``[B,H,W,C]`` float ``0..1`` on the CPU (``C`` is 3, sometimes 4
+or 1); ``dream_core`` works on ``[B,3,H,W]``. Inputs are never modified: they are
+ComfyUI's cached outputs of the upstream node.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from ..dream_core import DreamSettings, InvalidImageError
+from ..dream_core.video_dream import VIDEO_MODES, VideoSettings
+
+CATEGORY = "DeepDream Video"
+
+MODEL_TYPE = "DEEPDREAM_MODEL"
+OBJECTIVE_TYPE = "DEEPDREAM_OBJECTIVE"
+FLOW_TYPE = "DEEPDREAM_FLOW"
+
+#: What the flow node is called in messages about flow that does not fit the frames.
+FLOW_PRODUCER = "the DeepDream Optical Flow node"
+
+_D = DreamSettings()
+_V = VideoSettings()
+MAX_SEED = 0xFFFFFFFF
+
+
+# --------------------------------------------------------------------------- tensors
+
+
+def check_image(images: Any, name: str = "images") -> torch.Tensor:
+    """Validate a ComfyUI IMAGE ``[B,H,W,C]`` (C = 1, 3 or 4, float) and return it.
+
+    Raises:
+        InvalidImageError: not a tensor, wrong rank/channels, empty, or not float.
+    """
+    if not isinstance(images, torch.Tensor):
+        raise InvalidImageError(f"'{name}' must be an IMAGE tensor [B,H,W,C]; got {type(images).__name__}.")
+    if images.dim() != 4 or images.shape[-1] not in (1, 3, 4):
+        raise InvalidImageError(
+            f"'{name}' must be an IMAGE [B,H,W,C] with C = 3 (RGB), 4 (RGBA) or 1 (gray); got shape {tuple(images.shape)}."
+        )
+    b, h, w, _ = images.shape
+    if b == 0 or h < 2 or w < 2:
+        raise InvalidImageError(f"'{name}' is empty or too small: {b} image(s) of {w}x{h}.")
+    if not images.is_floating_point():
+        raise InvalidImageError(f"'{name}' must be float in 0..1; got {images.dtype}.")
+    return images
+
+
+def rgb_frame(images: torch.Tensor, index: int, device: torch.device | str) -> torch.Tensor:
+    """Item ``index`` of an IMAGE as RGB ``[1,3,H,W]`` float32 on ``device`` (a new tensor).
+
+    RGBA is composited on black (as ``dream_core``'s ``to_rgb``), gray repeated.
+    """
+    x = images[index : index + 1].to(device=device, dtype=torch.float32)
+    c = x.shape[-1]
+    if c == 4:
+        x = x[..., :3] * x[..., 3:4]
+    elif c == 1:
+        x = x.expand(-1, -1, -1, 3)
+    return x.permute(0, 3, 1, 2).contiguous()
+
+
+def to_image(x: torch.Tensor) -> torch.Tensor:
+    """``[B,3,H,W]`` -> ComfyUI IMAGE ``[B,H,W,3]`` float32 (same device)."""
+    return x.permute(0, 2, 3, 1).to(torch.float32)
+
+
+# --------------------------------------------------------------------------- widgets
+
+
+def dream_inputs(defaults: DreamSettings = _D) -> dict[str, tuple]:
+    """One widget per :class:`DreamSettings` field, with tooltips that say which way each pushes the dream."""
+    return {
+        "num_octaves": ("INT", {
+            "default": defaults.num_octaves, "min": 1, "max": 12,
+            "tooltip": "Number of scales the dream is built over, smallest first (1 = full size only). "
+                       "More -> larger, coarser patterns; fewer -> fine detail only.",
+        }),
+        "octave_scale": ("FLOAT", {
+            "default": defaults.octave_scale, "min": 1.05, "max": 4.0, "step": 0.05,
+            "tooltip": "Size ratio between two octaves. Larger -> octaves further apart, bigger patterns; "
+                       "too large and the smallest octave gets below the model's minimum size.",
+        }),
+        "num_iterations": ("INT", {
+            "default": defaults.num_iterations, "min": 1, "max": 500,
+            "tooltip": "Gradient steps per octave. More -> stronger, more developed dream; time grows in proportion.",
+        }),
+        "learning_rate": ("FLOAT", {
+            "default": defaults.learning_rate, "min": 0.001, "max": 0.5, "step": 0.001,
+            "tooltip": "Step size per iteration (image units). Larger -> stronger, harsher dream; smaller -> subtler.",
+        }),
+        "jitter": ("INT", {
+            "default": defaults.jitter, "min": 0, "max": 256,
+            "tooltip": "Largest random shift (pixels) of the image before each step. Larger -> fewer grid "
+                       "artefacts, softer patterns; 0 disables.",
+        }),
+        "gradient_smoothing": ("FLOAT", {
+            "default": defaults.gradient_smoothing, "min": 0.0, "max": 10.0, "step": 0.1,
+            "tooltip": "Gaussian blur (sigma, pixels) of the gradient. Larger -> smoother, less noisy patterns; 0 disables.",
+        }),
+        "seed": ("INT", {
+            "default": defaults.seed, "min": 0, "max": MAX_SEED, "control_after_generate": False,
+            "tooltip": "Seeds the jitter. Same seed and inputs -> the same result; another seed -> a slightly different dream.",
+        }),
+        "luminance_only": ("BOOLEAN", {
+            "default": defaults.luminance_only,
+            "tooltip": "On -> keep the original colours and dream only brightness; off -> the network's colours appear.",
+        }),
+        "autocast": (["none", "bf16", "fp16"], {
+            "default": defaults.autocast,
+            "tooltip": "Mixed precision for the forward pass. bf16/fp16 -> faster with less memory on GPUs, tiny "
+                       "differences; none -> exact float32 (best on CPU).",
+        }),
+        "tile_size": ("INT", {
+            "default": defaults.tile_size, "min": 64, "max": 8192, "step": 32,
+            "tooltip": "Images larger than this (either side, pixels) get their gradient computed tile by tile. "
+                       "Smaller -> less memory, a little slower; larger -> faster if memory allows.",
+        }),
+        "tile_overlap": ("INT", {
+            "default": defaults.tile_overlap, "min": 0, "max": 1024, "step": 8,
+            "tooltip": "Context pixels around each tile (must stay below tile_size / 2). Larger -> fewer seams, slower.",
+        }),
+    }
+
+
+DREAM_KEYS = tuple(dream_inputs())
+
+
+def dream_settings(values: dict[str, Any]) -> DreamSettings:
+    """Build and validate :class:`DreamSettings` from the node's widget values."""
+    settings = DreamSettings(**{k: values[k] for k in DREAM_KEYS})
+    settings.validate()
+    return settings
+
+
+def video_inputs(defaults: VideoSettings = _V) -> dict[str, tuple]:
+    """Widgets of :class:`~dream_core.video_dream.VideoSettings`."""
+    return {
+        "mode": (list(VIDEO_MODES), {
+            "default": defaults.mode,
+            "tooltip": "stable: the previous dream is carried along the optical flow, fades (carry), skips "
+                       "occluded areas and pulls towards the warped dream (least flicker). seed: the original "
+                       "neural-dream rule (warped dream added unchanged, compounds over time). independent: every "
+                       "frame dreamed alone, no flow needed (flickers).",
+        }),
+        "carry": ("FLOAT", {
+            "default": defaults.carry, "min": 0.0, "max": 1.0, "step": 0.01,
+            "tooltip": "stable: share of the previous frame's dream carried onto this frame. Higher -> steadier "
+                       "patterns that follow the scene; lower -> adapts faster to new content, more flicker.",
+        }),
+        "temporal_weight": ("FLOAT", {
+            "default": defaults.temporal_weight, "min": 0.0, "max": 1.0, "step": 0.01,
+            "tooltip": "stable: per-step pull of reliable pixels towards the warped previous dream. Higher -> less "
+                       "flicker, less new detail; 0 turns the pull off.",
+        }),
+        "later_iterations": ("FLOAT", {
+            "default": defaults.later_iterations, "min": 0.05, "max": 1.0, "step": 0.05,
+            "tooltip": "stable: iterations of frames after the first, as a fraction of num_iterations. Lower -> "
+                       "faster (the carried dream already holds the pattern); higher -> more new detail per frame.",
+        }),
+        "occlusion_feather": ("FLOAT", {
+            "default": defaults.occlusion_feather, "min": 0.0, "max": 32.0, "step": 0.5,
+            "tooltip": "stable: blur (pixels) of the edge where the flow is unreliable (occlusions, new content). "
+                       "Larger -> softer seams; 0 -> hard edges.",
+        }),
+    }
+
+
+VIDEO_KEYS = tuple(video_inputs())
+
+
+def video_settings(values: dict[str, Any]) -> VideoSettings:
+    """Build and validate :class:`VideoSettings` from the node's widget values."""
+    settings = VideoSettings(**{k: values[k] for k in VIDEO_KEYS})
+    settings.validate()
+    return settings

@@ -1,0 +1,269 @@
+"""DeepDream Model Loader and DeepDream Layers: the model, and what to maximise in it."""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+from typing import Any, Optional
+
+from ..dream_core import (
+    DEFAULT_MODEL,
+    DreamModel,
+    InvalidParameterError,
+    Objective,
+    ObjectiveSyntaxError,
+    UnknownLayerError,
+    UnknownModelError,
+    WeightsError,
+    get_spec,
+    list_models,
+    load_model,
+    parse_objective,
+)
+from ..dream_core.errors import did_you_mean
+from . import comfy_adapter as host
+from .common import CATEGORY, MODEL_TYPE, OBJECTIVE_TYPE
+
+log = logging.getLogger(__name__)
+
+#: The weights combo entry meaning "the model's own default weights".
+DEFAULT_WEIGHTS = "(default)"
+
+
+def check_model(model: Any) -> DreamModel:
+    """Raise a clear error when ``model`` is not what the DeepDream Model Loader gives."""
+    if not (hasattr(model, "spec") and hasattr(model, "net") and hasattr(model, "layer_names")):
+        raise InvalidParameterError(
+            f"'model' must come from the DeepDream Model Loader node; got {type(model).__name__}."
+        )
+    return model
+
+
+def resolve_objective(model: DreamModel, objective: Optional[Objective]) -> Objective:
+    """``objective`` checked against ``model``, or the model's default objective when none is connected."""
+    if objective is None:
+        return parse_objective(model.spec.default_objective, model)
+    if not isinstance(objective, Objective):
+        raise InvalidParameterError(
+            f"'objective' must come from a DeepDream Layers node; got {type(objective).__name__}."
+        )
+    objective.validate(model)
+    return objective
+
+
+# --------------------------------------------------------------------------- layer catalogue
+
+
+def _first_layer(objective_text: str) -> str:
+    return parse_objective(objective_text).layers()[0]
+
+
+@functools.lru_cache(maxsize=None)
+def all_layer_names() -> tuple[str, ...]:
+    """Every registered model's layer names, the default model's first (the layer combo's values)."""
+    names: dict[str, None] = {}
+    for name in [DEFAULT_MODEL] + [m for m in list_models() if m != DEFAULT_MODEL]:
+        names.update(dict.fromkeys(get_spec(name).layer_names))
+    return tuple(names)
+
+
+@functools.lru_cache(maxsize=None)
+def layer_catalog(model_name: str) -> dict[str, Any]:
+    """Layers of ``model_name`` with channel counts, for the web extension's dropdown.
+
+    Channel counts come from one dry run of the architecture with random weights
+    (no weights file or download needed), done once per model.
+
+    Returns:
+        ``{"model", "default", "layers": [{"name", "channels"}, ...]}`` shallow to deep.
+
+    Raises:
+        UnknownModelError: with close matches.
+    """
+    spec = get_spec(model_name)
+    counts = DreamModel(spec, spec.build(), "random init (channel counts only)").layer_channels()
+    return {
+        "model": spec.name,
+        "default": _first_layer(spec.default_objective),
+        "layers": [{"name": name, "channels": int(counts[name])} for name in spec.layer_names],
+    }
+
+
+# --------------------------------------------------------------------------- model loader
+
+
+def _weights_hint(model_name: str) -> str:
+    try:
+        return get_spec(model_name).weights_hint
+    except UnknownModelError:
+        return ""
+
+
+def _folders_text() -> str:
+    return ", ".join(host.model_folders())
+
+
+class DDVModelLoader:
+    """Loads a DeepDream model once; ComfyUI keeps it cached while the inputs stay the same."""
+
+    DESCRIPTION = (
+        "Loads a DeepDream network onto ComfyUI's compute device. efficientnet_lite0 works offline out of the box; "
+        "other models use their torchvision download or a weights file from ComfyUI/models/deepdream."
+    )
+    CATEGORY = CATEGORY
+    RETURN_TYPES = (MODEL_TYPE,)
+    RETURN_NAMES = ("model",)
+    OUTPUT_TOOLTIPS = ("The loaded network; connect it to DeepDream Layers and the dream nodes.",)
+    FUNCTION = "load"
+
+    @classmethod
+    def INPUT_TYPES(cls) -> dict[str, Any]:
+        return {
+            "required": {
+                "model_name": (list_models(), {
+                    "default": DEFAULT_MODEL,
+                    "tooltip": "The network to dream with. efficientnet_lite0 needs no download; googlenet, "
+                               "inception_v3, vgg16/19 and resnet50 download torchvision weights on first use "
+                               "(or take a file from models/deepdream); bvlc_googlenet (the original DeepDream "
+                               "model) needs bvlc_googlenet.pth in models/deepdream.",
+                }),
+                "weights": ([DEFAULT_WEIGHTS] + host.list_weight_files(), {
+                    "default": DEFAULT_WEIGHTS,
+                    "tooltip": "(default): the model's own weights. Or a .pth/.pt/.safetensors/.bin state dict for "
+                               "this architecture from ComfyUI/models/deepdream (press R to refresh the list).",
+                }),
+            }
+        }
+
+    @classmethod
+    def VALIDATE_INPUTS(cls, model_name: str, weights: str) -> bool | str:
+        if model_name not in list_models():
+            return (f"Unknown model '{model_name}'.{did_you_mean(str(model_name), list_models())} "
+                    f"Registered models: {', '.join(list_models())}.")
+        if weights == DEFAULT_WEIGHTS:
+            if get_spec(model_name).load_default_weights is None:
+                return (f"Model '{model_name}' has no default weights: put its weights file in the models/deepdream "
+                        f"folder ({_folders_text()}), press R, and choose it in 'weights'. {_weights_hint(model_name)}")
+            return True
+        if host.resolve_weights(weights) is None:
+            return (f"Weights file '{weights}' is not in the models/deepdream folder ({_folders_text()}). Put it "
+                    f"there and press R, or choose '{DEFAULT_WEIGHTS}'. {_weights_hint(model_name)}")
+        return True
+
+    @classmethod
+    def IS_CHANGED(cls, model_name: str, weights: str) -> str:
+        """Reload when the chosen weights file changes on disk; otherwise ComfyUI's cache keeps the model."""
+        path = host.resolve_weights(weights) if weights != DEFAULT_WEIGHTS else None
+        if path is None:
+            return f"{model_name}|{weights}"
+        return f"{model_name}|{path}|{os.path.getmtime(path)}"
+
+    def load(self, model_name: str, weights: str) -> tuple[DreamModel]:
+        hint = _weights_hint(model_name)
+        path = None
+        if weights != DEFAULT_WEIGHTS:
+            path = host.resolve_weights(weights)
+            if path is None:
+                raise WeightsError(
+                    f"Weights file '{weights}' is not in the models/deepdream folder ({_folders_text()}). "
+                    f"Put it there and press R, or choose '{DEFAULT_WEIGHTS}'. {hint}"
+                )
+        elif get_spec(model_name).load_default_weights is None:
+            raise WeightsError(
+                f"Model '{model_name}' has no default weights: put its weights file in the models/deepdream folder "
+                f"({_folders_text()}), press R, and choose it in 'weights'. {hint}"
+            )
+        device = host.compute_device()
+        try:
+            model = load_model(model_name, weights=path, device=device)
+        except WeightsError as exc:
+            raise WeightsError(f"{exc} Weights files go in the models/deepdream folder ({_folders_text()}).") from exc
+        log.info("DeepDream model %s loaded on %s from %s", model.name, device, model.weights_source)
+        return (model,)
+
+
+# --------------------------------------------------------------------------- layers / objective
+
+
+def _channels_text(channels: str) -> str:
+    text = channels.strip()
+    if not text or text.lower() == "all":
+        return ""
+    return text if text.startswith("[") else f"[{text}]"
+
+
+class DDVLayerSelect:
+    """Builds the objective: a layer (optionally some of its channels) with a weight, chained onto another."""
+
+    DESCRIPTION = (
+        "What the dream maximises: one layer of the model, optionally only some channels, with a weight. "
+        "Chain several DeepDream Layers nodes through 'objective' to mix layers. The layer list follows "
+        "the connected model."
+    )
+    CATEGORY = CATEGORY
+    RETURN_TYPES = (OBJECTIVE_TYPE,)
+    RETURN_NAMES = ("objective",)
+    OUTPUT_TOOLTIPS = ("The objective; connect it to a dream node or to another DeepDream Layers node.",)
+    FUNCTION = "select"
+
+    @classmethod
+    def INPUT_TYPES(cls) -> dict[str, Any]:
+        names = list(all_layer_names())
+        return {
+            "required": {
+                "model": (MODEL_TYPE, {"tooltip": "The model whose layer is chosen (from DeepDream Model Loader)."}),
+                "layer": (names, {
+                    "default": _first_layer(get_spec(DEFAULT_MODEL).default_objective),
+                    "tooltip": "Layer to amplify, shallow to deep. Shallower -> strokes and textures; deeper -> "
+                               "eyes, animals, objects. The list follows the connected model.",
+                }),
+                "channels": ("STRING", {
+                    "default": "",
+                    "tooltip": "Empty = all channels of the layer. Or one channel (12), a range (10-20) or a list "
+                               "(3,7,10-20): fewer channels -> one distinct motif. The label shows the valid range.",
+                }),
+                "weight": ("FLOAT", {
+                    "default": 1.0, "min": -10.0, "max": 10.0, "step": 0.05,
+                    "tooltip": "Weight of this layer in the objective. Larger -> its patterns dominate the chain; "
+                               "negative -> suppresses them.",
+                }),
+            },
+            "optional": {
+                "objective": (OBJECTIVE_TYPE, {
+                    "tooltip": "Chain: the objective of another DeepDream Layers node; this node adds its layer to it.",
+                }),
+            },
+        }
+
+    @classmethod
+    def VALIDATE_INPUTS(cls, layer: str, channels: Optional[str]) -> bool | str:
+        names = all_layer_names()
+        if layer not in names:
+            return (f"Unknown layer '{layer}'.{did_you_mean(str(layer), names)} Pick a layer from the list; it "
+                    "follows the model connected to this node.")
+        if channels is not None and _channels_text(str(channels)):
+            try:
+                parse_objective(f"{layer}:{_channels_text(str(channels))}")
+            except ObjectiveSyntaxError as exc:
+                return str(exc)
+        return True
+
+    def select(
+        self, model: DreamModel, layer: str, channels: str, weight: float, objective: Optional[Objective] = None
+    ) -> tuple[Objective]:
+        model = check_model(model)
+        chans = _channels_text(channels)
+        text = f"{layer}:{chans}" if chans else layer
+        try:
+            term = parse_objective(text, model)
+        except UnknownLayerError as exc:
+            known = "" if "Did you mean" in str(exc) else f" Its layers: {', '.join(model.layer_names)}."
+            raise UnknownLayerError(
+                f"{exc}{known} (The layer list of this node follows the connected model; pick the layer again.)"
+            ) from exc
+        if weight != 1.0:
+            term = float(weight) * term
+        result = term if objective is None else resolve_objective(model, objective) + term
+        log.info("DeepDream objective: %s", result.to_string())
+        return (result,)
