@@ -634,7 +634,9 @@ class FlowSet:
             FlowError: ``t`` outside ``1 .. N-1`` (frame 0 has no previous frame).
         """
         if not 1 <= t <= len(self):
-            raise FlowError(f"No flow for frame {t}: this flow covers frames 1..{len(self)} of {self.num_frames} (frame 0 has none).")
+            raise FlowError(
+                f"No flow for frame {t}: this flow covers frames 1..{len(self)} of {self.num_frames} (frame 0 has none)."
+            )
         return self.backward[t - 1], self.reliable[t - 1]
 
     def check_matches(self, num_frames: int | None, height: int, width: int, producer: str = "compute_flows()") -> None:

@@ -87,10 +87,14 @@ def _paired(inputs: Frames, outputs: Frames) -> Iterator[tuple[int, torch.Tensor
         try:
             frame_out = next(out_iter)
         except StopIteration:
-            raise InvalidImageError(f"outputs ended after {index} frames but inputs go on; give one output frame per input frame.") from None
+            raise InvalidImageError(
+                f"outputs ended after {index} frames but inputs go on; give one output frame per input frame."
+            ) from None
         yield index, _as_batch_frame(frame_in, f"input frame {index}"), _as_batch_frame(frame_out, f"output frame {index}")
     if next(out_iter, None) is not None:
-        raise InvalidImageError(f"inputs ended after {index + 1} frames but outputs go on; give one output frame per input frame.")
+        raise InvalidImageError(
+            f"inputs ended after {index + 1} frames but outputs go on; give one output frame per input frame."
+        )
 
 
 def _masked_mean(diff: torch.Tensor, mask: torch.Tensor, count: torch.Tensor) -> float:
