@@ -24,10 +24,17 @@ from .errors import (
     WeightsError,
 )
 from .features import FeatureHooks, count_hooks
+from .flow import DEFAULT_FLOW_METHOD, FLOW_METHODS, FlowEstimator, FlowSet, compute_flows, flow_to_color
 from .models import DEFAULT_MODEL, DreamModel, get_spec, list_models, load_model
 from .objectives import Objective, channel, layer, parse_objective
+from .stability import StabilityMetrics, stability_metrics
+from .video_dream import DEFAULT_VIDEO_MODE, VIDEO_MODES, FrameDreamer, VideoSettings, dream_frames
+from .warp import warp, warp_with_mask
 
 __all__ = [
+    "DEFAULT_FLOW_METHOD", "DEFAULT_VIDEO_MODE", "FLOW_METHODS", "FlowEstimator", "FlowSet", "FrameDreamer",
+    "StabilityMetrics", "VIDEO_MODES", "VideoSettings", "compute_flows", "dream_frames", "flow_to_color",
+    "stability_metrics", "warp", "warp_with_mask",
     "DEFAULT_MODEL", "ChannelOutOfRangeError", "DreamCancelled", "DreamError", "DreamModel", "DreamSettings",
     "FeatureHooks", "FlowError", "InvalidImageError", "InvalidParameterError", "Objective", "ObjectiveSyntaxError",
     "TemporalAnchor", "UnknownLayerError", "UnknownModelError", "VideoError", "WeightsError", "channel",
