@@ -5,7 +5,9 @@ Recipe for one step at one octave (the image ``x`` is RGB ``[B,3,h,w]`` in ``0..
 1. jitter: roll ``x`` by a random offset (seeded), so artefacts of the
    network's stride grid do not accumulate;
 2. forward through the network *up to the deepest requested layer only*
-   and evaluate the objective;
+   (on its execution copy: BatchNorm folded into the convolutions,
+   ``channels_last``; see :func:`dream_core.features.execution_net`) and
+   evaluate the objective;
 3. gradient of the objective with respect to the rolled image (tile by tile
    with an overlap margin when the image is larger than ``tile_size``), rolled back;
 4. optional Gaussian smoothing of the gradient (``gradient_smoothing`` pixels);
@@ -145,7 +147,7 @@ def guide_objective(model: DreamModel, objective: Objective, guide: torch.Tensor
         f = max_side / max(h, w)
         guide = resize(guide, (max(1, round(h * f)), max(1, round(w * f))))
     layers = objective.layers()
-    with grad_enabled_outside_inference(), torch.no_grad(), FeatureHooks(model, layers) as hooks:
+    with grad_enabled_outside_inference(), torch.no_grad(), FeatureHooks(model, layers, optimize=True) as hooks:
         feats = hooks.run(guide.clone())
     terms = [GuideObjective(name, feats[name][0].flatten(1).detach()) for name in layers]
     return terms[0] if len(terms) == 1 else SumObjective(terms)
@@ -290,7 +292,7 @@ def _dream_octaves(
     total = len(sizes) * settings.num_iterations
     gen = torch.Generator().manual_seed(int(settings.seed))
     own_hooks = hooks is None
-    ctx = FeatureHooks(model, objective.layers()) if own_hooks else nullcontext(hooks)
+    ctx = FeatureHooks(model, objective.layers(), optimize=True) if own_hooks else nullcontext(hooks)
     step = 0
     detail: Optional[torch.Tensor] = None
     with ctx as active:

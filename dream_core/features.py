@@ -5,18 +5,33 @@ removes every hook on exit, also when the body raises. The hook on the deepest
 requested layer raises :class:`_StopForward` so the rest of the network never
 runs (the network is *truncated* after the deepest layer without rewriting
 any architecture's ``forward``).
+
+With ``optimize=True`` (what the dream loop uses) the forward runs on an
+*execution copy* of the network made for speed (:func:`execution_net`): every
+BatchNorm that directly follows a convolution is folded into that
+convolution's weights, and on CPU and CUDA the convolutions run in
+``channels_last`` memory format. The copy computes the same features (checked
+on a probe image when it is built) and is cached per model until the model's
+weights, device or dtype change.
 """
 
 from __future__ import annotations
 
+import copy
+import logging
+import threading
+import weakref
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Iterator, Sequence
+from typing import TYPE_CHECKING, Iterator, Optional, Sequence
 
 import torch
+from torch import nn
 from torch.utils.hooks import RemovableHandle
 
 if TYPE_CHECKING:  # pragma: no cover
     from .models.spec import DreamModel
+
+log = logging.getLogger(__name__)
 
 
 class _StopForward(Exception):
@@ -36,9 +51,13 @@ class FeatureHooks:
         layers: friendly layer names (validated; unknown names raise
             :class:`~dream_core.errors.UnknownLayerError`).
         truncate: stop the forward pass right after the deepest layer.
+        optimize: run the cached execution copy of the network (BatchNorm folded
+            into convolutions, ``channels_last`` input; see :func:`execution_net`)
+            instead of ``model.net``. Same features up to float round-off, faster;
+            hooks of your own on ``model.net`` do not see these forwards.
     """
 
-    def __init__(self, model: "DreamModel", layers: Sequence[str], truncate: bool = True) -> None:
+    def __init__(self, model: "DreamModel", layers: Sequence[str], truncate: bool = True, *, optimize: bool = False) -> None:
         if not layers:
             from .errors import InvalidParameterError
 
@@ -48,11 +67,18 @@ class FeatureHooks:
         self.modules = {name: model.module_for(name) for name in self.layers}
         self.deepest = max(self.layers, key=model.layer_depth)
         self.truncate = truncate
+        self.optimize = optimize
+        self._net: nn.Module = model.net
+        self._channels_last = False
+        self._norm: Optional[tuple[torch.Tensor, torch.Tensor]] = None
         self._handles: list[RemovableHandle] = []
         self._store: dict[str, torch.Tensor] = {}
 
     def __enter__(self) -> "FeatureHooks":
-        for name, module in self.modules.items():
+        self._net = execution_net(self.model) if self.optimize else self.model.net
+        self._channels_last = self.optimize and _channels_last_pays(self.model)
+        for name in self.layers:
+            module = self._net.get_submodule(self.model.spec.layers[name]) if self.optimize else self.modules[name]
             self._handles.append(module.register_forward_hook(self._make_hook(name)))
         return self
 
@@ -76,6 +102,21 @@ class FeatureHooks:
 
         return hook
 
+    def _normalize(self, image: torch.Tensor) -> torch.Tensor:
+        if not self.optimize:
+            return self.model.normalize(image)
+        # (x * value_scale - mean) / std as one multiply-add with constants made once.
+        norm = self.model.spec.normalization
+        if self._norm is None or self._norm[0].device != image.device or self._norm[0].dtype != image.dtype:
+            std = torch.tensor(norm.std, dtype=torch.float64)
+            scale = (norm.value_scale / std).view(1, 3, 1, 1)
+            shift = (-torch.tensor(norm.mean, dtype=torch.float64) / std).view(1, 3, 1, 1)
+            self._norm = (scale.to(image.device, image.dtype), shift.to(image.device, image.dtype))
+        x = image.flip(1) if norm.bgr else image
+        if self._channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        return torch.addcmul(self._norm[1], x, self._norm[0])
+
     def run(self, image: torch.Tensor) -> dict[str, torch.Tensor]:
         """Forward RGB ``[B,3,H,W]`` ``0..1`` through the network; return captured features.
 
@@ -86,7 +127,7 @@ class FeatureHooks:
             raise RuntimeError("FeatureHooks.run() called outside its 'with' block")
         self._store = {}
         try:
-            self.model.net(self.model.normalize(image))
+            self._net(self._normalize(image))
         except _StopForward:
             pass
         missing = [n for n in self.layers if n not in self._store]
@@ -97,6 +138,207 @@ class FeatureHooks:
         return out
 
 
+# --------------------------------------------------------------------------- execution copy
+
+_EXEC_CACHE: "weakref.WeakKeyDictionary[DreamModel, tuple[tuple, nn.Module]]" = weakref.WeakKeyDictionary()
+_EXEC_LOCK = threading.Lock()
+
+#: Probe features of the folded copy must match the original within this (relative to the feature's scale).
+_FOLD_RTOL = 1e-3
+
+
+def _channels_last_pays(model: "DreamModel") -> bool:
+    """``channels_last`` input: measured 1.3x (GoogLeNet) to 2.4x (EfficientNet-Lite0) faster on CPU
+    (benchmarks/RESULTS.md); on CUDA it is what cuDNN's tensor-core kernels prefer."""
+    return model.device.type in ("cpu", "cuda")
+
+
+def _weights_key(net: nn.Module) -> tuple:
+    """Changes when any parameter or buffer is replaced, moved, cast or modified in place."""
+    return tuple((id(t), t._version, t.device, t.dtype) for t in (*net.parameters(), *net.buffers()))
+
+
+def execution_net(model: "DreamModel") -> nn.Module:
+    """The network the dream loop runs: a copy of ``model.net`` made for speed.
+
+    The copy has new module objects but shares every tensor it does not change
+    (so it costs memory only for the weights it rewrites), and none of the hooks
+    registered on ``model.net``. In it:
+
+    * every ``BatchNorm2d`` (eval mode) whose input is exactly the output of a
+      ``Conv2d`` run just before it, and whose convolution is not itself a named
+      layer (its pre-BatchNorm output would change), is folded into that
+      convolution: ``w' = w * s`` with ``s = gamma / sqrt(var + eps)``, bias
+      ``(b - mean) * s + beta``; the BatchNorm becomes ``nn.Identity`` (or a bias
+      add when the convolution's ``forward`` ignores ``self.bias``), so the same
+      module paths still name the same layers;
+    * on CPU and CUDA, convolution weights are stored ``channels_last`` so the
+      NHWC kernels run (1.3-2.4x faster on CPU; see benchmarks/RESULTS.md).
+
+    The copy is checked against ``model.net`` on a probe image (every named
+    layer, relative tolerance 1e-3); on a mismatch ``model.net`` itself is
+    returned with a warning. Cached per model; rebuilt when the model's
+    weights, device or dtype change.
+
+    Returns:
+        ``nn.Module`` in eval mode with frozen parameters, on the model's device and dtype.
+    """
+    key = _weights_key(model.net)
+    with _EXEC_LOCK:
+        cached = _EXEC_CACHE.get(model)
+        if cached is not None and cached[0] == key:
+            return cached[1]
+        with torch.inference_mode(False), torch.no_grad():
+            net = _build_execution_net(model)
+        _EXEC_CACHE[model] = (key, net)
+        return net
+
+
+def _conv_bn_pairs(model: "DreamModel", net: nn.Module, probe: torch.Tensor) -> list[tuple[str, str]]:
+    """``(conv path, bn path)`` pairs of ``net`` (a copy of ``model.net``) where the BatchNorm reads
+    the convolution's output directly."""
+    names = {m: n for n, m in net.named_modules()}
+    named_layers = {model.spec.layers[layer] for layer in model.layer_names}
+    outputs: dict[int, tuple[str, torch.Tensor]] = {}
+    pairs: list[tuple[str, str]] = []
+    calls: dict[str, int] = {}
+
+    def on_conv(module: nn.Module, _inputs: tuple, output: torch.Tensor) -> None:
+        name = names[module]
+        calls[name] = calls.get(name, 0) + 1
+        outputs[id(output)] = (name, output)
+
+    def on_bn(module: nn.Module, inputs: tuple, _output: torch.Tensor) -> None:
+        name = names[module]
+        calls[name] = calls.get(name, 0) + 1
+        src = outputs.get(id(inputs[0]))
+        if src is not None and src[1] is inputs[0]:
+            pairs.append((src[0], name))
+
+    handles = []
+    for module in net.modules():
+        if isinstance(module, nn.Conv2d):
+            handles.append(module.register_forward_hook(on_conv))
+        elif isinstance(module, nn.BatchNorm2d):
+            handles.append(module.register_forward_hook(on_bn))
+    try:
+        net(model.normalize(probe))
+    finally:
+        for h in handles:
+            h.remove()
+    good = []
+    for conv_name, bn_name in pairs:
+        conv, bn = net.get_submodule(conv_name), net.get_submodule(bn_name)
+        if (
+            calls.get(conv_name) == 1 and calls.get(bn_name) == 1 and conv_name not in named_layers
+            and not bn.training and bn.running_mean is not None and bn.running_var is not None
+            and conv.out_channels == bn.num_features
+        ):
+            good.append((conv_name, bn_name))
+    return good
+
+
+def _set_submodule(net: nn.Module, path: str, module: nn.Module) -> None:
+    parent, _, child = path.rpartition(".")
+    setattr(net.get_submodule(parent) if parent else net, child, module)
+
+
+class _ChannelBias(nn.Module):
+    """What is left of a folded BatchNorm when its convolution's ``forward`` ignores ``self.bias``."""
+
+    def __init__(self, bias: torch.Tensor) -> None:
+        super().__init__()
+        self.register_buffer("bias", bias.view(1, -1, 1, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.bias
+
+
+def _fold_pair(net: nn.Module, conv_name: str, bn_name: str) -> None:
+    """Fold BatchNorm ``bn_name`` into convolution ``conv_name`` of ``net`` (in place; ``net`` is a copy)."""
+    conv, bn = net.get_submodule(conv_name), net.get_submodule(bn_name)
+    assert bn.running_mean is not None and bn.running_var is not None
+    scale = torch.rsqrt(bn.running_var + bn.eps)
+    if bn.weight is not None:
+        scale = scale * bn.weight
+    shift = -bn.running_mean * scale
+    if bn.bias is not None:
+        shift = shift + bn.bias
+    conv.weight = nn.Parameter(conv.weight * scale.view(-1, *[1] * (conv.weight.dim() - 1)), requires_grad=False)
+    old_bias = conv.bias
+    if type(conv).forward is nn.Conv2d.forward:  # the standard forward adds self.bias
+        bias = shift if old_bias is None else old_bias * scale + shift
+        conv.bias = nn.Parameter(bias, requires_grad=False)
+        _set_submodule(net, bn_name, nn.Identity())
+    else:  # e.g. TensorFlow-"same" convolutions that call F.conv2d(x, self.weight, None, ...)
+        if old_bias is not None:
+            conv.bias = nn.Parameter(old_bias * scale, requires_grad=False)
+        _set_submodule(net, bn_name, _ChannelBias(shift))
+
+
+def _structural_copy(net: nn.Module) -> nn.Module:
+    """New module objects sharing ``net``'s tensors, without any hooks (so probing it fires none of the user's)."""
+    shared = {id(t): t for t in (*net.parameters(), *net.buffers())}
+    twin = copy.deepcopy(net, memo=shared)
+    for module in twin.modules():
+        for hooks in (module._forward_hooks, module._forward_pre_hooks, module._backward_hooks, module._backward_pre_hooks):
+            hooks.clear()
+    return twin
+
+
+def _build_execution_net(model: "DreamModel") -> nn.Module:
+    if model.net.training:
+        return model.net
+    reference = _structural_copy(model.net)
+    size = max(model.spec.min_size, 64)
+    gen = torch.Generator().manual_seed(0)
+    probe = torch.rand(1, 3, size, size, generator=gen).to(device=model.device, dtype=model.dtype)
+    foldable = model.dtype in (torch.float32, torch.float64) and any(isinstance(m, nn.BatchNorm2d) for m in reference.modules())
+    pairs = _conv_bn_pairs(model, reference, probe) if foldable else []
+    channels_last = _channels_last_pays(model)
+    if not pairs and not channels_last:
+        return model.net
+    fast = _structural_copy(model.net)
+    for conv_name, bn_name in pairs:
+        _fold_pair(fast, conv_name, bn_name)
+    if channels_last:
+        # mkldnn/cuDNN pick the NHWC kernels when the weight is NHWC, whatever the
+        # input layout (some nets re-pack their input, e.g. GoogLeNet's transform_input).
+        for module in fast.modules():
+            if isinstance(module, nn.Conv2d):
+                module.weight = nn.Parameter(module.weight.contiguous(memory_format=torch.channels_last),
+                                             requires_grad=False)
+    fast.eval()
+    if not _same_features(model, reference, fast, probe):
+        log.warning("The optimised copy of %s computes different features; running the original network.", model.name)
+        return model.net
+    log.debug("Execution copy of %s: %d BatchNorm layers folded, channels_last=%s", model.name, len(pairs), channels_last)
+    return fast
+
+
+def _same_features(model: "DreamModel", a: nn.Module, b: nn.Module, probe: torch.Tensor) -> bool:
+    def feats(net: nn.Module) -> dict[str, torch.Tensor]:
+        store: dict[str, torch.Tensor] = {}
+        handles = []
+        for layer in model.layer_names:
+            def hook(_m: nn.Module, _i: object, out: object, layer: str = layer) -> None:
+                store.setdefault(layer, out[0] if isinstance(out, (tuple, list)) else out)
+            handles.append(net.get_submodule(model.spec.layers[layer]).register_forward_hook(hook))
+        try:
+            net(model.normalize(probe))
+        finally:
+            for h in handles:
+                h.remove()
+        return store
+
+    fa, fb = feats(a), feats(b)
+    for layer in model.layer_names:
+        x, y = fa[layer].float(), fb[layer].float()
+        if x.shape != y.shape or (x - y).abs().max() > _FOLD_RTOL * (x.abs().max() + 1e-6):
+            return False
+    return True
+
+
 def capture_features(model: "DreamModel", image: torch.Tensor, layers: Sequence[str]) -> dict[str, torch.Tensor]:
     """One-shot helper: features of ``layers`` for ``image`` (hooks removed afterwards)."""
     with FeatureHooks(model, layers) as hooks:
@@ -104,8 +346,17 @@ def capture_features(model: "DreamModel", image: torch.Tensor, layers: Sequence[
 
 
 def count_hooks(module: torch.nn.Module) -> int:
-    """Number of forward hooks registered anywhere in ``module`` (for leak checks)."""
-    return sum(len(m._forward_hooks) for m in module.modules())
+    """Number of forward hooks registered anywhere in ``module`` (for leak checks).
+
+    For a :class:`~dream_core.models.spec.DreamModel` this includes the hooks on
+    its cached execution copy (:func:`execution_net`), where ``FeatureHooks(...,
+    optimize=True)`` registers them.
+    """
+    count = sum(len(m._forward_hooks) for m in module.modules())
+    cached = _EXEC_CACHE.get(module)  # type: ignore[call-overload]
+    if cached is not None and cached[1] is not getattr(module, "net", None):
+        count += sum(len(m._forward_hooks) for m in cached[1].modules())
+    return count
 
 
 @contextmanager

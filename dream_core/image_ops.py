@@ -5,6 +5,7 @@ Conventions: images are RGB float in ``0..1``; sizes are ``(height, width)``.
 
 from __future__ import annotations
 
+import functools
 import math
 
 import torch
@@ -44,14 +45,22 @@ def gaussian_blur(image: torch.Tensor, sigma: float) -> torch.Tensor:
     radius = min(radius, image.shape[-1] - 1, image.shape[-2] - 1)
     if radius < 1:
         return image
-    xs = torch.arange(-radius, radius + 1, device=image.device, dtype=image.dtype)
-    kernel = torch.exp(-(xs**2) / (2 * sigma * sigma))
-    kernel = kernel / kernel.sum()
+    kernel = _gaussian_kernel(float(sigma), radius, image.device, image.dtype)
     c = image.shape[1]
     kx = kernel.view(1, 1, 1, -1).expand(c, 1, 1, -1)
     ky = kernel.view(1, 1, -1, 1).expand(c, 1, -1, 1)
     out = F.conv2d(F.pad(image, (radius, radius, 0, 0), mode="reflect"), kx, groups=c)
     return F.conv2d(F.pad(out, (0, 0, radius, radius), mode="reflect"), ky, groups=c)
+
+
+@functools.lru_cache(maxsize=32)
+def _gaussian_kernel(sigma: float, radius: int, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+    """Normalised 1-D Gaussian taps ``[2*radius+1]``, made once per (sigma, radius, device, dtype):
+    the dream loop blurs every step and should not rebuild (on CUDA: re-upload) them."""
+    with torch.inference_mode(False), torch.no_grad():
+        xs = torch.arange(-radius, radius + 1, dtype=torch.float64)
+        kernel = torch.exp(-(xs**2) / (2 * sigma * sigma))
+        return (kernel / kernel.sum()).to(device=device, dtype=dtype)
 
 
 def luminance(image: torch.Tensor) -> torch.Tensor:

@@ -1,0 +1,159 @@
+"""The dream loop's execution copy: BatchNorm folded, channels_last, same features, never touching model.net."""
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from conftest import textured_image
+from dream_core import DreamSettings, count_hooks, dream_image
+from dream_core.features import FeatureHooks, execution_net
+from dream_core.models import get_spec
+from dream_core.models.spec import IMAGENET, DreamModel, ModelSpec
+
+FAST = DreamSettings(num_octaves=2, octave_scale=1.5, num_iterations=3, learning_rate=0.02, jitter=4)
+
+
+class _SameConv(nn.Conv2d):
+    """A convolution whose forward ignores ``self.bias`` (as TensorFlow-"same" ports do)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.conv2d(F.pad(x, (1, 1, 1, 1)), self.weight, None, self.stride, 0)
+
+
+class BnNet(nn.Module):
+    """conv-BN-ReLU stages, one with a bias-ignoring convolution, one whose conv is itself a named layer."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(3, 8, 3, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(8)
+        self.conv2 = _SameConv(8, 16, 3, bias=False)
+        self.bn2 = nn.BatchNorm2d(16)
+        self.conv3 = nn.Conv2d(16, 16, 3, stride=2, padding=1)
+        self.bn3 = nn.BatchNorm2d(16)
+        self.act1, self.act2, self.act3 = nn.ReLU(), nn.ReLU(), nn.ReLU()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.act1(self.bn1(self.conv1(x)))
+        x = self.act2(self.bn2(self.conv2(x)))
+        return self.act3(self.bn3(self.conv3(x)))
+
+
+def _randomise_bn(net: nn.Module, seed: int = 0) -> None:
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for m in net.modules():
+            if isinstance(m, nn.BatchNorm2d):
+                m.running_mean.copy_(torch.randn(m.num_features, generator=g) * 0.3)
+                m.running_var.copy_(torch.rand(m.num_features, generator=g) + 0.5)
+                m.weight.copy_(torch.rand(m.num_features, generator=g) + 0.5)
+                m.bias.copy_(torch.randn(m.num_features, generator=g) * 0.2)
+
+
+@pytest.fixture
+def bn_model() -> DreamModel:
+    torch.manual_seed(0)
+    spec = ModelSpec(
+        name="bn_tiny", description="test net with BatchNorm", build=BnNet,
+        layers={"conv1": "conv1", "stage1": "act1", "stage2": "act2", "stage3": "act3"},
+        normalization=IMAGENET, default_objective="stage2", min_size=8,
+    )
+    net = BnNet()
+    _randomise_bn(net)
+    return DreamModel(spec, net, "random init")
+
+
+def _features(model: DreamModel, image: torch.Tensor, optimize: bool) -> dict[str, torch.Tensor]:
+    with torch.no_grad(), FeatureHooks(model, model.layer_names, truncate=False, optimize=optimize) as hooks:
+        return hooks.run(image)
+
+
+def test_execution_copy_folds_bn_and_keeps_every_feature(bn_model):
+    fast = execution_net(bn_model)
+    assert fast is not bn_model.net
+    kinds = {name: type(m).__name__ for name, m in fast.named_modules()}
+    assert kinds["bn1"] == "BatchNorm2d"         # conv1 is a named layer: its raw output must stay
+    assert kinds["bn2"] == "_ChannelBias"        # conv2 ignores self.bias: a bias add is left
+    assert kinds["bn3"] == "Identity"            # folded into conv3's weights and bias
+    x = textured_image(40, 48)
+    plain, opt = _features(bn_model, x, False), _features(bn_model, x, True)
+    for name in bn_model.layer_names:
+        torch.testing.assert_close(opt[name], plain[name], rtol=1e-4, atol=1e-5)
+
+
+def test_named_conv_keeps_its_pre_batchnorm_output(bn_model):
+    x = textured_image(32, 32)
+    torch.testing.assert_close(_features(bn_model, x, True)["conv1"], _features(bn_model, x, False)["conv1"],
+                               rtol=1e-4, atol=1e-5)
+
+
+def test_original_network_is_untouched(bn_model):
+    before = {k: v.clone() for k, v in bn_model.net.state_dict().items()}
+    calls = []
+    handle = bn_model.net.conv1.register_forward_hook(lambda *a: calls.append(1))
+    try:
+        dream_image(bn_model, textured_image(32, 32), "stage2", FAST)
+    finally:
+        handle.remove()
+    assert calls == []  # neither the probe nor the dream ran model.net
+    after = bn_model.net.state_dict()
+    assert before.keys() == after.keys()
+    assert all(torch.equal(before[k], after[k]) for k in before)
+    assert all(p.is_contiguous() for p in bn_model.net.parameters())
+
+
+def test_dream_matches_the_plain_network(bn_model):
+    x = textured_image(40, 40)
+    fast = dream_image(bn_model, x, "stage2", FAST)
+    with FeatureHooks(bn_model, ["stage2"], optimize=False) as plain_hooks:
+        plain = dream_image(bn_model, x, "stage2", FAST, hooks=plain_hooks)
+    assert (fast - plain).abs().mean() < 1e-4
+
+
+def test_copy_is_rebuilt_when_weights_change(bn_model):
+    first = execution_net(bn_model)
+    assert execution_net(bn_model) is first
+    with torch.no_grad():
+        bn_model.net.bn1.running_mean.add_(0.5)
+    second = execution_net(bn_model)
+    assert second is not first
+    x = textured_image(32, 32)
+    torch.testing.assert_close(_features(bn_model, x, True)["stage1"], _features(bn_model, x, False)["stage1"],
+                               rtol=1e-4, atol=1e-5)
+
+
+def test_hooks_on_the_copy_are_counted_and_removed(bn_model):
+    with FeatureHooks(bn_model, ["stage1", "stage2"], optimize=True) as hooks:
+        hooks.run(textured_image(32, 32))
+        assert count_hooks(bn_model) == 2
+    assert count_hooks(bn_model) == 0
+
+
+def test_built_inside_inference_mode_still_differentiable(bn_model):
+    with torch.inference_mode():
+        x = textured_image(32, 32).clone()
+        out = dream_image(bn_model, x, "stage2", FAST)
+    assert out.shape == x.shape
+
+
+@pytest.mark.parametrize("name", ["googlenet", "resnet50", "inception_v3", "efficientnet_lite0"])
+def test_zoo_execution_copies_match(name):
+    spec = get_spec(name)
+    torch.manual_seed(0)
+    with torch.no_grad():
+        net = spec.build()
+        _randomise_bn(net)
+    model = DreamModel(spec, net, "random init")
+    fast = execution_net(model)
+    before = sum(isinstance(m, nn.BatchNorm2d) for m in model.net.modules())
+    after = sum(isinstance(m, nn.BatchNorm2d) for m in fast.modules())
+    assert after <= 1 < before  # resnet50 keeps bn1: its conv1 is a named layer
+    size = max(spec.min_size, 80)
+    x = textured_image(size, size + 16)
+    layer = spec.default_objective
+    with torch.no_grad(), FeatureHooks(model, [layer], optimize=False) as h:
+        plain = h.run(x)[layer]
+    with torch.no_grad(), FeatureHooks(model, [layer], optimize=True) as h:
+        opt = h.run(x)[layer]
+    assert (opt - plain).abs().max() <= 1e-3 * plain.abs().max()
