@@ -136,7 +136,7 @@ class FrameDreamer:
         self._later_settings = settings.with_(num_iterations=later) if video.mode == "stable" else settings
 
     def __enter__(self) -> "FrameDreamer":
-        self._hooks = FeatureHooks(self.model, self.objective.layers()).__enter__()
+        self._hooks = FeatureHooks(self.model, self.objective.layers(), optimize=True).__enter__()
         return self
 
     def __exit__(self, *exc: object) -> None:
