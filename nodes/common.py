@@ -11,8 +11,7 @@ from typing import Any
 
 import torch
 
-from ..dream_core import DreamSettings, InvalidImageError
-from ..dream_core.video_dream import VIDEO_MODES, VideoSettings
+from ..dream_core import VIDEO_MODES, DreamSettings, InvalidImageError, VideoSettings
 
 CATEGORY = "DeepDream Video"
 

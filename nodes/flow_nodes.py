@@ -14,17 +14,16 @@ from typing import Any, Optional
 import torch
 import torch.nn.functional as F
 
-from ..dream_core import WeightsError
-from ..dream_core.flow import (
+from ..dream_core import (
     DEFAULT_FLOW_METHOD,
     FLOW_METHODS,
-    RAFT_METHODS,
     FlowEstimator,
     FlowSet,
+    WeightsError,
     compute_flows,
     flow_to_color,
-    resize_flow,
 )
+from ..dream_core.flow import RAFT_METHODS, resize_flow
 from . import comfy_adapter as host
 from .common import CATEGORY, FLOW_TYPE, check_image, rgb_frame
 

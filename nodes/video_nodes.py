@@ -8,9 +8,7 @@ from typing import Any, Optional
 
 import torch
 
-from ..dream_core import DreamModel, FlowError, InvalidParameterError, Objective
-from ..dream_core.flow import FlowSet
-from ..dream_core.video_dream import FrameDreamer
+from ..dream_core import DreamModel, FlowError, FlowSet, FrameDreamer, InvalidParameterError, Objective
 from . import comfy_adapter as host
 from .common import (
     CATEGORY,
