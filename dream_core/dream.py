@@ -51,6 +51,9 @@ _TILE_ALIGN = 32
 #: Largest image (pixels) accepted at all; beyond it even tiling would take hours.
 MAX_PIXELS = 8192 * 8192
 
+#: Out-of-memory back-off halves ``tile_size`` down to this, then gives up.
+_MIN_TILE = 128
+
 
 @dataclass(frozen=True)
 class DreamSettings:
@@ -203,6 +206,33 @@ def _objective_gradient(
     return grad, total
 
 
+def _gradient_backing_off(
+    hooks: FeatureHooks,
+    objective: Objective,
+    image: torch.Tensor,
+    settings: DreamSettings,
+    amp_dtype: Optional[torch.dtype],
+) -> tuple[torch.Tensor, DreamSettings]:
+    """:func:`_objective_gradient`, halving ``tile_size`` after an out-of-memory error.
+
+    Returns the gradient and the settings that worked, which the caller keeps for the
+    rest of the dream. Gives up (re-raises) below :data:`_MIN_TILE` pixels.
+    """
+    while True:
+        try:
+            return _objective_gradient(hooks, objective, image, settings, amp_dtype)[0], settings
+        except torch.OutOfMemoryError:
+            tile = min(settings.tile_size, max(image.shape[-2:])) // 2
+            if tile < _MIN_TILE:
+                raise
+        # Outside the except block: the failed attempt's tensors are freed before retrying.
+        if image.device.type == "cuda":
+            torch.cuda.empty_cache()
+        log.warning("Out of memory at tile_size %d on %s; retrying with tiles of %d px.",
+                    settings.tile_size, image.device, tile)
+        settings = settings.with_(tile_size=tile, tile_overlap=min(settings.tile_overlap, tile // 2 - 1))
+
+
 def check_image_for_dream(image: torch.Tensor, model: DreamModel, settings: DreamSettings) -> torch.Tensor:
     """Validate ``image`` and settings against ``model``; return RGB ``[B,3,H,W]``.
 
@@ -295,6 +325,7 @@ def _dream_octaves(
     ctx = FeatureHooks(model, objective.layers(), optimize=True) if own_hooks else nullcontext(hooks)
     step = 0
     detail: Optional[torch.Tensor] = None
+    grad_settings = settings  # tile_size may shrink after an out-of-memory error
     with ctx as active:
         for size in sizes:
             octave_base = resize(base, size)
@@ -306,7 +337,7 @@ def _dream_octaves(
                 ox, oy = (torch.randint(-settings.jitter, settings.jitter + 1, (2,), generator=gen).tolist()
                           if settings.jitter else (0, 0))
                 rolled = torch.roll(x, shifts=(oy, ox), dims=(2, 3))
-                grad, _ = _objective_gradient(active, objective, rolled, settings, amp_dtype)
+                grad, grad_settings = _gradient_backing_off(active, objective, rolled, grad_settings, amp_dtype)
                 grad = torch.roll(grad, shifts=(-oy, -ox), dims=(2, 3))
                 if settings.gradient_smoothing > 0:
                     grad = gaussian_blur(grad, settings.gradient_smoothing)

@@ -52,12 +52,22 @@ class FeatureHooks:
             :class:`~dream_core.errors.UnknownLayerError`).
         truncate: stop the forward pass right after the deepest layer.
         optimize: run the cached execution copy of the network (BatchNorm folded
-            into convolutions, ``channels_last`` input; see :func:`execution_net`)
+            into convolutions, ``channels_last``; see :func:`execution_net`)
             instead of ``model.net``. Same features up to float round-off, faster;
             hooks of your own on ``model.net`` do not see these forwards.
+        channels_last: with ``optimize``, force the memory format on (``True``)
+            or off (``False``); ``None`` picks it by device (on for CPU and CUDA).
     """
 
-    def __init__(self, model: "DreamModel", layers: Sequence[str], truncate: bool = True, *, optimize: bool = False) -> None:
+    def __init__(
+        self,
+        model: "DreamModel",
+        layers: Sequence[str],
+        truncate: bool = True,
+        *,
+        optimize: bool = False,
+        channels_last: Optional[bool] = None,
+    ) -> None:
         if not layers:
             from .errors import InvalidParameterError
 
@@ -68,15 +78,20 @@ class FeatureHooks:
         self.deepest = max(self.layers, key=model.layer_depth)
         self.truncate = truncate
         self.optimize = optimize
+        self.channels_last = channels_last
         self._net: nn.Module = model.net
         self._channels_last = False
         self._norm: Optional[tuple[torch.Tensor, torch.Tensor]] = None
         self._handles: list[RemovableHandle] = []
         self._store: dict[str, torch.Tensor] = {}
+        self._running = False  # hooks act only during this object's own run()
 
     def __enter__(self) -> "FeatureHooks":
-        self._net = execution_net(self.model) if self.optimize else self.model.net
-        self._channels_last = self.optimize and _channels_last_pays(self.model)
+        if self.optimize:
+            cl = _channels_last_pays(self.model) if self.channels_last is None else self.channels_last
+            self._net, self._channels_last = execution_net(self.model, channels_last=cl), cl
+        else:
+            self._net, self._channels_last = self.model.net, False
         for name in self.layers:
             module = self._net.get_submodule(self.model.spec.layers[name]) if self.optimize else self.modules[name]
             self._handles.append(module.register_forward_hook(self._make_hook(name)))
@@ -94,6 +109,8 @@ class FeatureHooks:
 
     def _make_hook(self, name: str):
         def hook(_module: torch.nn.Module, _inputs: object, output: torch.Tensor) -> None:
+            if not self._running:  # another FeatureHooks on the same network is running
+                return
             if isinstance(output, (tuple, list)):
                 output = output[0]
             self._store[name] = output
@@ -126,10 +143,13 @@ class FeatureHooks:
         if not self._handles:
             raise RuntimeError("FeatureHooks.run() called outside its 'with' block")
         self._store = {}
+        self._running = True
         try:
             self._net(self._normalize(image))
         except _StopForward:
             pass
+        finally:
+            self._running = False
         missing = [n for n in self.layers if n not in self._store]
         if missing:
             raise RuntimeError(f"Layers {missing} produced no output in the forward pass")
@@ -140,7 +160,8 @@ class FeatureHooks:
 
 # --------------------------------------------------------------------------- execution copy
 
-_EXEC_CACHE: "weakref.WeakKeyDictionary[DreamModel, tuple[tuple, nn.Module]]" = weakref.WeakKeyDictionary()
+#: model -> {channels_last: (weights key, execution net)}
+_EXEC_CACHE: "weakref.WeakKeyDictionary[DreamModel, dict[bool, tuple[tuple, nn.Module]]]" = weakref.WeakKeyDictionary()
 _EXEC_LOCK = threading.Lock()
 
 #: Probe features of the folded copy must match the original within this (relative to the feature's scale).
@@ -158,7 +179,7 @@ def _weights_key(net: nn.Module) -> tuple:
     return tuple((id(t), t._version, t.device, t.dtype) for t in (*net.parameters(), *net.buffers()))
 
 
-def execution_net(model: "DreamModel") -> nn.Module:
+def execution_net(model: "DreamModel", *, channels_last: Optional[bool] = None) -> nn.Module:
     """The network the dream loop runs: a copy of ``model.net`` made for speed.
 
     The copy has new module objects but shares every tensor it does not change
@@ -172,8 +193,9 @@ def execution_net(model: "DreamModel") -> nn.Module:
       ``(b - mean) * s + beta``; the BatchNorm becomes ``nn.Identity`` (or a bias
       add when the convolution's ``forward`` ignores ``self.bias``), so the same
       module paths still name the same layers;
-    * on CPU and CUDA, convolution weights are stored ``channels_last`` so the
-      NHWC kernels run (1.3-2.4x faster on CPU; see benchmarks/RESULTS.md).
+    * with ``channels_last`` (``None``: on for CPU and CUDA), convolution weights
+      are stored NHWC so the NHWC kernels run (1.3-2.4x faster on CPU; see
+      benchmarks/RESULTS.md).
 
     The copy is checked against ``model.net`` on a probe image (every named
     layer, relative tolerance 1e-3); on a mismatch ``model.net`` itself is
@@ -183,14 +205,16 @@ def execution_net(model: "DreamModel") -> nn.Module:
     Returns:
         ``nn.Module`` in eval mode with frozen parameters, on the model's device and dtype.
     """
+    cl = _channels_last_pays(model) if channels_last is None else bool(channels_last)
     key = _weights_key(model.net)
     with _EXEC_LOCK:
-        cached = _EXEC_CACHE.get(model)
+        per_model = _EXEC_CACHE.setdefault(model, {})
+        cached = per_model.get(cl)
         if cached is not None and cached[0] == key:
             return cached[1]
         with torch.inference_mode(False), torch.no_grad():
-            net = _build_execution_net(model)
-        _EXEC_CACHE[model] = (key, net)
+            net = _build_execution_net(model, cl)
+        per_model[cl] = (key, net)
         return net
 
 
@@ -286,7 +310,7 @@ def _structural_copy(net: nn.Module) -> nn.Module:
     return twin
 
 
-def _build_execution_net(model: "DreamModel") -> nn.Module:
+def _build_execution_net(model: "DreamModel", channels_last: bool) -> nn.Module:
     if model.net.training:
         return model.net
     reference = _structural_copy(model.net)
@@ -295,7 +319,6 @@ def _build_execution_net(model: "DreamModel") -> nn.Module:
     probe = torch.rand(1, 3, size, size, generator=gen).to(device=model.device, dtype=model.dtype)
     foldable = model.dtype in (torch.float32, torch.float64) and any(isinstance(m, nn.BatchNorm2d) for m in reference.modules())
     pairs = _conv_bn_pairs(model, reference, probe) if foldable else []
-    channels_last = _channels_last_pays(model)
     if not pairs and not channels_last:
         return model.net
     fast = _structural_copy(model.net)
@@ -353,9 +376,9 @@ def count_hooks(module: torch.nn.Module) -> int:
     optimize=True)`` registers them.
     """
     count = sum(len(m._forward_hooks) for m in module.modules())
-    cached = _EXEC_CACHE.get(module)  # type: ignore[call-overload]
-    if cached is not None and cached[1] is not getattr(module, "net", None):
-        count += sum(len(m._forward_hooks) for m in cached[1].modules())
+    for _key, net in _EXEC_CACHE.get(module, {}).values():  # type: ignore[call-overload]
+        if net is not getattr(module, "net", None):
+            count += sum(len(m._forward_hooks) for m in net.modules())
     return count
 
 

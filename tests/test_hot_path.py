@@ -1,4 +1,4 @@
-"""The dream loop's execution copy: BatchNorm folded, channels_last, same features, never touching model.net."""
+"""Hot path of the dream loop: the execution copy (BatchNorm folded, channels_last, same features), OOM back-off."""
 
 import pytest
 import torch
@@ -157,3 +157,44 @@ def test_zoo_execution_copies_match(name):
     with torch.no_grad(), FeatureHooks(model, [layer], optimize=True) as h:
         opt = h.run(x)[layer]
     assert (opt - plain).abs().max() <= 1e-3 * plain.abs().max()
+
+
+def test_two_feature_hooks_on_one_network_do_not_interfere(bn_model):
+    x = textured_image(32, 32)
+    with FeatureHooks(bn_model, ["stage3"], optimize=True) as deep, FeatureHooks(bn_model, ["stage1"], optimize=True) as shallow:
+        a = shallow.run(x)["stage1"]
+        b = deep.run(x)["stage3"]
+    assert a.shape[1] == 8 and b.shape[1] == 16
+
+
+def test_out_of_memory_halves_the_tile_size_and_keeps_it(tiny_model, monkeypatch, caplog):
+    import dream_core.dream as dream_mod
+
+    real = dream_mod._objective_gradient
+    seen = []
+
+    def fake(hooks, objective, image, settings, amp_dtype):
+        seen.append(settings.tile_size)
+        if settings.tile_size > 200:
+            raise torch.OutOfMemoryError("simulated")
+        return real(hooks, objective, image, settings, amp_dtype)
+
+    monkeypatch.setattr(dream_mod, "_objective_gradient", fake)
+    x = textured_image(200, 300)
+    settings = FAST.with_(num_octaves=1, tile_size=1024, tile_overlap=64)
+    out = dream_image(tiny_model, x, "conv2", settings)
+    assert out.shape == x.shape and torch.isfinite(out).all()
+    # 1024 fails; half the longer side (150) works and is kept for the remaining steps.
+    assert seen == [1024] + [150] * settings.num_iterations
+    assert "Out of memory at tile_size 1024" in caplog.text
+
+
+def test_out_of_memory_below_the_smallest_tile_is_raised(tiny_model, monkeypatch):
+    import dream_core.dream as dream_mod
+
+    def always(*_args, **_kwargs):
+        raise torch.OutOfMemoryError("simulated")
+
+    monkeypatch.setattr(dream_mod, "_objective_gradient", always)
+    with pytest.raises(torch.OutOfMemoryError):
+        dream_image(tiny_model, textured_image(200, 300), "conv2", FAST.with_(num_octaves=1))
