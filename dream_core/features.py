@@ -193,13 +193,17 @@ def execution_net(model: "DreamModel", *, channels_last: Optional[bool] = None) 
       ``(b - mean) * s + beta``; the BatchNorm becomes ``nn.Identity`` (or a bias
       add when the convolution's ``forward`` ignores ``self.bias``), so the same
       module paths still name the same layers;
+    * stride-1 ``Conv2d`` subclasses that pad inside their own ``forward``
+      (TensorFlow "same", as EfficientNet-Lite's) become plain ``nn.Conv2d`` with
+      that padding as a constant (no padded copy of the input, bias foldable);
     * with ``channels_last`` (``None``: on for CPU and CUDA), convolution weights
       are stored NHWC so the NHWC kernels run (1.3-2.4x faster on CPU; see
       benchmarks/RESULTS.md).
 
     The copy is checked against ``model.net`` on a probe image (every named
-    layer, relative tolerance 1e-3); on a mismatch ``model.net`` itself is
-    returned with a warning. Cached per model; rebuilt when the model's
+    layer, relative tolerance 1e-3); on a mismatch it is rebuilt without the
+    padding rewrite, and if that fails too ``model.net`` itself is returned
+    with a warning. Cached per model; rebuilt when the model's
     weights, device or dtype change.
 
     Returns:
@@ -310,6 +314,38 @@ def _structural_copy(net: nn.Module) -> nn.Module:
     return twin
 
 
+def _static_padding_candidates(net: nn.Module) -> list[str]:
+    """Stride-1 ``Conv2d`` subclasses that pad inside their own ``forward`` (e.g. TensorFlow "same").
+
+    For stride 1 and an odd kernel, "same" padding is ``k // 2`` on every side
+    whatever the input size, so a plain ``nn.Conv2d`` with that padding computes
+    the same thing without copying the input into a padded tensor (and its
+    ``forward`` adds ``self.bias``, so a BatchNorm folds away completely). Only
+    candidates: the probe comparison decides.
+    """
+    names = []
+    for name, m in net.named_modules():
+        if (
+            isinstance(m, nn.Conv2d) and type(m).forward is not nn.Conv2d.forward
+            and m.stride == (1, 1) and m.dilation == (1, 1) and m.padding == (0, 0)
+            and m.padding_mode == "zeros" and m.kernel_size[0] == m.kernel_size[1] and m.kernel_size[0] % 2 == 1
+        ):
+            names.append(name)
+    return names
+
+
+def _to_static_padding(net: nn.Module, names: list[str]) -> None:
+    for name in names:
+        old = net.get_submodule(name)
+        k = old.kernel_size[0]
+        new = nn.Conv2d(old.in_channels, old.out_channels, k, padding=k // 2, groups=old.groups,
+                        bias=old.bias is not None, device=old.weight.device, dtype=old.weight.dtype)
+        new.weight = old.weight  # shared, not copied
+        if old.bias is not None:
+            new.bias = old.bias
+        _set_submodule(net, name, new.eval())
+
+
 def _build_execution_net(model: "DreamModel", channels_last: bool) -> nn.Module:
     if model.net.training:
         return model.net
@@ -319,24 +355,29 @@ def _build_execution_net(model: "DreamModel", channels_last: bool) -> nn.Module:
     probe = torch.rand(1, 3, size, size, generator=gen).to(device=model.device, dtype=model.dtype)
     foldable = model.dtype in (torch.float32, torch.float64) and any(isinstance(m, nn.BatchNorm2d) for m in reference.modules())
     pairs = _conv_bn_pairs(model, reference, probe) if foldable else []
-    if not pairs and not channels_last:
+    padded = _static_padding_candidates(reference)
+    if not pairs and not padded and not channels_last:
         return model.net
-    fast = _structural_copy(model.net)
-    for conv_name, bn_name in pairs:
-        _fold_pair(fast, conv_name, bn_name)
-    if channels_last:
-        # mkldnn/cuDNN pick the NHWC kernels when the weight is NHWC, whatever the
-        # input layout (some nets re-pack their input, e.g. GoogLeNet's transform_input).
-        for module in fast.modules():
-            if isinstance(module, nn.Conv2d):
-                module.weight = nn.Parameter(module.weight.contiguous(memory_format=torch.channels_last),
-                                             requires_grad=False)
-    fast.eval()
-    if not _same_features(model, reference, fast, probe):
-        log.warning("The optimised copy of %s computes different features; running the original network.", model.name)
-        return model.net
-    log.debug("Execution copy of %s: %d BatchNorm layers folded, channels_last=%s", model.name, len(pairs), channels_last)
-    return fast
+    # Try everything; if the probe disagrees, try again without the padding rewrite, then give up.
+    for rewrite in ([padded, []] if padded else [[]]):
+        fast = _structural_copy(model.net)
+        _to_static_padding(fast, rewrite)
+        for conv_name, bn_name in pairs:
+            _fold_pair(fast, conv_name, bn_name)
+        if channels_last:
+            # mkldnn/cuDNN pick the NHWC kernels when the weight is NHWC, whatever the
+            # input layout (some nets re-pack their input, e.g. GoogLeNet's transform_input).
+            for module in fast.modules():
+                if isinstance(module, nn.Conv2d):
+                    module.weight = nn.Parameter(module.weight.contiguous(memory_format=torch.channels_last),
+                                                 requires_grad=False)
+        fast.eval()
+        if _same_features(model, reference, fast, probe):
+            log.debug("Execution copy of %s: %d BatchNorm layers folded, %d convolutions with static padding, "
+                      "channels_last=%s", model.name, len(pairs), len(rewrite), channels_last)
+            return fast
+    log.warning("The optimised copy of %s computes different features; running the original network.", model.name)
+    return model.net
 
 
 def _same_features(model: "DreamModel", a: nn.Module, b: nn.Module, probe: torch.Tensor) -> bool:

@@ -15,14 +15,24 @@ FAST = DreamSettings(num_octaves=2, octave_scale=1.5, num_iterations=3, learning
 
 
 class _SameConv(nn.Conv2d):
-    """A convolution whose forward ignores ``self.bias`` (as TensorFlow-"same" ports do)."""
+    """TensorFlow-"same" convolution that pads in its forward and ignores ``self.bias`` (as ported nets do)."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.conv2d(F.pad(x, (1, 1, 1, 1)), self.weight, None, self.stride, 0)
+        k, s = self.kernel_size[0], self.stride[0]
+        total = max((-(-x.shape[-1] // s) - 1) * s + k - x.shape[-1], 0)
+        x = F.pad(x, (total // 2, total - total // 2, total // 2, total - total // 2))
+        return F.conv2d(x, self.weight, None, self.stride, 0, 1, self.groups)
+
+
+class _ReflectConv(nn.Conv2d):
+    """Pads by reflection in its forward: must not be mistaken for zero "same" padding."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.conv2d(F.pad(x, (1, 1, 1, 1), mode="reflect"), self.weight, self.bias)
 
 
 class BnNet(nn.Module):
-    """conv-BN-ReLU stages, one with a bias-ignoring convolution, one whose conv is itself a named layer."""
+    """conv-BN-ReLU stages: a named conv, a stride-1 and a stride-2 "same" conv that ignore their bias."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -30,7 +40,7 @@ class BnNet(nn.Module):
         self.bn1 = nn.BatchNorm2d(8)
         self.conv2 = _SameConv(8, 16, 3, bias=False)
         self.bn2 = nn.BatchNorm2d(16)
-        self.conv3 = nn.Conv2d(16, 16, 3, stride=2, padding=1)
+        self.conv3 = _SameConv(16, 16, 3, stride=2, bias=False)
         self.bn3 = nn.BatchNorm2d(16)
         self.act1, self.act2, self.act3 = nn.ReLU(), nn.ReLU(), nn.ReLU()
 
@@ -74,8 +84,10 @@ def test_execution_copy_folds_bn_and_keeps_every_feature(bn_model):
     assert fast is not bn_model.net
     kinds = {name: type(m).__name__ for name, m in fast.named_modules()}
     assert kinds["bn1"] == "BatchNorm2d"         # conv1 is a named layer: its raw output must stay
-    assert kinds["bn2"] == "_ChannelBias"        # conv2 ignores self.bias: a bias add is left
-    assert kinds["bn3"] == "Identity"            # folded into conv3's weights and bias
+    assert kinds["conv2"] == "Conv2d"            # stride-1 "same": constant padding, plain forward ...
+    assert kinds["bn2"] == "Identity"            # ... so its BatchNorm folds into weights and bias
+    assert kinds["conv3"] == "_SameConv"         # stride 2: padding depends on the input size, kept
+    assert kinds["bn3"] == "_ChannelBias"        # its forward ignores self.bias: a bias add is left
     x = textured_image(40, 48)
     plain, opt = _features(bn_model, x, False), _features(bn_model, x, True)
     for name in bn_model.layer_names:
@@ -198,3 +210,27 @@ def test_out_of_memory_below_the_smallest_tile_is_raised(tiny_model, monkeypatch
     monkeypatch.setattr(dream_mod, "_objective_gradient", always)
     with pytest.raises(torch.OutOfMemoryError):
         dream_image(tiny_model, textured_image(200, 300), "conv2", FAST.with_(num_octaves=1))
+
+
+def test_padding_rewrite_is_refused_when_the_probe_disagrees():
+    class Net(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv = _ReflectConv(3, 8, 3, bias=False)
+            self.bn = nn.BatchNorm2d(8)
+            self.act = nn.ReLU()
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.act(self.bn(self.conv(x)))
+
+    torch.manual_seed(0)
+    net = Net()
+    _randomise_bn(net)
+    spec = ModelSpec(name="reflect", description="test", build=Net, layers={"act": "act"}, normalization=IMAGENET,
+                     default_objective="act", min_size=8)
+    model = DreamModel(spec, net, "random init")
+    fast = execution_net(model)
+    assert type(fast.conv).__name__ == "_ReflectConv"   # rewrite rejected by the probe ...
+    assert type(fast.bn).__name__ == "_ChannelBias"     # ... BatchNorm still folded
+    x = textured_image(32, 32)
+    torch.testing.assert_close(_features(model, x, True)["act"], _features(model, x, False)["act"], rtol=1e-4, atol=1e-5)
