@@ -176,6 +176,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         if not getattr(args, "func", None):
             parser.print_help()
             return 2
+        from .allocator import keep_freed_memory
+
+        keep_freed_memory()  # this process dreams for a long time: reuse freed activation memory
         return args.func(args)
     except DreamError as exc:
         log.error("%s", exc)

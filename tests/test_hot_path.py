@@ -234,3 +234,12 @@ def test_padding_rewrite_is_refused_when_the_probe_disagrees():
     assert type(fast.bn).__name__ == "_ChannelBias"     # ... BatchNorm still folded
     x = textured_image(32, 32)
     torch.testing.assert_close(_features(model, x, True)["act"], _features(model, x, False)["act"], rtol=1e-4, atol=1e-5)
+
+
+def test_keep_freed_memory_applies_on_glibc():
+    import platform
+
+    from dream_core.allocator import keep_freed_memory
+
+    expected = platform.system() == "Linux" and platform.libc_ver()[0] == "glibc"
+    assert keep_freed_memory() is expected
