@@ -243,3 +243,31 @@ def test_keep_freed_memory_applies_on_glibc():
 
     expected = platform.system() == "Linux" and platform.libc_ver()[0] == "glibc"
     assert keep_freed_memory() is expected
+
+
+def test_local_response_norm_runs_as_a_banded_convolution_with_the_same_result():
+    from dream_core.features import _BandedLRN
+
+    lrn = nn.LocalResponseNorm(5, alpha=1e-4, beta=0.75, k=1.0)
+    for channels in (3, 8, 64):
+        x = (torch.randn(2, channels, 9, 11) * 30).requires_grad_(True)
+        ref, fast = lrn(x), _BandedLRN(lrn)(x)
+        torch.testing.assert_close(fast, ref, rtol=1e-5, atol=1e-6)
+        g_ref, g_fast = (torch.autograd.grad(y.pow(2).sum(), x)[0] for y in (ref, fast))
+        torch.testing.assert_close(g_fast, g_ref, rtol=1e-4, atol=1e-6)
+
+
+def test_bvlc_googlenet_copy_replaces_lrn_and_matches():
+    spec = get_spec("bvlc_googlenet")
+    torch.manual_seed(0)
+    with torch.no_grad():
+        model = DreamModel(spec, spec.build(), "random init")
+    fast = execution_net(model)
+    assert sum(type(m).__name__ == "_BandedLRN" for m in fast.modules()) == 2
+    x = textured_image(96, 112)
+    layer = spec.default_objective
+    with torch.no_grad(), FeatureHooks(model, [layer], optimize=False) as h:
+        plain = h.run(x)[layer]
+    with torch.no_grad(), FeatureHooks(model, [layer], optimize=True) as h:
+        opt = h.run(x)[layer]
+    assert (opt - plain).abs().max() <= 1e-3 * plain.abs().max()
