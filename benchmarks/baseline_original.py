@@ -1,0 +1,360 @@
+"""The original tool's per-frame video pipeline, re-implemented on our models, against ours: the speed-up.
+
+Run from the repository root::
+
+    python benchmarks/baseline_original.py --model googlenet --size 720p [--frames 3] [--iterations 10]
+
+Baseline: our own re-implementation of the pipeline of the original tool
+(zhuyuezx/neural-dream ``neural_dream_video.py``), from its description, with
+the same model, resolution, octaves and iterations as ours:
+
+* setup: every frame extracted to a PNG file (resized to the run's size);
+* per frame after the first: the current and previous PNGs are read back and
+  Farneback flow (pyr_scale .5, levels 3, winsize 15, iterations 3, poly_n 5,
+  poly_sigma 1.2) runs on them at full size on the CPU; the previous dream is
+  copied device -> CPU, ``diff = dream - imread(prev)``, the diff is warped with
+  ``cv2.remap`` (zeros outside), added to ``imread(cur)``, clipped and copied
+  CPU -> device (4 PNG decodes per frame);
+* dream: for each octave (smallest first) the whole image is resized, a new
+  ``torch.optim.Adam`` (lr 1.5 in 0..255 units) is made on it, and every
+  iteration runs the *full* network (``FeatureHooks(truncate=False)``, plain
+  ``model.net``: no BatchNorm folding, no channels_last), backpropagates the
+  objective through everything computed, steps, and saves the image as PNG;
+* the dreamed frame is written as PNG; at the end all of them are read back and
+  merged into an mp4v video with ``cv2.VideoWriter``.
+
+Ours: what ``python -m dream_core video`` does, in ``seed`` mode (the original
+tool's carry rule, so the work per frame is the same): frames decoded in
+memory, DIS flow both ways + reliability mask, FrameDreamer with the truncated
+optimised network, x264 encoding with the resume carry.
+
+The two pipelines run in one process, frame by frame in turn (baseline frame
+t, ours frame t, ...), so load changes on a shared machine hit both.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import tempfile
+from contextlib import contextmanager
+from fractions import Fraction
+from pathlib import Path
+from typing import Iterator, Optional
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import _bench as B  # noqa: E402
+import cv2  # noqa: E402
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+import dream_core.video_dream as video_mod  # noqa: E402
+from dream_core.dream import DreamSettings, _resolve_objective, dream_image  # noqa: E402
+from dream_core.features import FeatureHooks  # noqa: E402
+from dream_core.flow import FARNEBACK_PARAMS, FlowEstimator, reliability_mask  # noqa: E402
+from dream_core.image_io import to_uint8_hwc  # noqa: E402
+from dream_core.image_ops import resize  # noqa: E402
+from dream_core.video_dream import FrameDreamer, VideoSettings  # noqa: E402
+from dream_core.video_io import VideoWriter, read_frames  # noqa: E402
+
+PARTS = ("io", "flow", "warp", "dream")
+
+
+def take(parts: B.Parts) -> dict[str, B.Sample]:
+    """The parts of one frame, plus their sum as ``total``."""
+    out = parts.take()
+    out["total"] = B.Sample(sum(out[k].wall for k in PARTS if k in out), sum(out[k].cpu for k in PARTS if k in out))
+    return out
+
+
+# --------------------------------------------------------------------------- the original pipeline
+
+
+def original_dream(model, hooks: FeatureHooks, objective, image255: torch.Tensor, octaves: int, octave_scale: float,
+                   iterations: int, jitter: int, gen: torch.Generator, tmp: Path, timer: B.Parts) -> torch.Tensor:
+    """Octaves of Adam steps on the image (0..255), full forward each step, a PNG saved after each iteration."""
+    h, w = image255.shape[-2:]
+    sizes = [(max(1, round(h * octave_scale**k)), max(1, round(w * octave_scale**k))) for k in reversed(range(octaves))]
+    img = image255
+    for size in sizes:
+        with timer("dream"):
+            img = resize(img, size).detach().clone().requires_grad_(True)
+            optimizer = torch.optim.Adam([img], lr=1.5)
+        for _ in range(iterations):
+            with timer("dream"):
+                ox, oy = torch.randint(-jitter, jitter + 1, (2,), generator=gen).tolist() if jitter else (0, 0)
+                optimizer.zero_grad()
+                rolled = torch.roll(img, shifts=(oy, ox), dims=(2, 3))
+                loss = -objective(hooks.run(rolled / 255.0)).sum()
+                loss.backward()
+                optimizer.step()
+                with torch.no_grad():
+                    img.clamp_(0, 255)
+            with timer("io"):  # the original saves the image after every iteration
+                arr = img.detach().cpu()[0].permute(1, 2, 0).round().byte().numpy()
+                cv2.imwrite(str(tmp / "iteration.png"), cv2.cvtColor(arr, cv2.COLOR_RGB2BGR))
+    with timer("dream"):
+        return resize(img.detach(), (h, w))
+
+
+def original_pipeline(model, clip: Path, frames: int, size: tuple[int, int], settings: DreamSettings, tmp: Path,
+                      device: torch.device) -> Iterator[dict[str, B.Sample]]:
+    """Yields the parts of each frame; the first item is the PNG extraction (setup), the last the merge."""
+    timer = B.Parts(device)
+    objective = _resolve_objective(model, None)
+    gen = torch.Generator().manual_seed(settings.seed)
+    scale = 1.0 / settings.octave_scale
+    src_dir, out_dir = tmp / "frames", tmp / "dreamed"
+    src_dir.mkdir()
+    out_dir.mkdir()
+    with timer("io"):  # extract every frame to PNG at the run's size
+        for i, frame in enumerate(source_frames(clip, frames, size)):
+            cv2.imwrite(str(src_dir / f"{i:05d}.png"), cv2.cvtColor(B.to_uint8(frame), cv2.COLOR_RGB2BGR))
+    yield take(timer)
+
+    def imread(i: int) -> np.ndarray:
+        return cv2.imread(str(src_dir / f"{i:05d}.png"))  # BGR uint8
+
+    dream_prev: Optional[torch.Tensor] = None
+    with FeatureHooks(model, objective.layers(), truncate=False) as hooks:  # full forward, plain network
+        for t in range(frames):
+            if t == 0:
+                with timer("io"):
+                    start = torch.from_numpy(cv2.cvtColor(imread(0), cv2.COLOR_BGR2RGB)).permute(2, 0, 1)[None]
+                    start = start.float().to(device)
+            else:
+                with timer("io"):
+                    cur_bgr, prev_bgr = imread(t), imread(t - 1)
+                with timer("flow"):
+                    cur_g = cv2.cvtColor(cur_bgr, cv2.COLOR_BGR2GRAY)
+                    prev_g = cv2.cvtColor(prev_bgr, cv2.COLOR_BGR2GRAY)
+                    p = FARNEBACK_PARAMS
+                    flow = cv2.calcOpticalFlowFarneback(cur_g, prev_g, None, p["pyr_scale"], p["levels"], p["winsize"],
+                                                        p["iterations"], p["poly_n"], p["poly_sigma"], p["flags"])
+                assert dream_prev is not None
+                with timer("io"):
+                    prev_raw = cv2.cvtColor(imread(t - 1), cv2.COLOR_BGR2RGB).astype(np.float32)
+                with timer("warp"):
+                    dream_np = dream_prev.detach().cpu()[0].permute(1, 2, 0).numpy()  # device -> CPU
+                    diff = dream_np - prev_raw
+                    hh, ww = flow.shape[:2]
+                    gx, gy = np.meshgrid(np.arange(ww, dtype=np.float32), np.arange(hh, dtype=np.float32))
+                    warped = cv2.remap(diff, gx + flow[..., 0], gy + flow[..., 1], cv2.INTER_LINEAR,
+                                       borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+                with timer("io"):
+                    cur_rgb = cv2.cvtColor(imread(t), cv2.COLOR_BGR2RGB).astype(np.float32)
+                with timer("warp"):
+                    start = torch.from_numpy(np.clip(cur_rgb + warped, 0, 255)).permute(2, 0, 1)[None].to(device)
+            dream_prev = original_dream(model, hooks, objective, start, settings.num_octaves, scale,
+                                        settings.num_iterations, settings.jitter, gen, tmp, timer)
+            with timer("io"):
+                arr = dream_prev.detach().cpu()[0].permute(1, 2, 0).clamp(0, 255).round().byte().numpy()
+                cv2.imwrite(str(out_dir / f"{t:05d}.png"), cv2.cvtColor(arr, cv2.COLOR_RGB2BGR))
+            yield take(timer)
+    with timer("io"):  # merge the frames into a video
+        h, w = size
+        writer = cv2.VideoWriter(str(tmp / "original.mp4"), cv2.VideoWriter_fourcc(*"mp4v"), 30, (w, h))
+        for t in range(frames):
+            writer.write(cv2.imread(str(out_dir / f"{t:05d}.png")))
+        writer.release()
+    yield take(timer)
+
+
+# --------------------------------------------------------------------------- ours
+
+
+def source_frames(clip: Path, frames: int, size: tuple[int, int]) -> Iterator[torch.Tensor]:
+    if clip.is_file():
+        for arr in read_frames(clip, 0, frames):
+            yield resize(torch.from_numpy(arr).permute(2, 0, 1)[None].float().div_(255.0), size)
+    else:
+        yield from B.clip_frames(frames, size, clip)
+
+
+def our_pipeline(model, clip: Path, frames: int, size: tuple[int, int], settings: DreamSettings, tmp: Path,
+                 device: torch.device, mode: str) -> Iterator[dict[str, B.Sample]]:
+    """Yields the parts of each frame; the first item is the setup (nothing), the last the finish (mux)."""
+    timer = B.Parts(device)
+    yield take(timer)
+    estimator = FlowEstimator("dis")
+    writer = VideoWriter(tmp / f"ours_{mode}.mp4", Fraction(30), resume=False, audio=False)
+    with writer, FrameDreamer(model, None, settings, VideoSettings(mode=mode)) as dreamer:
+        stream = source_frames(clip, frames, size)
+        prev: Optional[torch.Tensor] = None
+        for _ in range(frames):
+            with timer("io"):
+                raw = next(stream).to(device)
+            bw = rel = None
+            if prev is not None:
+                with timer("flow"):
+                    bw, fw = estimator.bidirectional(prev, raw)
+                    rel = reliability_mask(bw, fw)
+            with timer("dream_next"), dream_timed_by(timer):
+                out = dreamer.dream_next(raw, bw, rel)
+            with timer("io"):
+                carry = {"prev_raw": raw.cpu().numpy(), "prev_dream": out.cpu().numpy()}
+                writer.write(to_uint8_hwc(out), carry=carry)
+            prev = raw
+            yield warp_apart(take_ours(timer))
+        with timer("io"):
+            writer.finish()
+    yield take(timer)
+
+
+_DREAM_TIMER: list[Optional[B.Parts]] = [None]
+
+
+@contextmanager
+def dream_timed_by(parts: B.Parts) -> Iterator[None]:
+    """Inside: ``dream_image`` calls made by FrameDreamer add their time to ``parts["dream"]``."""
+    _DREAM_TIMER[0] = parts
+    try:
+        yield
+    finally:
+        _DREAM_TIMER[0] = None
+
+
+@contextmanager
+def dream_image_timer() -> Iterator[None]:
+    """Patch ``video_dream.dream_image`` once with a timer reporting to whoever is active."""
+    original = video_mod.dream_image
+
+    def timed(*a, **k):  # type: ignore[no-untyped-def]
+        parts = _DREAM_TIMER[0]
+        if parts is None:
+            return original(*a, **k)
+        with parts("dream"):
+            return original(*a, **k)
+
+    video_mod.dream_image = timed
+    try:
+        yield
+    finally:
+        video_mod.dream_image = original
+
+
+def take_ours(parts: B.Parts) -> dict[str, B.Sample]:
+    return parts.take()
+
+
+def warp_apart(p: dict[str, B.Sample]) -> dict[str, B.Sample]:
+    """``dream_next`` = warp + dream: split it and add the total."""
+    zero = B.Sample(0.0, 0.0)
+    whole, dream = p.pop("dream_next", zero), p.get("dream", zero)
+    p["warp"] = B.Sample(max(whole.wall - dream.wall, 0.0), max(whole.cpu - dream.cpu, 0.0))
+    p["total"] = B.Sample(sum(p[k].wall for k in PARTS if k in p), sum(p[k].cpu for k in PARTS if k in p))
+    return p
+
+
+# --------------------------------------------------------------------------- report
+
+
+def summarise(items: list[dict[str, B.Sample]]) -> dict[str, B.Sample]:
+    """items = [setup, frame 0, ..., frame n-1, finish] -> first, later (mean), overhead, clip and later parts."""
+    zero = B.Sample(0.0, 0.0)
+    setup, frames, finish = items[0], items[1:-1], items[-1]
+    later = frames[1:] or frames
+
+    def mean(key: str, rows: list[dict[str, B.Sample]]) -> B.Sample:
+        return B.Sample(sum(r.get(key, zero).wall for r in rows) / len(rows),
+                        sum(r.get(key, zero).cpu for r in rows) / len(rows))
+
+    def total(rows: list[dict[str, B.Sample]]) -> B.Sample:
+        return B.Sample(sum(r["total"].wall for r in rows), sum(r["total"].cpu for r in rows))
+
+    return {"first": frames[0]["total"], "later": mean("total", later), "overhead": total([setup, finish]),
+            "clip": total(items), **{f"later_{k}": mean(k, later) for k in PARTS}}
+
+
+def warm_up(model, device: torch.device) -> None:
+    """First-call costs (kernel setup, building our execution copy) stay out of both pipelines' times."""
+    x = torch.rand(1, 3, 96, 96, device=device)
+    objective = _resolve_objective(model, None)
+    with FeatureHooks(model, objective.layers(), truncate=False) as hooks:
+        x.requires_grad_(True)
+        optimizer = torch.optim.Adam([x], lr=1.5)  # its first step imports a lot (seconds)
+        objective(hooks.run(x)).sum().backward()
+        optimizer.step()
+    dream_image(model, x.detach(), None, DreamSettings(num_octaves=1, num_iterations=1))
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--model", default="googlenet")
+    p.add_argument("--size", default="720p")
+    p.add_argument("--clip", type=Path, default=B.CLIP)
+    p.add_argument("--frames", type=int, default=3)
+    p.add_argument("--octaves", type=int, default=2, help="the original's default: 2")
+    p.add_argument("--octave-scale", type=float, default=0.6, help="the original's default: 0.6 (ours: 1/0.6)")
+    p.add_argument("--iterations", type=int, default=10, help="the original's default: 10")
+    p.add_argument("--ours", default="seed,stable,seed+bf16",
+                   help="our variants: video mode (seed = same work per frame; stable = our default, fewer "
+                        "iterations on later frames), optionally +bf16/+fp16 autocast")
+    p.add_argument("--device", default=None)
+    p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--quick", action="store_true", help="tiny run for CI smoke tests")
+    args = p.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING)
+    if args.quick:
+        args.model, args.size, args.frames, args.iterations, args.threads = "efficientnet_lite0", "128x72", 2, 1, 1
+        args.ours = "seed"
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = B.pick_device(args.device)
+    size = B.parse_size(args.size)
+    settings = DreamSettings(num_octaves=args.octaves, octave_scale=1.0 / args.octave_scale,
+                             num_iterations=args.iterations)
+    model = B.bench_model(args.model, device)
+    warm_up(model, device)
+    print(B.machine_line(device))
+    print(f"{model.name} at {B.size_name(size)}, {args.frames} frames, {args.octaves} octaves (scale {args.octave_scale}) "
+          f"x {args.iterations} iterations, same objective ({model.spec.default_objective}) in all pipelines")
+    original = "original (re-implemented)"
+    with tempfile.TemporaryDirectory(prefix="baseline-") as tmp_name, dream_image_timer():
+        tmp = Path(tmp_name)
+        (tmp / "orig").mkdir()
+        pipes = {original: original_pipeline(model, args.clip, args.frames, size, settings, tmp / "orig", device)}
+        for variant in args.ours.split(","):
+            mode, _, amp = variant.strip().partition("+")
+            folder = tmp / variant.replace("+", "_")
+            folder.mkdir()
+            pipes[f"ours: {mode}" + (f" + {amp} autocast" if amp else "")] = our_pipeline(
+                model, args.clip, args.frames, size, settings.with_(autocast=amp or "none"), folder, device, mode)
+        results: dict[str, list[dict[str, B.Sample]]] = {k: [] for k in pipes}
+        live = dict(pipes)
+        while live:  # one step of each pipeline in turn
+            for name in list(live):
+                item = next(live[name], None)
+                if item is None:
+                    del live[name]
+                else:
+                    results[name].append(item)
+    s = {k: summarise(v) for k, v in results.items()}
+    base = s[original]
+
+    def ws(x: B.Sample) -> str:
+        return f"{x.wall:.2f} / {x.cpu:.2f}"
+
+    def ratio(a: B.Sample, b: B.Sample) -> str:
+        return f"{a.wall / b.wall:.2f}x / {a.cpu / b.cpu:.2f}x" if b.wall > 0 and b.cpu > 0 else "-"
+
+    rows = []
+    for name, r in s.items():
+        rows.append([name, ws(r["first"]), ws(r["later"])] + [f"{r['later_' + k].cpu:.2f}" for k in PARTS]
+                    + [ws(r["overhead"]), ws(r["clip"]),
+                       "" if name == original else ratio(base["later"], r["later"]),
+                       "" if name == original else ratio(base["clip"], r["clip"])])
+    print(B.table(["pipeline", "first frame s (wall / CPU)", "later frames s/frame (wall / CPU)"]
+                  + [f"later: {k} CPU s" for k in PARTS]
+                  + ["setup + finish s (wall / CPU)", "clip total s (wall / CPU)",
+                     "speed-up per later frame (wall / CPU)", "speed-up whole clip (wall / CPU)"], rows,
+                  f"Original pipeline vs ours: {model.name}, {B.size_name(size)}, {args.octaves} octaves x "
+                  f"{args.iterations} iterations, {args.frames} frames, run frame by frame in turn"))
+    print(B.machine_line(device).split("; ")[-1])
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

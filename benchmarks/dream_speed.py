@@ -1,0 +1,257 @@
+"""Seconds per frame for image and video dreaming, split into I/O, flow, warp and dream (forward/backward).
+
+Run from the repository root::
+
+    python benchmarks/dream_speed.py [--models efficientnet_lite0,googlenet] [--sizes 480p,720p] [--frames 3]
+    python benchmarks/dream_speed.py --models googlenet --sizes 720p --prefetch   # + flow prefetch variant
+
+Image: a clip frame saved as PNG is loaded, dreamed with the default settings
+(:class:`DreamSettings`) and saved as PNG. Video: the first ``--frames``
+frames of the clip stream through the same steps as ``python -m dream_core
+video`` (decode, resize, DIS flow both ways + reliability mask, FrameDreamer in
+``--mode``, x264 encode with the resume carry). The first video frame gets
+``num_iterations`` per octave, later frames (``stable`` mode) fewer, so they
+are reported apart.
+
+The dream time is split by patching timers around ``FeatureHooks.run``
+(forward) and ``dream._objective_gradient`` (forward + backward); "step glue"
+is the rest of the dream loop (jitter, gradient blur and normalisation,
+resizes, clamps). "warp" is everything ``FrameDreamer.dream_next`` does
+besides dreaming (warping the previous dream, masks, the temporal anchor).
+On CUDA the timers synchronise, which removes some overlap.
+
+``--prefetch`` adds a variant that computes the flow for frame t+1 on a worker
+thread while frame t dreams (OpenCV releases the GIL), and compares seconds
+per later frame in the same run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from fractions import Fraction
+from pathlib import Path
+from typing import Iterator, Optional
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import _bench as B  # noqa: E402
+import torch  # noqa: E402
+
+import dream_core.dream as dream_mod  # noqa: E402
+import dream_core.video_dream as video_mod  # noqa: E402
+from dream_core.dream import DreamSettings, dream_image  # noqa: E402
+from dream_core.features import FeatureHooks  # noqa: E402
+from dream_core.flow import FlowEstimator, reliability_mask  # noqa: E402
+from dream_core.image_io import load_image, save_image, to_uint8_hwc  # noqa: E402
+from dream_core.image_ops import resize  # noqa: E402
+from dream_core.video_dream import VIDEO_MODES, FrameDreamer, VideoSettings  # noqa: E402
+from dream_core.video_io import VideoWriter, read_frames  # noqa: E402
+
+PARTS = ("io", "flow", "warp", "forward", "backward", "glue")
+
+
+@contextmanager
+def instrumented(parts: B.Parts) -> Iterator[None]:
+    """Patch timers around the forward pass, the gradient and the dream call (restored on exit)."""
+    orig_run, orig_grad, orig_dream = FeatureHooks.run, dream_mod._objective_gradient, video_mod.dream_image
+
+    def run(self, image):  # type: ignore[no-untyped-def]
+        with parts("_forward"):
+            return orig_run(self, image)
+
+    def grad(*args, **kwargs):  # type: ignore[no-untyped-def]
+        with parts("_gradient"):
+            return orig_grad(*args, **kwargs)
+
+    def dream(*args, **kwargs):  # type: ignore[no-untyped-def]
+        with parts("_dream"):
+            return orig_dream(*args, **kwargs)
+
+    FeatureHooks.run, dream_mod._objective_gradient, video_mod.dream_image = run, grad, dream  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        FeatureHooks.run, dream_mod._objective_gradient, video_mod.dream_image = orig_run, orig_grad, orig_dream  # type: ignore[method-assign]
+
+
+def settle(raw: dict[str, B.Sample], total: B.Sample) -> dict[str, B.Sample]:
+    """Turn the patched timers into the reported parts."""
+    zero = B.Sample(0.0, 0.0)
+
+    def minus(a: B.Sample, b: B.Sample) -> B.Sample:
+        return B.Sample(max(a.wall - b.wall, 0.0), max(a.cpu - b.cpu, 0.0))
+
+    fwd, grad, dream = raw.get("_forward", zero), raw.get("_gradient", zero), raw.get("_dream", zero)
+    return {
+        "io": raw.get("io", zero),
+        "flow": raw.get("flow", zero),
+        "warp": minus(raw["dream_next"], dream) if "dream_next" in raw else zero,
+        "forward": fwd,
+        "backward": minus(grad, fwd),
+        "glue": minus(dream, grad),
+        "total": total,
+    }
+
+
+def image_run(model, frame: torch.Tensor, settings: DreamSettings, parts: B.Parts, tmp: Path) -> dict[str, B.Sample]:
+    src, dst = tmp / "frame.png", tmp / "dreamed.png"
+    save_image(frame, src)
+    parts.take()
+    with parts("total"):
+        with parts("io"):
+            x = load_image(src).to(parts.device)
+        with parts("_dream"):
+            out = dream_image(model, x, None, settings)
+        with parts("io"):
+            save_image(out.cpu(), dst)
+    raw = parts.take()
+    return settle(raw, raw["total"])
+
+
+def frame_tensor(arr, size: tuple[int, int], device: torch.device) -> torch.Tensor:
+    x = torch.from_numpy(arr).to(device).permute(2, 0, 1).unsqueeze(0).float().div_(255.0)
+    return resize(x, size)
+
+
+def video_run(model, clip: Path, frames: int, size: tuple[int, int], settings: DreamSettings, video: VideoSettings,
+              parts: B.Parts, tmp: Path, prefetch: bool) -> list[dict[str, B.Sample]]:
+    """Per-frame parts of the streaming video pipeline; frame 0 first."""
+    device = parts.device
+    estimator = FlowEstimator("dis") if video.needs_flow else None
+    out_path = tmp / ("prefetch.mp4" if prefetch else "video.mp4")
+    writer = VideoWriter(out_path, Fraction(30), resume=False, audio=False)
+    per_frame: list[dict[str, B.Sample]] = []
+    pool = ThreadPoolExecutor(max_workers=1) if prefetch else None
+
+    def flow_pair(prev: torch.Tensor, cur: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        assert estimator is not None
+        bw, fw = estimator.bidirectional(prev, cur)
+        return bw, reliability_mask(bw, fw)
+
+    with writer, FrameDreamer(model, None, settings, video) as dreamer:
+        source = read_frames(clip, 0, frames) if clip.is_file() else iter(
+            [B.to_uint8(f) for f in B.clip_frames(frames, size, clip)])
+        parts.take()
+        w0, c0 = time.perf_counter(), time.process_time()
+        with parts("io"):
+            arr = next(source, None)
+            raw = frame_tensor(arr, size, device) if arr is not None else None
+        prev: Optional[torch.Tensor] = None
+        pending = None
+        while raw is not None:
+            bw = rel = None
+            if pending is not None:
+                with parts("flow"):  # only the time spent waiting for the worker
+                    bw, rel = pending.result()
+            elif prev is not None and estimator is not None:
+                with parts("flow"):
+                    bw, rel = flow_pair(prev, raw)
+            with parts("io"):
+                arr = next(source, None)
+                nxt = frame_tensor(arr, size, device) if arr is not None else None
+            pending = pool.submit(flow_pair, raw, nxt) if (pool and nxt is not None and estimator) else None
+            with parts("dream_next"):
+                out = dreamer.dream_next(raw, bw, rel)
+            with parts("io"):
+                carry = {"prev_raw": raw.cpu().numpy(), "prev_dream": out.cpu().numpy()}
+                writer.write(to_uint8_hwc(out), carry=carry)
+            w1, c1 = time.perf_counter(), time.process_time()
+            per_frame.append(settle(parts.take(), B.Sample(w1 - w0, c1 - c0)))
+            w0, c0 = w1, c1
+            prev, raw = raw, nxt
+    if pool is not None:
+        pool.shutdown()
+    return per_frame
+
+
+def mean_parts(rows: list[dict[str, B.Sample]]) -> dict[str, B.Sample]:
+    return {k: B.Sample(sum(r[k].wall for r in rows) / len(rows), sum(r[k].cpu for r in rows) / len(rows))
+            for k in rows[0]}
+
+
+def part_cells(p: dict[str, B.Sample]) -> list[str]:
+    total = p["total"].cpu
+    return [f"{p['total'].wall:.2f}", f"{total:.2f}"] + [
+        f"{p[k].cpu:.2f} ({p[k].cpu / total:.0%})" if p[k].cpu > 0.005 else "-" for k in PARTS]
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--models", default="efficientnet_lite0,googlenet")
+    p.add_argument("--sizes", default="480p,720p")
+    p.add_argument("--clip", type=Path, default=B.CLIP)
+    p.add_argument("--frames", type=int, default=3, help="video frames per (model, size)")
+    p.add_argument("--mode", choices=VIDEO_MODES, default="stable")
+    p.add_argument("--octaves", type=int, default=DreamSettings().num_octaves)
+    p.add_argument("--iterations", type=int, default=DreamSettings().num_iterations)
+    p.add_argument("--autocast", default="none", choices=["none", "bf16", "fp16"])
+    p.add_argument("--prefetch", action="store_true", help="also run the video with flow prefetched on a thread")
+    p.add_argument("--no-image", action="store_true")
+    p.add_argument("--device", default=None)
+    p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--quick", action="store_true", help="tiny run for CI smoke tests")
+    args = p.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING)
+    if args.quick:
+        args.models, args.sizes, args.frames, args.octaves, args.iterations = "efficientnet_lite0", "128x72", 2, 1, 1
+        args.prefetch, args.threads = True, 1
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = B.pick_device(args.device)
+    settings = DreamSettings(num_octaves=args.octaves, num_iterations=args.iterations, autocast=args.autocast)
+    video = VideoSettings(mode=args.mode)
+    print(B.machine_line(device))
+    print(f"Settings: {args.octaves} octaves x {args.iterations} iterations (later video frames: "
+          f"{dreamer_iterations(settings, video)}), autocast {args.autocast}, video mode {args.mode}, DIS flow; "
+          f"clip {args.clip.name if args.clip.is_file() else 'synthetic'}")
+    parts = B.Parts(device)
+    rows, pre_rows = [], []
+    with tempfile.TemporaryDirectory(prefix="dream-speed-") as tmp_name, instrumented(parts):
+        tmp = Path(tmp_name)
+        for name in args.models.split(","):
+            model = B.bench_model(name.strip(), device)
+            # One-time costs (building the execution copy, first-call kernel setup) stay out of the tables.
+            dream_image(model, torch.rand(1, 3, 96, 96, device=device), None,
+                        settings.with_(num_octaves=1, num_iterations=1))
+            parts.take()
+            for size_text in args.sizes.split(","):
+                size = B.parse_size(size_text.strip())
+                label = [model.name, B.size_name(size)]
+                first = B.clip_frames(1, size, args.clip)[0]
+                if not args.no_image:
+                    rows.append(label + ["image"] + part_cells(image_run(model, first, settings, parts, tmp)))
+                seq = video_run(model, args.clip, args.frames, size, settings, video, parts, tmp, prefetch=False)
+                rows.append(label + ["video, first frame"] + part_cells(seq[0]))
+                if len(seq) > 1:
+                    rows.append(label + [f"video, later frames (mean of {len(seq) - 1})"] + part_cells(mean_parts(seq[1:])))
+                if args.prefetch and len(seq) > 1:
+                    pre = video_run(model, args.clip, args.frames, size, settings, video, parts, tmp, prefetch=True)
+                    a, b = mean_parts(seq[1:]), mean_parts(pre[1:])
+                    pre_rows.append(label + [f"{a['total'].wall:.2f}", f"{a['flow'].wall:.2f}", f"{b['total'].wall:.2f}",
+                                             f"{b['flow'].wall:.2f}", f"{a['total'].wall / b['total'].wall:.2f}x"])
+    headers = ["model", "size", "what", "s/frame (wall)", "s/frame (CPU)"] + [f"{k} CPU s" for k in PARTS]
+    print(B.table(headers, rows, "Seconds per frame; parts in process CPU seconds (share of the frame's CPU time). "
+                                 "I/O = decode/encode or PNG load/save; flow = DIS both ways + reliability"))
+    if pre_rows:
+        print(B.table(["model", "size", "sequential s/frame (wall)", "flow s (wall)", "prefetch s/frame (wall)",
+                       "flow wait s (wall)", "speed-up (wall)"], pre_rows,
+                      "Flow for frame t+1 on a worker thread while frame t dreams (later frames; wall clock, "
+                      "so it needs an idle core to mean anything)"))
+    print(B.machine_line(device).split("; ")[-1])
+    return 0
+
+
+def dreamer_iterations(settings: DreamSettings, video: VideoSettings) -> int:
+    if video.mode != "stable":
+        return settings.num_iterations
+    return max(1, round(settings.num_iterations * video.later_iterations))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

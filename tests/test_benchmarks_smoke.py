@@ -1,0 +1,50 @@
+"""The benchmark scripts start and print their tables (``--quick``: tiny sizes, one repeat).
+
+Only that they run: no timing is asserted, so a busy CI machine cannot fail
+this. The real measurements are made by hand (benchmarks/RESULTS.md).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+import torch
+
+BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
+SCRIPTS = ["compute_floor", "dream_speed", "baseline_original", "memory", "autocast_check", "allocator"]
+# allocator.py's quick mode starts two child processes (~9 s on the 2-core machine): --help only here.
+QUICK = [name for name in SCRIPTS if name != "allocator"]
+
+
+def _load(name: str):
+    spec = importlib.util.spec_from_file_location(f"bench_{name}", BENCH / f"{name}.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture
+def restore_threads():
+    n = torch.get_num_threads()
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.mark.parametrize("name", QUICK)
+def test_script_quick_mode_prints_a_table(name, capsys, restore_threads):
+    assert _load(name).main(["--quick"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("Machine: ")
+    table_rows = [line for line in out.splitlines() if line.startswith("| ")]
+    assert len(table_rows) >= 2, out
+
+
+@pytest.mark.parametrize("name", SCRIPTS)
+def test_script_help(name, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        _load(name).main(["--help"])
+    assert exit_info.value.code == 0
+    assert "usage:" in capsys.readouterr().out
