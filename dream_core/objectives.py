@@ -15,7 +15,7 @@ value per batch item, ``[B]``; dreaming maximises its sum.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Iterable, Optional, Sequence, Union
 
 import torch
@@ -84,15 +84,23 @@ class LayerObjective(Objective):
 
     layer: str
     channels: Optional[tuple[int, ...]] = None
+    # Index tensors per device, made once: the objective runs every gradient step.
+    _index: dict[torch.device, torch.Tensor] = field(default_factory=dict, init=False, compare=False, repr=False)
 
     def layers(self) -> list[str]:
         return [self.layer]
 
     def __call__(self, features: Features) -> torch.Tensor:
         act = features[self.layer]
-        if self.channels is not None:
-            idx = torch.tensor(self.channels, device=act.device)
-            act = act.index_select(1, idx)
+        chans = self.channels
+        if chans is not None:
+            if chans == tuple(range(chans[0], chans[0] + len(chans))):
+                act = act[:, chans[0]: chans[0] + len(chans)]  # a contiguous range: a view, no copy
+            else:
+                idx = self._index.get(act.device)
+                if idx is None:
+                    idx = self._index[act.device] = torch.tensor(chans, device=act.device)
+                act = act.index_select(1, idx)
         return act.float().pow(2).mean(dim=(1, 2, 3))
 
     def validate(self, model: "DreamModel") -> None:

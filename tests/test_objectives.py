@@ -62,3 +62,13 @@ def test_channel_out_of_range_names_valid_range(tiny_model):
     with pytest.raises(ChannelOutOfRangeError, match=r"0\.\.15"):
         parse_objective("conv2:16", tiny_model)
     parse_objective("conv2:15", tiny_model)  # last valid channel is fine
+
+
+def test_channel_ranges_and_lists_select_the_right_channels():
+    act = torch.randn(2, 6, 3, 3)
+    feats = {"a": act}
+    for chans in ([1, 2, 3], [0, 2, 5], [4]):
+        expected = act[:, chans].pow(2).mean(dim=(1, 2, 3))
+        obj = channel("a", chans)
+        assert torch.allclose(obj(feats), expected)
+        assert torch.allclose(obj(feats), expected)  # second call reuses the cached index
