@@ -12,6 +12,8 @@ Not a benchmark itself. Conventions every script follows:
 
 from __future__ import annotations
 
+import argparse
+
 import os
 import platform
 import statistics
@@ -95,6 +97,13 @@ def machine_line(device: torch.device) -> str:
         props = torch.cuda.get_device_properties(device)
         parts.insert(0, f"GPU {props.name} ({props.total_memory / 2**30:.0f} GiB)")
     return "Machine: " + "; ".join(parts)
+
+
+def add_common_args(p: "argparse.ArgumentParser") -> None:
+    """The flags every benchmark script takes: --device, --threads, --quick."""
+    p.add_argument("--device", default=None)
+    p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--quick", action="store_true", help="tiny run for CI smoke tests")
 
 
 def pick_device(name: Optional[str]) -> torch.device:

@@ -44,9 +44,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     p.add_argument("--repeats", type=int, default=1)
     p.add_argument("--dtypes", default=None, help="autocast dtypes to compare with fp32 (default: bf16 on CPU, fp16,bf16 on CUDA)")
     p.add_argument("--save", type=Path, default=None, help="folder for side-by-side PNGs")
-    p.add_argument("--device", default=None)
-    p.add_argument("--threads", type=int, default=None)
-    p.add_argument("--quick", action="store_true", help="tiny run for CI smoke tests")
+    B.add_common_args(p)
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     if args.quick:

@@ -292,9 +292,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     p.add_argument("--ours", default="seed,stable,seed+bf16",
                    help="our variants: video mode (seed = same work per frame; stable = our default, fewer "
                         "iterations on later frames), optionally +bf16/+fp16 autocast")
-    p.add_argument("--device", default=None)
-    p.add_argument("--threads", type=int, default=None)
-    p.add_argument("--quick", action="store_true", help="tiny run for CI smoke tests")
+    B.add_common_args(p)
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     if args.quick:

@@ -193,9 +193,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     p.add_argument("--autocast", default="none", choices=["none", "bf16", "fp16"])
     p.add_argument("--prefetch", action="store_true", help="also run the video with flow prefetched on a thread")
     p.add_argument("--no-image", action="store_true")
-    p.add_argument("--device", default=None)
-    p.add_argument("--threads", type=int, default=None)
-    p.add_argument("--quick", action="store_true", help="tiny run for CI smoke tests")
+    B.add_common_args(p)
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     if args.quick:
