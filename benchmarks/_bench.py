@@ -261,6 +261,17 @@ def clip_frames(count: int, size: Optional[tuple[int, int]], path: Path = CLIP, 
     return [scene[..., 8 * t: 8 * t + w].contiguous() for t in range(count)]
 
 
+def real_image(size: tuple[int, int], device: torch.device) -> torch.Tensor:
+    """The clip's first frame as ``[1,3,h,w]`` float 0..1 at ``size`` (``(h, w)``) on ``device``.
+
+    Step timings use a real picture, not noise: on uniform noise EfficientNet-Lite0's
+    gradients reach denormal floats, which made some oneDNN backward kernels up to 10x
+    slower (a cost that real frames, even black ones, do not have).
+    """
+    h, w = size
+    return clip_frames(1, (h, w))[0].to(device)
+
+
 def to_uint8(frame: torch.Tensor) -> np.ndarray:
     """``[1,3,H,W]`` 0..1 -> ``[H,W,3]`` uint8 RGB."""
     return frame[0].detach().clamp(0, 1).mul(255).round().byte().permute(1, 2, 0).cpu().numpy()

@@ -42,7 +42,7 @@ def child(model_name: str, size: tuple[int, int], steps: int, tuned: bool, devic
     device = B.pick_device(device_name)
     model = B.bench_model(model_name, device)
     objective = _resolve_objective(model, None)
-    x = torch.rand(1, 3, *size, device=device)
+    x = B.real_image(size, device)
     settings = DreamSettings()
     with FeatureHooks(model, objective.layers(), optimize=True) as hooks:
         _objective_gradient(hooks, objective, x, settings, None)

@@ -6,12 +6,14 @@ Run from the repository root::
 
 For each model and each octave size of the default dream (4 octaves, scale
 1.4), one gradient step (forward through the truncated network plus backward
-to the image) is timed in four variants, round-robin in one process:
+to the image) is timed in five variants, round-robin in one process:
 
 * ``before``: the plain network (``FeatureHooks(optimize=False)``, NCHW, BatchNorm kept);
 * ``copy NCHW``: the execution copy (BatchNorm folded into the convolutions,
   constant padding for stride-1 "same" convolutions) in NCHW;
-* ``ours``: the same copy with ``channels_last`` weights (what the dream loop runs);
+* ``ours, stem grad by PyTorch``: the same copy with ``channels_last`` weights;
+* ``ours``: that, with the stem's input gradient computed by
+  :class:`~dream_core.strided_grad.PolyphaseConv2d` on the CPU (what the dream loop runs);
 * ``ours bf16``: ``ours`` under ``torch.autocast(bfloat16)`` (fp16 on CUDA).
 
 The floor is the step's FLOPs (``torch.utils.flop_counter`` on the untiled
@@ -64,6 +66,7 @@ def octave_table(model, size: tuple[int, int], settings: DreamSettings, repeats:
         "before": FeatureHooks(model, layers, optimize=False),
         "copy NCHW": FeatureHooks(model, layers, optimize=True, channels_last=False),
         "ours": FeatureHooks(model, layers, optimize=True, channels_last=True),
+        "ours, stem grad by PyTorch": FeatureHooks(model, layers, optimize=True, channels_last=True, polyphase=False),
         "ours bf16": FeatureHooks(model, layers, optimize=True, channels_last=True),
     }
     amp = {"ours bf16": amp_dtype(device)}
@@ -71,13 +74,12 @@ def octave_table(model, size: tuple[int, int], settings: DreamSettings, repeats:
     threads = 1 if device.type == "cuda" else torch.get_num_threads()
     rows: list[list[str]] = []
     totals = {"flops": 0.0, **{v: 0.0 for v in variants}, **{v + " cpu": 0.0 for v in variants}}
-    gen = torch.Generator().manual_seed(0)
     n = 256 if min(size) < 128 else 2048
     mm = {k: (torch.randn(n, n, device=device).to(dt), torch.randn(n, n, device=device).to(dt))
           for k, dt in (("fp32", torch.float32), ("amp", amp_dtype(device)))}
     rate_log: dict[str, list[B.Sample]] = {"fp32": [], "amp": []}
     for h, w in octave_sizes(*size, settings.num_octaves, settings.octave_scale):
-        x = torch.rand(1, 3, h, w, generator=gen).to(device)
+        x = B.real_image((h, w), device)
         tiles = len(_tiles(h, settings.tile_size)) * len(_tiles(w, settings.tile_size)) if max(h, w) > settings.tile_size else 1
         for hk in hooks.values():
             hk.__enter__()
@@ -162,7 +164,7 @@ def conv_kinds_table(model, size: tuple[int, int], repeats: int, device: torch.d
     handles = [m.register_forward_hook(keep_input) for m in net.modules() if isinstance(m, torch.nn.Conv2d)]
     try:
         with torch.no_grad(), FeatureHooks(model, objective.layers(), optimize=True) as hooks:
-            hooks.run(torch.rand(1, 3, *size, device=device))
+            hooks.run(B.real_image(size, device))
     finally:
         for hd in handles:
             hd.remove()
@@ -213,7 +215,7 @@ def threads_table(model, size: tuple[int, int], repeats: int, device: torch.devi
     """Full-size octave step and matmul at 1 thread and at every core, all in the same rounds."""
     objective = _resolve_objective(model, None)
     settings = DreamSettings()
-    x = torch.rand(1, 3, *size, device=device)
+    x = B.real_image(size, device)
     original = torch.get_num_threads()
     counts = sorted({1, os.cpu_count() or 1, original})
     n = 256 if min(size) < 128 else 2048
@@ -271,7 +273,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     settings = DreamSettings(num_octaves=args.octaves)
     print(B.machine_line(device))
     bf16 = device.type == "cuda" or B.native_bf16()
-    variants = ["before", "copy NCHW", "ours"] + (["ours bf16"] if bf16 else [])
+    variants = ["before", "copy NCHW", "ours, stem grad by PyTorch", "ours"] + (["ours bf16"] if bf16 else [])
     n = 256 if args.quick else 2048
     rates = {"fp32": B.matmul_rate(torch.float32, device, n), "amp": B.matmul_rate(amp_dtype(device), device, n)}
     print(B.table(["dtype", "GFLOP/s (wall)", "GFLOP/s per thread-second of CPU"],
@@ -286,7 +288,7 @@ def main(argv: Optional[list[str]] = None) -> int:
             full = octave_sizes(*size, settings.num_octaves, settings.octave_scale)[-1]
             objective = _resolve_objective(model, None)
             with FeatureHooks(model, objective.layers(), optimize=True) as hk:
-                x = torch.rand(1, 3, *full, device=device)
+                x = B.real_image(full, device)
                 s = B.interleaved({"s": lambda: _objective_gradient(hk, objective, x, settings.with_(tile_size=1 << 16),
                                                                     None)}, args.repeats, device)["s"]
             print(conv_kinds_table(model, full, args.repeats, device, B.Sample(B.med_wall(s), B.med_cpu(s))))

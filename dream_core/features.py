@@ -29,6 +29,9 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.hooks import RemovableHandle
 
+from .strided_grad import PolyphaseConv2d
+from .strided_grad import supports as supports_polyphase
+
 if TYPE_CHECKING:  # pragma: no cover
     from .models.spec import DreamModel
 
@@ -58,6 +61,8 @@ class FeatureHooks:
             hooks of your own on ``model.net`` do not see these forwards.
         channels_last: with ``optimize``, force the memory format on (``True``)
             or off (``False``); ``None`` picks it by device (on for CPU and CUDA).
+        polyphase: with ``optimize``, force the polyphase input gradient of the
+            stem on or off; ``None`` picks it by device (on for CPU).
     """
 
     def __init__(
@@ -68,6 +73,7 @@ class FeatureHooks:
         *,
         optimize: bool = False,
         channels_last: Optional[bool] = None,
+        polyphase: Optional[bool] = None,
     ) -> None:
         if not layers:
             from .errors import InvalidParameterError
@@ -80,6 +86,7 @@ class FeatureHooks:
         self.truncate = truncate
         self.optimize = optimize
         self.channels_last = channels_last
+        self.polyphase = polyphase
         self._net: nn.Module = model.net
         self._channels_last = False
         self._norm: Optional[tuple[torch.Tensor, torch.Tensor]] = None
@@ -90,7 +97,8 @@ class FeatureHooks:
     def __enter__(self) -> "FeatureHooks":
         if self.optimize:
             cl = _channels_last_pays(self.model) if self.channels_last is None else self.channels_last
-            self._net, self._channels_last = execution_net(self.model, channels_last=cl), cl
+            self._net = execution_net(self.model, channels_last=cl, polyphase=self.polyphase)
+            self._channels_last = cl
         else:
             self._net, self._channels_last = self.model.net, False
         for name in self.layers:
@@ -161,12 +169,17 @@ class FeatureHooks:
 
 # --------------------------------------------------------------------------- execution copy
 
-#: model -> {channels_last: (weights key, execution net)}
-_EXEC_CACHE: "weakref.WeakKeyDictionary[DreamModel, dict[bool, tuple[tuple, nn.Module]]]" = weakref.WeakKeyDictionary()
+#: model -> {(channels_last, polyphase): (weights key, execution net)}
+_EXEC_CACHE: "weakref.WeakKeyDictionary[DreamModel, dict[tuple[bool, bool], tuple[tuple, nn.Module]]]" = weakref.WeakKeyDictionary()
 _EXEC_LOCK = threading.Lock()
 
 #: Probe features of the folded copy must match the original within this (relative to the feature's scale).
 _FOLD_RTOL = 1e-3
+# Relative L2 tolerance of the probe's input gradient. Looser than the features': a
+# round-off difference can move an activation across a ReLU/ReLU6 kink and switch that
+# unit's gradient on or off (1.5% on a randomly initialised EfficientNet-Lite0, whose
+# ReLU6s saturate often); a wrong gradient is off by O(100%).
+_GRAD_RTOL = 0.05
 
 
 def _channels_last_pays(model: "DreamModel") -> bool:
@@ -180,7 +193,9 @@ def _weights_key(net: nn.Module) -> tuple:
     return tuple((id(t), t._version, t.device, t.dtype) for t in (*net.parameters(), *net.buffers()))
 
 
-def execution_net(model: "DreamModel", *, channels_last: Optional[bool] = None) -> nn.Module:
+def execution_net(
+    model: "DreamModel", *, channels_last: Optional[bool] = None, polyphase: Optional[bool] = None
+) -> nn.Module:
     """The network the dream loop runs: a copy of ``model.net`` made for speed.
 
     The copy has new module objects but shares every tensor it does not change
@@ -199,13 +214,18 @@ def execution_net(model: "DreamModel", *, channels_last: Optional[bool] = None) 
       that padding as a constant (no padded copy of the input, bias foldable);
     * ``nn.LocalResponseNorm`` computes its cross-channel window with a banded
       1x1 convolution instead of ``avg_pool3d`` (:class:`_BandedLRN`);
+    * with ``polyphase`` (``None``: on for CPU), strided convolutions that read the image (at most 4 input
+      channels, e.g. GoogLeNet's 7x7 stride-2 stem) compute their input gradient
+      as one stride-1 convolution plus a pixel shuffle
+      (:class:`~dream_core.strided_grad.PolyphaseConv2d`; 1.9x faster for that stem);
     * with ``channels_last`` (``None``: on for CPU and CUDA), convolution weights
       are stored NHWC so the NHWC kernels run (1.3-2.4x faster on CPU; see
       benchmarks/RESULTS.md).
 
     The copy is checked against ``model.net`` on a probe image (every named
-    layer, relative tolerance 1e-3); on a mismatch it is rebuilt without the
-    padding and LRN rewrites, and if that fails too ``model.net`` itself is returned
+    layer's features and their gradient w.r.t. the probe, relative tolerance
+    1e-3 and 5%); on a mismatch it is rebuilt without the
+    padding, LRN and polyphase rewrites, and if that fails too ``model.net`` itself is returned
     with a warning. Cached per model; rebuilt when the model's
     weights, device or dtype change.
 
@@ -213,15 +233,16 @@ def execution_net(model: "DreamModel", *, channels_last: Optional[bool] = None) 
         ``nn.Module`` in eval mode with frozen parameters, on the model's device and dtype.
     """
     cl = _channels_last_pays(model) if channels_last is None else bool(channels_last)
+    poly = model.device.type == "cpu" if polyphase is None else bool(polyphase)
     key = _weights_key(model.net)
     with _EXEC_LOCK:
         per_model = _EXEC_CACHE.setdefault(model, {})
-        cached = per_model.get(cl)
+        cached = per_model.get((cl, poly))
         if cached is not None and cached[0] == key:
             return cached[1]
         with torch.inference_mode(False), torch.no_grad():
-            net = _build_execution_net(model, cl)
-        per_model[cl] = (key, net)
+            net = _build_execution_net(model, cl, poly)
+        per_model[(cl, poly)] = (key, net)
         return net
 
 
@@ -389,7 +410,32 @@ def _replace_lrn(net: nn.Module, names: list[str]) -> None:
         _set_submodule(net, name, _BandedLRN(net.get_submodule(name)))
 
 
-def _build_execution_net(model: "DreamModel", channels_last: bool) -> nn.Module:
+def _polyphase_candidates(net: nn.Module) -> list[str]:
+    """Strided convolutions reading the image (at most 4 input channels) whose input gradient
+    :class:`~dream_core.strided_grad.PolyphaseConv2d` computes faster.
+
+    Measured on the CPU only (benchmarks/RESULTS.md): 1.9x for GoogLeNet's 7x7 stride-2 stem
+    (forward + input gradient), 1.1-1.2x for 3x3 stride-2 stems; *slower* for convolutions with
+    many input channels (depthwise or dense), which therefore keep PyTorch's backward.
+    """
+    from .models.efficientnet_lite import SameConv2d
+
+    return [
+        name for name, m in net.named_modules()
+        if supports_polyphase(m) and m.groups == 1 and m.in_channels <= 4
+        and (type(m).forward is nn.Conv2d.forward or type(m) is SameConv2d)
+    ]
+
+
+def _to_polyphase(net: nn.Module, names: list[str]) -> None:
+    from .models.efficientnet_lite import SameConv2d
+
+    for name in names:
+        old = net.get_submodule(name)
+        _set_submodule(net, name, PolyphaseConv2d.from_conv(old, tf_same=type(old) is SameConv2d).eval())
+
+
+def _build_execution_net(model: "DreamModel", channels_last: bool, polyphase: bool) -> nn.Module:
     if model.net.training:
         return model.net
     reference = _structural_copy(model.net)
@@ -399,16 +445,19 @@ def _build_execution_net(model: "DreamModel", channels_last: bool) -> nn.Module:
     foldable = model.dtype in (torch.float32, torch.float64) and any(isinstance(m, nn.BatchNorm2d) for m in reference.modules())
     pairs = _conv_bn_pairs(model, reference, probe) if foldable else []
     padded, lrns = _static_padding_candidates(reference), _lrn_candidates(reference)
-    if not pairs and not padded and not lrns and not channels_last:
+    strided = _polyphase_candidates(reference) if polyphase else []
+    if not pairs and not padded and not lrns and not strided and not channels_last:
         return model.net
     # Try everything; if the probe disagrees, try again without the module rewrites, then give up.
-    attempts = [(padded, lrns), ([], [])] if (padded or lrns) else [([], [])]
-    for pad_names, lrn_names in attempts:
+    rewrites = (padded, lrns, strided)
+    attempts = [rewrites, ([], [], [])] if any(rewrites) else [([], [], [])]
+    for pad_names, lrn_names, strided_names in attempts:
         fast = _structural_copy(model.net)
         _to_static_padding(fast, pad_names)
         _replace_lrn(fast, lrn_names)
         for conv_name, bn_name in pairs:
             _fold_pair(fast, conv_name, bn_name)
+        _to_polyphase(fast, strided_names)  # after folding: shares the folded weight and bias
         if channels_last:
             # mkldnn/cuDNN pick the NHWC kernels when the weight is NHWC, whatever the
             # input layout (some nets re-pack their input, e.g. GoogLeNet's transform_input).
@@ -419,33 +468,47 @@ def _build_execution_net(model: "DreamModel", channels_last: bool) -> nn.Module:
         fast.eval()
         if _same_features(model, reference, fast, probe):
             log.debug("Execution copy of %s: %d BatchNorm layers folded, %d convolutions with static padding, "
-                      "%d LRN layers as 1x1 convolutions, channels_last=%s", model.name, len(pairs), len(pad_names),
-                      len(lrn_names), channels_last)
+                      "%d LRN layers as 1x1 convolutions, %d strided convolutions with polyphase input gradients, "
+                      "channels_last=%s", model.name, len(pairs), len(pad_names), len(lrn_names),
+                      len(strided_names), channels_last)
             return fast
     log.warning("The optimised copy of %s computes different features; running the original network.", model.name)
     return model.net
 
 
 def _same_features(model: "DreamModel", a: nn.Module, b: nn.Module, probe: torch.Tensor) -> bool:
-    def feats(net: nn.Module) -> dict[str, torch.Tensor]:
+    """Whether ``a`` and ``b`` give the same features of every named layer on ``probe``, and the
+    same gradient of those features w.r.t. the probe (:data:`_FOLD_RTOL`, :data:`_GRAD_RTOL`)."""
+    def feats(net: nn.Module) -> tuple[dict[str, torch.Tensor], Optional[torch.Tensor]]:
         store: dict[str, torch.Tensor] = {}
         handles = []
         for layer in model.layer_names:
             def hook(_m: nn.Module, _i: object, out: object, layer: str = layer) -> None:
                 store.setdefault(layer, out[0] if isinstance(out, (tuple, list)) else out)
             handles.append(net.get_submodule(model.spec.layers[layer]).register_forward_hook(hook))
+        x = probe.detach().clone().requires_grad_(True)
         try:
-            net(model.normalize(probe))
+            with torch.enable_grad():
+                net(model.normalize(x))
+                outputs = [f for f in store.values() if f.requires_grad]
+                grad = None
+                if outputs:
+                    total = sum(f.float().square().mean() for f in outputs)
+                    (grad,) = torch.autograd.grad(total, x, allow_unused=True)
         finally:
             for h in handles:
                 h.remove()
-        return store
+        return {k: v.detach() for k, v in store.items()}, grad
 
-    fa, fb = feats(a), feats(b)
+    (fa, ga), (fb, gb) = feats(a), feats(b)
     for layer in model.layer_names:
         x, y = fa[layer].float(), fb[layer].float()
         if x.shape != y.shape or (x - y).abs().max() > _FOLD_RTOL * (x.abs().max() + 1e-6):
             return False
+    if (ga is None) != (gb is None):
+        return False
+    if ga is not None and gb is not None:
+        return bool((ga - gb).norm() <= _GRAD_RTOL * (ga.norm() + 1e-30))
     return True
 
 
