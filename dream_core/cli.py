@@ -15,7 +15,7 @@ from typing import Callable, Optional, Sequence
 import torch
 
 from .dream import AUTOCAST_DTYPES, DreamSettings
-from .errors import DreamCancelled, DreamError
+from .errors import DreamCancelled, DreamError, InvalidParameterError
 
 log = logging.getLogger("dream_core")
 
@@ -44,6 +44,9 @@ def add_dream_arguments(p: argparse.ArgumentParser, defaults: DreamSettings = _D
     d.add_argument("--tile-size", type=int, default=defaults.tile_size, help="tile larger images (pixels)")
     d.add_argument("--max-side", type=int, default=None, help="downscale the input so its longer side is at most this")
     d.add_argument("--device", default=None, help="cpu, cuda, cuda:1, mps (default: cuda if available)")
+    d.add_argument("--threads", type=int, default=None,
+                   help="CPU threads for torch (default: torch's choice, one per core). On a small shared VM "
+                        "--threads 1 can be several times faster (benchmarks/RESULTS.md, 'Threads')")
 
 
 def settings_from_args(args: argparse.Namespace) -> DreamSettings:
@@ -163,6 +166,16 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _apply_threads(threads: Optional[int]) -> None:
+    """``--threads``: the number of CPU threads torch's operators use (``None``: leave torch's default)."""
+    if threads is None:
+        return
+    if threads < 1:
+        raise InvalidParameterError(f"--threads must be at least 1; got {threads}. Leave it out to use one thread per core.")
+    torch.set_num_threads(threads)
+    log.debug("torch uses %d CPU thread(s).", threads)
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -176,6 +189,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         if not getattr(args, "func", None):
             parser.print_help()
             return 2
+        _apply_threads(getattr(args, "threads", None))
         from .allocator import keep_freed_memory
 
         keep_freed_memory()  # this process dreams for a long time: reuse freed activation memory

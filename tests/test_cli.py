@@ -68,6 +68,7 @@ def test_image_command_same_seed_same_file(small_png, tmp_path):
         (["--iterations", "0"], "num_iterations"),
         (["--octaves", "9"], "at most"),
         (["--weights", "/nonexistent/w.pth"], "not found"),
+        (["--threads", "0"], "--threads must be at least 1"),
     ],
 )
 def test_image_command_errors(small_png, tmp_path, caplog, extra, message):
@@ -75,6 +76,15 @@ def test_image_command_errors(small_png, tmp_path, caplog, extra, message):
     assert main(["image", str(small_png), str(out), *QUICK[:0], *extra]) == 2
     assert message in caplog.text
     assert not out.exists()
+
+
+def test_threads_flag_sets_torchs_thread_count(small_png, tmp_path):
+    before = torch.get_num_threads()
+    try:
+        assert main(["image", str(small_png), str(tmp_path / "out.png"), *QUICK, "--threads", "1"]) == 0
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)
 
 
 def test_corrupt_weights_file(small_png, tmp_path, caplog):
