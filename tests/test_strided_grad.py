@@ -144,3 +144,19 @@ def test_execution_copy_refuses_the_rewrite_when_the_probe_gradient_disagrees(mo
     fast = execution_net(model)
     assert fast is not model.net  # the other rewrites (BatchNorm folding, channels_last) stay ...
     assert not any(isinstance(m, PolyphaseConv2d) for m in fast.modules())  # ... the polyphase one is dropped
+
+
+def test_stem_used_under_inference_mode_first_still_dreams_afterwards():
+    """ComfyUI runs nodes under inference_mode: a feature read there must not spoil later dream steps."""
+    from dream_core.dream import DreamSettings, dream_image
+
+    spec = get_spec("googlenet")
+    torch.manual_seed(0)
+    with torch.no_grad():
+        model = DreamModel(spec, spec.build(), "random init")
+    x = textured_image(96, 96)
+    with torch.inference_mode():
+        with FeatureHooks(model, ["inception4c"], optimize=True) as hooks:
+            hooks.run(x)
+        out = dream_image(model, x, None, DreamSettings(num_octaves=1, num_iterations=2, jitter=0))
+    assert out.shape == x.shape and torch.isfinite(out).all()
