@@ -29,6 +29,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.hooks import RemovableHandle
 
+from .lrn import ChannelWindowLRN
 from .strided_grad import PolyphaseConv2d
 from .strided_grad import supports as supports_polyphase
 
@@ -212,8 +213,8 @@ def execution_net(
     * stride-1 ``Conv2d`` subclasses that pad inside their own ``forward``
       (TensorFlow "same", as EfficientNet-Lite's) become plain ``nn.Conv2d`` with
       that padding as a constant (no padded copy of the input, bias foldable);
-    * ``nn.LocalResponseNorm`` computes its cross-channel window with a banded
-      1x1 convolution instead of ``avg_pool3d`` (:class:`_BandedLRN`);
+    * ``nn.LocalResponseNorm`` becomes :class:`~dream_core.lrn.ChannelWindowLRN`
+      (window as shifted adds, closed-form backward; same numbers);
     * with ``polyphase`` (``None``: on for CPU), strided convolutions that read the image (at most 4 input
       channels, e.g. GoogLeNet's 7x7 stride-2 stem) compute their input gradient
       as one stride-1 convolution plus a pixel shuffle
@@ -370,44 +371,13 @@ def _to_static_padding(net: nn.Module, names: list[str]) -> None:
         _set_submodule(net, name, new.eval())
 
 
-class _BandedLRN(nn.Module):
-    """``nn.LocalResponseNorm`` with the cross-channel window sum done as a 1x1 convolution.
-
-    ``out = x / (k + alpha * mean_{window}(x^2)) ** beta``, the window of ``size``
-    channels zero-padded like PyTorch's (``size // 2`` before, ``(size - 1) // 2``
-    after). PyTorch computes the window with ``avg_pool3d`` on a 5-D view, which
-    was 30% of a BVLC GoogLeNet step; a banded ``C x C`` 1x1 convolution runs on
-    the matmul kernels instead.
-    """
-
-    def __init__(self, lrn: nn.LocalResponseNorm) -> None:
-        super().__init__()
-        self.size, self.alpha, self.beta, self.k = lrn.size, lrn.alpha, lrn.beta, lrn.k
-        self._band: dict[tuple[int, torch.device, torch.dtype], torch.Tensor] = {}
-
-    def _weights(self, x: torch.Tensor) -> torch.Tensor:
-        c = x.shape[1]
-        key = (c, x.device, x.dtype)
-        if key not in self._band:
-            idx = torch.arange(c)
-            offset = idx.view(1, -1) - idx.view(-1, 1)  # input channel - output channel
-            band = ((offset >= -(self.size // 2)) & (offset <= (self.size - 1) // 2)).to(torch.float64) / self.size
-            band = band.view(c, c, 1, 1).to(device=x.device, dtype=x.dtype)
-            self._band[key] = band.contiguous(memory_format=torch.channels_last)
-        return self._band[key]
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        mean_sq = F.conv2d(x * x, self._weights(x))
-        return x * (mean_sq * self.alpha + self.k).pow(-self.beta)
-
-
 def _lrn_candidates(net: nn.Module) -> list[str]:
     return [name for name, m in net.named_modules() if type(m) is nn.LocalResponseNorm]
 
 
 def _replace_lrn(net: nn.Module, names: list[str]) -> None:
     for name in names:
-        _set_submodule(net, name, _BandedLRN(net.get_submodule(name)))
+        _set_submodule(net, name, ChannelWindowLRN.from_module(net.get_submodule(name)))
 
 
 def _polyphase_candidates(net: nn.Module) -> list[str]:
@@ -468,7 +438,7 @@ def _build_execution_net(model: "DreamModel", channels_last: bool, polyphase: bo
         fast.eval()
         if _same_features(model, reference, fast, probe):
             log.debug("Execution copy of %s: %d BatchNorm layers folded, %d convolutions with static padding, "
-                      "%d LRN layers as 1x1 convolutions, %d strided convolutions with polyphase input gradients, "
+                      "%d LRN layers with a closed-form backward, %d strided convolutions with polyphase input gradients, "
                       "channels_last=%s", model.name, len(pairs), len(pad_names), len(lrn_names),
                       len(strided_names), channels_last)
             return fast

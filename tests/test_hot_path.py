@@ -245,16 +245,38 @@ def test_keep_freed_memory_applies_on_glibc():
     assert keep_freed_memory() is expected
 
 
-def test_local_response_norm_runs_as_a_banded_convolution_with_the_same_result():
-    from dream_core.features import _BandedLRN
+@pytest.mark.parametrize("size", [1, 2, 4, 5, 7])
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_channel_window_lrn_matches_pytorchs_forward_and_gradient(size, channels_last):
+    from dream_core.lrn import ChannelWindowLRN
+
+    torch.manual_seed(size)
+    lrn = nn.LocalResponseNorm(size, alpha=1e-2, beta=0.75, k=2.0)
+    for shape in [(2, 3, 5, 6), (1, 16, 7, 9)]:
+        x = torch.randn(*shape, dtype=torch.float64) * 3
+        if channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        x.requires_grad_(True)
+        ref, fast = lrn(x), ChannelWindowLRN.from_module(lrn)(x)
+        torch.testing.assert_close(fast, ref, rtol=1e-10, atol=1e-12)
+        g = torch.randn_like(ref)
+        (g_ref,) = torch.autograd.grad(ref, x, g)
+        (g_fast,) = torch.autograd.grad(fast, x, g)
+        torch.testing.assert_close(g_fast, g_ref, rtol=1e-9, atol=1e-12)
+
+
+def test_channel_window_lrn_computes_half_precision_in_float32():
+    from dream_core.lrn import ChannelWindowLRN
 
     lrn = nn.LocalResponseNorm(5, alpha=1e-4, beta=0.75, k=1.0)
-    for channels in (3, 8, 64):
-        x = (torch.randn(2, channels, 9, 11) * 30).requires_grad_(True)
-        ref, fast = lrn(x), _BandedLRN(lrn)(x)
-        torch.testing.assert_close(fast, ref, rtol=1e-5, atol=1e-6)
-        g_ref, g_fast = (torch.autograd.grad(y.pow(2).sum(), x)[0] for y in (ref, fast))
-        torch.testing.assert_close(g_fast, g_ref, rtol=1e-4, atol=1e-6)
+    x = (torch.rand(1, 8, 6, 6) * 40).requires_grad_(True)
+    fast = ChannelWindowLRN.from_module(lrn)
+    y = fast(x.bfloat16())
+    assert y.dtype == torch.bfloat16
+    torch.testing.assert_close(y.float(), lrn(x), rtol=2e-2, atol=1e-2)
+    (g,) = torch.autograd.grad(y.float().sum(), x)
+    (g_ref,) = torch.autograd.grad(lrn(x).sum(), x)
+    assert g.dtype == torch.float32 and (g - g_ref).abs().max() < 0.05 * g_ref.abs().max()
 
 
 def test_bvlc_googlenet_copy_replaces_lrn_and_matches():
@@ -263,7 +285,7 @@ def test_bvlc_googlenet_copy_replaces_lrn_and_matches():
     with torch.no_grad():
         model = DreamModel(spec, spec.build(), "random init")
     fast = execution_net(model)
-    assert sum(type(m).__name__ == "_BandedLRN" for m in fast.modules()) == 2
+    assert sum(type(m).__name__ == "ChannelWindowLRN" for m in fast.modules()) == 2
     x = textured_image(96, 112)
     layer = spec.default_objective
     with torch.no_grad(), FeatureHooks(model, [layer], optimize=False) as h:
