@@ -92,6 +92,7 @@ def machine_line(device: torch.device) -> str:
         f"{cpu_model()}, {os.cpu_count()} logical CPUs ({' '.join(isa) or 'no AVX'})",
         f"torch {torch.__version__}, {torch.get_num_threads()} threads",
         f"load average {load}",
+        f"malloc {_MALLOC['state']}",
     ]
     if device.type == "cuda":
         props = torch.cuda.get_device_properties(device)
@@ -100,10 +101,37 @@ def machine_line(device: torch.device) -> str:
 
 
 def add_common_args(p: "argparse.ArgumentParser") -> None:
-    """The flags every benchmark script takes: --device, --threads, --quick."""
+    """The flags every benchmark script takes: --device, --threads, --quick, --default-malloc."""
     p.add_argument("--device", default=None)
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--quick", action="store_true", help="tiny run for CI smoke tests")
+    add_malloc_arg(p)
+
+
+def add_malloc_arg(p: "argparse.ArgumentParser") -> None:
+    p.add_argument("--default-malloc", action="store_true",
+                   help="leave glibc's malloc as it is (default: tune it as the CLI does, for every variant)")
+
+
+_MALLOC = {"state": "glibc default"}
+
+
+def apply_malloc(default_malloc: bool) -> None:
+    """Tune malloc like ``python -m dream_core`` does, unless ``default_malloc``.
+
+    Without it glibc's *dynamic* mmap threshold makes every large allocation's
+    cost depend on what the process allocated before (page faults and zero-fill
+    per step or not), so a variant's time changed with the variant run before it:
+    up to 40% on our later video frames when interleaved with the original
+    pipeline. Tuned, every variant in the run (the original pipeline included)
+    reuses freed memory the same way.
+    """
+    if default_malloc:
+        return
+    from dream_core.allocator import keep_freed_memory
+
+    if keep_freed_memory():
+        _MALLOC["state"] = "tuned as the CLI does (keep_freed_memory)"
 
 
 def pick_device(name: Optional[str]) -> torch.device:

@@ -51,6 +51,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         args.models, args.size, args.octaves, args.iterations, args.threads = "efficientnet_lite0", "128x72", 1, 2, 1
     if args.threads:
         torch.set_num_threads(args.threads)
+    B.apply_malloc(args.default_malloc)
     device = B.pick_device(args.device)
     dtypes = (args.dtypes or ("fp16,bf16" if device.type == "cuda" else "bf16")).split(",")
     size = B.parse_size(args.size)

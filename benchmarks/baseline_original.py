@@ -300,6 +300,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         args.ours = "seed"
     if args.threads:
         torch.set_num_threads(args.threads)
+    B.apply_malloc(args.default_malloc)
     device = B.pick_device(args.device)
     size = B.parse_size(args.size)
     settings = DreamSettings(num_octaves=args.octaves, octave_scale=1.0 / args.octave_scale,

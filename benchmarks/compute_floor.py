@@ -257,6 +257,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     p.add_argument("--octaves", type=int, default=DreamSettings().num_octaves)
     p.add_argument("--device", default=None)
     p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's)")
+    B.add_malloc_arg(p)
     p.add_argument("--tables", default="octaves,kinds,threads",
                    help="which tables: octaves (per-octave floor), kinds (convolutions by kind), threads")
     p.add_argument("--quick", action="store_true", help="tiny run for CI smoke tests")
@@ -267,6 +268,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         args.tables, args.threads = "octaves,kinds", 1
     if args.threads:
         torch.set_num_threads(args.threads)
+    B.apply_malloc(args.default_malloc)
     device = B.pick_device(args.device)
     size = B.parse_size(args.size)
     tables = {t.strip() for t in args.tables.split(",")}

@@ -201,6 +201,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         args.prefetch, args.threads = True, 1
     if args.threads:
         torch.set_num_threads(args.threads)
+    B.apply_malloc(args.default_malloc)
     device = B.pick_device(args.device)
     settings = DreamSettings(num_octaves=args.octaves, num_iterations=args.iterations, autocast=args.autocast)
     video = VideoSettings(mode=args.mode)

@@ -136,6 +136,7 @@ class PolyphaseConv2d(nn.Conv2d):
     """
 
     tf_same: bool
+    _kernel_cache: Optional[tuple[tuple, torch.Tensor]]  # (weight key, phase_kernel) made once per weight version
 
     @classmethod
     def from_conv(cls, conv: nn.Conv2d, *, tf_same: bool) -> "PolyphaseConv2d":
@@ -152,7 +153,7 @@ class PolyphaseConv2d(nn.Conv2d):
         new.weight = conv.weight  # shared, not copied
         new.bias = conv.bias
         new.tf_same = tf_same
-        new._kernel_cache: tuple[tuple, torch.Tensor] | None = None
+        new._kernel_cache = None
         return new.train(conv.training)
 
     def _pads(self, h: int, w: int) -> Pads:
@@ -167,7 +168,7 @@ class PolyphaseConv2d(nn.Conv2d):
     def _kernel(self) -> torch.Tensor:
         weight = self.weight
         key = (id(weight), weight._version, weight.device, weight.dtype)
-        cached: Optional[tuple[tuple, torch.Tensor]] = self._kernel_cache
+        cached = self._kernel_cache
         if cached is None or cached[0] != key:
             with torch.no_grad():
                 kernel = phase_kernel(weight.detach(), self.stride[0], self.groups)
