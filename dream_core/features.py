@@ -9,10 +9,12 @@ any architecture's ``forward``).
 With ``optimize=True`` (what the dream loop uses) the forward runs on an
 *execution copy* of the network made for speed (:func:`execution_net`): every
 BatchNorm that directly follows a convolution is folded into that
-convolution's weights, and on CPU and CUDA the convolutions run in
-``channels_last`` memory format. The copy computes the same features (checked
-on a probe image when it is built) and is cached per model until the model's
-weights, device or dtype change.
+convolution's weights, on CPU and CUDA the convolutions run in
+``channels_last`` memory format, local response normalisations get a
+closed-form backward (:mod:`dream_core.lrn`) and, on the CPU, the image-reading
+strided stem a faster input gradient (:mod:`dream_core.strided_grad`). The copy
+computes the same features and image gradient (checked on a probe image when it
+is built) and is cached per model until the model's weights, device or dtype change.
 """
 
 from __future__ import annotations
