@@ -116,6 +116,10 @@ def add_malloc_arg(p: "argparse.ArgumentParser") -> None:
 _MALLOC = {"state": "glibc default"}
 
 
+def malloc_state() -> str:
+    return _MALLOC["state"]
+
+
 def apply_malloc(default_malloc: bool) -> None:
     """Tune malloc like ``python -m dream_core`` does, unless ``default_malloc``.
 

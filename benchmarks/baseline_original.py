@@ -28,8 +28,11 @@ tool's carry rule, so the work per frame is the same): frames decoded in
 memory, DIS flow both ways + reliability mask, FrameDreamer with the truncated
 optimised network, x264 encoding with the resume carry.
 
-The two pipelines run in one process, frame by frame in turn (baseline frame
-t, ours frame t, ...), so load changes on a shared machine hit both.
+The pipelines run frame by frame in turn (baseline frame t, ours frame t, ...),
+so load changes on a shared machine hit both. By default the original pipeline
+runs in a child process with glibc's default malloc, as the original tool runs,
+and ours here with the malloc tuning our CLI applies (``--original-malloc same``:
+both here, with the same malloc; ``--default-malloc`` turns our tuning off).
 """
 
 from __future__ import annotations
@@ -38,7 +41,7 @@ import argparse
 import logging
 import sys
 import tempfile
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from fractions import Fraction
 from pathlib import Path
 from typing import Iterator, Optional
@@ -280,6 +283,54 @@ def warm_up(model, device: torch.device) -> None:
     dream_image(model, x.detach(), None, DreamSettings(num_octaves=1, num_iterations=1))
 
 
+def _original_in_child(conn, model_name: str, device_name: str, threads: Optional[int], clip: str, frames: int,
+                       size: tuple[int, int], settings: DreamSettings) -> None:
+    """Child process (spawned: a fresh interpreter with glibc's default malloc, as the original tool
+    runs): the original pipeline, one item per ``"next"`` received, ``None`` when it is done."""
+    if threads:
+        torch.set_num_threads(threads)
+    device = torch.device(device_name)
+    model = B.bench_model(model_name, device)
+    warm_up(model, device)
+    with tempfile.TemporaryDirectory(prefix="baseline-child-") as tmp:
+        pipe = original_pipeline(model, Path(clip), frames, size, settings, Path(tmp), device)
+        while conn.recv() == "next":
+            conn.send(next(pipe, None))
+    conn.close()
+
+
+@contextmanager
+def original_elsewhere(args: argparse.Namespace, device: torch.device, size: tuple[int, int],
+                       settings: DreamSettings) -> Iterator[Iterator[dict[str, B.Sample]]]:
+    """The original pipeline running in a child process, stepped from here like a local generator."""
+    import multiprocessing as mp
+
+    ctx = mp.get_context("spawn")
+    here, there = ctx.Pipe()
+    child = ctx.Process(target=_original_in_child, daemon=True,
+                        args=(there, args.model, str(device), args.threads, str(args.clip), args.frames, size, settings))
+    child.start()
+
+    def steps() -> Iterator[dict[str, B.Sample]]:
+        while True:
+            here.send("next")
+            item = here.recv()
+            if item is None:
+                return
+            yield item
+
+    try:
+        yield steps()
+    finally:
+        try:
+            here.send("stop")
+        except (BrokenPipeError, OSError):
+            pass
+        child.join(timeout=30)
+        if child.is_alive():
+            child.kill()
+
+
 def main(argv: Optional[list[str]] = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--model", default="googlenet")
@@ -292,12 +343,17 @@ def main(argv: Optional[list[str]] = None) -> int:
     p.add_argument("--ours", default="seed,stable,seed+bf16",
                    help="our variants: video mode (seed = same work per frame; stable = our default, fewer "
                         "iterations on later frames), optionally +bf16/+fp16 autocast")
+    p.add_argument("--original-malloc", choices=["own-process", "same"], default="own-process",
+                   help="own-process (default): the original pipeline runs in a child process with glibc's "
+                        "default malloc, as the original tool runs, while ours runs here with the CLI's malloc "
+                        "tuning; same: both in this process with the same malloc")
     B.add_common_args(p)
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     if args.quick:
         args.model, args.size, args.frames, args.iterations, args.threads = "efficientnet_lite0", "128x72", 2, 1, 1
         args.ours = "seed"
+        args.original_malloc = "same"  # no child process in the smoke test
     if args.threads:
         torch.set_num_threads(args.threads)
     B.apply_malloc(args.default_malloc)
@@ -305,16 +361,22 @@ def main(argv: Optional[list[str]] = None) -> int:
     size = B.parse_size(args.size)
     settings = DreamSettings(num_octaves=args.octaves, octave_scale=1.0 / args.octave_scale,
                              num_iterations=args.iterations)
+    elsewhere = args.original_malloc == "own-process"
     model = B.bench_model(args.model, device)
     warm_up(model, device)
     print(B.machine_line(device))
+    print("Original pipeline: " + ("its own process, glibc's default malloc (as the original tool runs); ours: "
+                                   "this process, malloc " + B.malloc_state() if elsewhere else
+                                   "this process, malloc " + B.malloc_state() + ", like ours"))
     print(f"{model.name} at {B.size_name(size)}, {args.frames} frames, {args.octaves} octaves (scale {args.octave_scale}) "
           f"x {args.iterations} iterations, same objective ({model.spec.default_objective}) in all pipelines")
     original = "original (re-implemented)"
-    with tempfile.TemporaryDirectory(prefix="baseline-") as tmp_name, dream_image_timer():
+    with tempfile.TemporaryDirectory(prefix="baseline-") as tmp_name, dream_image_timer(), \
+            (original_elsewhere(args, device, size, settings) if elsewhere else nullcontext()) as remote:
         tmp = Path(tmp_name)
         (tmp / "orig").mkdir()
-        pipes = {original: original_pipeline(model, args.clip, args.frames, size, settings, tmp / "orig", device)}
+        pipes = {original: remote if elsewhere else
+                 original_pipeline(model, args.clip, args.frames, size, settings, tmp / "orig", device)}
         for variant in args.ours.split(","):
             mode, _, amp = variant.strip().partition("+")
             folder = tmp / variant.replace("+", "_")
@@ -351,7 +413,7 @@ def main(argv: Optional[list[str]] = None) -> int:
                      "speed-up per later frame (wall / CPU)", "speed-up whole clip (wall / CPU)"], rows,
                   f"Original pipeline vs ours: {model.name}, {B.size_name(size)}, {args.octaves} octaves x "
                   f"{args.iterations} iterations, {args.frames} frames, run frame by frame in turn"))
-    print(B.machine_line(device).split("; ")[-1])
+    print("; ".join(B.machine_line(device).split("; ")[-2:]))
     return 0
 
 

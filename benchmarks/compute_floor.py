@@ -299,7 +299,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     # Re-measure the matmul rate after the models ran: a changing machine load shows here.
     after = B.matmul_rate(torch.float32, device, n)
     print(f"\nfp32 matmul rate after the run: {after.wall:.0f} GFLOP/s (before: {rates['fp32'].wall:.0f}). "
-          + B.machine_line(device).split("; ")[-1])
+          + "; ".join(B.machine_line(device).split("; ")[-2:]))
     return 0
 
 

@@ -242,7 +242,7 @@ def main(argv: Optional[list[str]] = None) -> int:
                        "flow wait s (wall)", "speed-up (wall)"], pre_rows,
                       "Flow for frame t+1 on a worker thread while frame t dreams (later frames; wall clock, "
                       "so it needs an idle core to mean anything)"))
-    print(B.machine_line(device).split("; ")[-1])
+    print("; ".join(B.machine_line(device).split("; ")[-2:]))
     return 0
 
 
