@@ -45,8 +45,8 @@ def add_dream_arguments(p: argparse.ArgumentParser, defaults: DreamSettings = _D
     d.add_argument("--max-side", type=int, default=None, help="downscale the input so its longer side is at most this")
     d.add_argument("--device", default=None, help="cpu, cuda, cuda:1, mps (default: cuda if available)")
     d.add_argument("--threads", type=int, default=None,
-                   help="CPU threads for torch (default: torch's choice, one per core). On a small shared VM "
-                        "--threads 1 can be several times faster (benchmarks/RESULTS.md, 'Threads')")
+                   help="CPU threads for torch (default: torch's choice, one per core). On a VM whose cores "
+                        "other work shares, --threads 1 can be several times faster (benchmarks/RESULTS.md, 'Threads')")
 
 
 def settings_from_args(args: argparse.Namespace) -> DreamSettings:
