@@ -343,17 +343,16 @@ def main(argv: Optional[list[str]] = None) -> int:
     p.add_argument("--ours", default="seed,stable,seed+bf16",
                    help="our variants: video mode (seed = same work per frame; stable = our default, fewer "
                         "iterations on later frames), optionally +bf16/+fp16 autocast")
-    p.add_argument("--original-malloc", choices=["own-process", "same"], default="own-process",
+    p.add_argument("--original-malloc", choices=["own-process", "same"], default=None,
                    help="own-process (default): the original pipeline runs in a child process with glibc's "
                         "default malloc, as the original tool runs, while ours runs here with the CLI's malloc "
-                        "tuning; same: both in this process with the same malloc")
+                        "tuning; same: both in this process with the same malloc (default with --quick)")
     B.add_common_args(p)
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     if args.quick:
         args.model, args.size, args.frames, args.iterations, args.threads = "efficientnet_lite0", "128x72", 2, 1, 1
         args.ours = "seed"
-        args.original_malloc = "same"  # no child process in the smoke test
     if args.threads:
         torch.set_num_threads(args.threads)
     B.apply_malloc(args.default_malloc)
@@ -361,6 +360,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     size = B.parse_size(args.size)
     settings = DreamSettings(num_octaves=args.octaves, octave_scale=1.0 / args.octave_scale,
                              num_iterations=args.iterations)
+    if args.original_malloc is None:  # --quick runs in-process unless asked (the smoke test loads this file by path)
+        args.original_malloc = "same" if args.quick else "own-process"
     elsewhere = args.original_malloc == "own-process"
     model = B.bench_model(args.model, device)
     warm_up(model, device)

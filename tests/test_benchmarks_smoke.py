@@ -48,3 +48,19 @@ def test_script_help(name, capsys):
         _load(name).main(["--help"])
     assert exit_info.value.code == 0
     assert "usage:" in capsys.readouterr().out
+
+
+def test_baseline_runs_the_original_pipeline_in_its_own_process():
+    """The default comparison: the original pipeline in a spawned child (glibc's default malloc), ours here."""
+    import subprocess
+    import sys
+
+    root = BENCH.parent
+    proc = subprocess.run(
+        [sys.executable, str(BENCH / "baseline_original.py"), "--quick", "--original-malloc", "own-process"],
+        cwd=root, capture_output=True, text=True, timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "Original pipeline: its own process" in proc.stdout
+    rows = [line for line in proc.stdout.splitlines() if line.startswith("| original") or line.startswith("| ours")]
+    assert len(rows) == 2, proc.stdout
