@@ -32,6 +32,7 @@ from torch import nn
 from torch.utils.hooks import RemovableHandle
 
 from .lrn import ChannelWindowLRN
+from .models.efficientnet_lite import SameConv2d
 from .strided_grad import PolyphaseConv2d
 from .strided_grad import supports as supports_polyphase
 
@@ -390,8 +391,6 @@ def _polyphase_candidates(net: nn.Module) -> list[str]:
     (forward + input gradient), 1.1-1.2x for 3x3 stride-2 stems; *slower* for convolutions with
     many input channels (depthwise or dense), which therefore keep PyTorch's backward.
     """
-    from .models.efficientnet_lite import SameConv2d
-
     return [
         name for name, m in net.named_modules()
         if supports_polyphase(m) and m.groups == 1 and m.in_channels <= 4
@@ -400,8 +399,6 @@ def _polyphase_candidates(net: nn.Module) -> list[str]:
 
 
 def _to_polyphase(net: nn.Module, names: list[str]) -> None:
-    from .models.efficientnet_lite import SameConv2d
-
     for name in names:
         old = net.get_submodule(name)
         _set_submodule(net, name, PolyphaseConv2d.from_conv(old, tf_same=type(old) is SameConv2d).eval())

@@ -23,12 +23,13 @@ loop's execution copy); their gradients, if asked for, come from PyTorch's own
 
 from __future__ import annotations
 
-import math
 from typing import Optional
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from .models.efficientnet_lite import tf_same_pads
 
 Pads = tuple[int, int, int, int]  # (left, right, top, bottom), as F.pad takes them
 
@@ -160,10 +161,7 @@ class PolyphaseConv2d(nn.Conv2d):
         if not self.tf_same:
             ph, pw = self.padding  # type: ignore[misc]
             return (pw, pw, ph, ph)
-        (kh, kw), (s, _) = self.kernel_size, self.stride
-        ph = max((math.ceil(h / s) - 1) * s + kh - h, 0)
-        pw = max((math.ceil(w / s) - 1) * s + kw - w, 0)
-        return (pw // 2, pw - pw // 2, ph // 2, ph - ph // 2)
+        return tf_same_pads(h, w, self.kernel_size, self.stride[0])
 
     def _kernel(self) -> torch.Tensor:
         weight = self.weight

@@ -38,6 +38,18 @@ _BLOCKS: tuple[tuple[int, int, int, int, int], ...] = (
 )
 
 
+def tf_same_pads(h: int, w: int, kernel: tuple[int, int], stride: int) -> tuple[int, int, int, int]:
+    """TensorFlow "same" padding of an ``h x w`` input as ``(left, right, top, bottom)`` (``F.pad`` order).
+
+    Output size is ``ceil(input / stride)``; when the total padding is odd the
+    extra pixel goes to the bottom/right.
+    """
+    kh, kw = kernel
+    ph = max((math.ceil(h / stride) - 1) * stride + kh - h, 0)
+    pw = max((math.ceil(w / stride) - 1) * stride + kw - w, 0)
+    return (pw // 2, pw - pw // 2, ph // 2, ph - ph // 2)
+
+
 class SameConv2d(nn.Conv2d):
     """``nn.Conv2d`` with TensorFlow "same" padding computed from the input size.
 
@@ -49,12 +61,9 @@ class SameConv2d(nn.Conv2d):
         super().__init__(in_ch, out_ch, kernel, stride=stride, padding=0, groups=groups, bias=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        ih, iw = x.shape[-2:]
-        k, s = self.kernel_size[0], self.stride[0]
-        ph = max((math.ceil(ih / s) - 1) * s + k - ih, 0)
-        pw = max((math.ceil(iw / s) - 1) * s + k - iw, 0)
-        if ph or pw:
-            x = F.pad(x, (pw // 2, pw - pw // 2, ph // 2, ph - ph // 2))
+        pads = tf_same_pads(x.shape[-2], x.shape[-1], self.kernel_size, self.stride[0])
+        if any(pads):
+            x = F.pad(x, pads)
         return F.conv2d(x, self.weight, None, self.stride, 0, self.dilation, self.groups)
 
 
