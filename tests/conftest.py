@@ -65,6 +65,18 @@ def lite0() -> DreamModel:
     return load_model("efficientnet_lite0")
 
 
+def multiscale_texture(h: int, w: int, seed: int = 0) -> torch.Tensor:
+    """Smooth random colour noise ``[1,3,h,w]`` in 0..1 with detail at several scales and stretched
+    contrast (deterministic): something optical flow can lock onto at every pyramid level."""
+    g = torch.Generator().manual_seed(seed)
+    img = torch.zeros(1, 3, h, w)
+    for step in (4, 8, 16):
+        coarse = torch.rand(1, 3, h // step + 2, w // step + 2, generator=g)
+        img += torch.nn.functional.interpolate(coarse, size=(h, w), mode="bicubic", align_corners=False)
+    img /= 3
+    return ((img - img.mean()) * 2.0 + 0.5).clamp(0.0, 1.0)
+
+
 def textured_image(h: int = 64, w: int = 64, seed: int = 0) -> torch.Tensor:
     """Smooth random RGB texture ``[1,3,h,w]`` in 0..1 (deterministic)."""
     g = torch.Generator().manual_seed(seed)

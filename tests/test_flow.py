@@ -6,9 +6,8 @@ import math
 
 import pytest
 import torch
-import torch.nn.functional as F
 
-from conftest import shared_file
+from conftest import multiscale_texture, shared_file
 from dream_core.errors import FlowError, InvalidImageError, InvalidParameterError, WeightsError
 from dream_core.flow import (
     DEFAULT_FLOW_METHOD,
@@ -28,17 +27,6 @@ from dream_core.warp import warp
 
 SHIFT_X, SHIFT_Y = 3, -2  # content moves 3 px right and 2 px up from prev to cur
 CV_METHODS = [m for m in FLOW_METHODS if not m.startswith("raft")]
-
-
-def _texture(h: int, w: int, seed: int = 0) -> torch.Tensor:
-    """Smooth random colour noise ``[1,3,h,w]`` in 0..1 with detail at several scales."""
-    g = torch.Generator().manual_seed(seed)
-    img = torch.zeros(1, 3, h, w)
-    for step in (4, 8, 16):
-        coarse = torch.rand(1, 3, h // step + 2, w // step + 2, generator=g)
-        img += F.interpolate(coarse, size=(h, w), mode="bicubic", align_corners=False)
-    img /= 3
-    return ((img - img.mean()) * 2.0 + 0.5).clamp(0.0, 1.0)
 
 
 def _photo(h: int, w: int) -> torch.Tensor:
@@ -75,7 +63,7 @@ def _check_shift(prev: torch.Tensor, cur: torch.Tensor, bw: torch.Tensor, fw: to
 
 @pytest.mark.parametrize("method", CV_METHODS)
 def test_synthetic_shift_recovered_with_documented_sign(method):
-    prev = _texture(96, 128)
+    prev = multiscale_texture(96, 128)
     cur = _shifted(prev)
     bw, fw = FlowEstimator(method).bidirectional(prev, cur)
     _check_shift(prev, cur, bw, fw)
@@ -92,13 +80,13 @@ def test_shift_recovered_on_real_photo(method):
 
 @pytest.mark.parametrize("preset", ["ultrafast", "fast"])
 def test_dis_presets(preset):
-    prev = _texture(96, 128)
+    prev = multiscale_texture(96, 128)
     cur = _shifted(prev)
     _check_shift(prev, cur, compute_flow(prev, cur, "dis", dis_preset=preset))
 
 
 def test_reduced_resolution_rescales_vectors():
-    prev = _texture(96, 128)
+    prev = multiscale_texture(96, 128)
     cur = _shifted(prev)
     est = FlowEstimator("farneback", max_side=64)  # estimated at 64x48, upsampled
     bw = est(prev, cur)
@@ -126,7 +114,8 @@ def test_raft_random_weights_pad_and_crop(arch):
 
     torch.manual_seed(0)
     est = FlowEstimator(arch, raft_model=getattr(tvof, arch)(weights=None), raft_iters=2)
-    prev, cur = _texture(75, 70), _texture(75, 70, seed=1)  # not multiples of 8: padded then cropped
+    # not multiples of 8: padded then cropped
+    prev, cur = multiscale_texture(75, 70), multiscale_texture(75, 70, seed=1)
     bw = est(prev, cur)
     assert bw.shape == (75, 70, 2) and bw.dtype == torch.float32 and bool(torch.isfinite(bw).all())
     bw2, fw = est.bidirectional(prev, cur)
@@ -181,7 +170,7 @@ def test_estimator_errors():
         FlowEstimator("dis", scale=1.5)
     est = FlowEstimator("dis")
     with pytest.raises(InvalidImageError, match="same size"):
-        est(_texture(32, 32), _texture(32, 40))
+        est(multiscale_texture(32, 32), multiscale_texture(32, 40))
     with pytest.raises(InvalidImageError, match="permute"):
         est(torch.rand(32, 32, 3), torch.rand(32, 32, 3))
     with pytest.raises(InvalidImageError, match="same size"):
@@ -225,7 +214,7 @@ def test_occluding_square_exact_flows_trailing_region_unreliable():
 
 
 def _occlusion_clip(n: int = 3, speed: int = 6) -> tuple[torch.Tensor, int]:
-    bg, square = _texture(96, 128, seed=2), _texture(32, 32, seed=3)
+    bg, square = multiscale_texture(96, 128, seed=2), multiscale_texture(32, 32, seed=3)
     frames = []
     for t in range(n):
         frame = bg.clone()
@@ -266,7 +255,7 @@ def test_motion_edges_zero_for_constant_flow():
 
 
 def test_compute_flows_flowset_and_streaming():
-    prev = _texture(48, 64)
+    prev = multiscale_texture(48, 64)
     clip = torch.cat([prev, _shifted(prev), _shifted(_shifted(prev))])
     calls = []
     flows = compute_flows(clip, "dis", on_pair=lambda done, total: calls.append((done, total)))

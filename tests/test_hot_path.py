@@ -79,6 +79,12 @@ def _features(model: DreamModel, image: torch.Tensor, optimize: bool) -> dict[st
         return hooks.run(image)
 
 
+def _layer_feature(model: DreamModel, image: torch.Tensor, layer: str, optimize: bool) -> torch.Tensor:
+    """``layer``'s features with the forward truncated there, on the plain network or the execution copy."""
+    with torch.no_grad(), FeatureHooks(model, [layer], optimize=optimize) as hooks:
+        return hooks.run(image)[layer]
+
+
 def test_execution_copy_folds_bn_and_keeps_every_feature(bn_model):
     fast = execution_net(bn_model)
     assert fast is not bn_model.net
@@ -164,10 +170,7 @@ def test_zoo_execution_copies_match(name):
     size = max(spec.min_size, 80)
     x = textured_image(size, size + 16)
     layer = spec.default_objective
-    with torch.no_grad(), FeatureHooks(model, [layer], optimize=False) as h:
-        plain = h.run(x)[layer]
-    with torch.no_grad(), FeatureHooks(model, [layer], optimize=True) as h:
-        opt = h.run(x)[layer]
+    plain, opt = (_layer_feature(model, x, layer, optimize) for optimize in (False, True))
     assert (opt - plain).abs().max() <= 1e-3 * plain.abs().max()
 
 
@@ -288,8 +291,5 @@ def test_bvlc_googlenet_copy_replaces_lrn_and_matches():
     assert sum(type(m).__name__ == "ChannelWindowLRN" for m in fast.modules()) == 2
     x = textured_image(96, 112)
     layer = spec.default_objective
-    with torch.no_grad(), FeatureHooks(model, [layer], optimize=False) as h:
-        plain = h.run(x)[layer]
-    with torch.no_grad(), FeatureHooks(model, [layer], optimize=True) as h:
-        opt = h.run(x)[layer]
+    plain, opt = (_layer_feature(model, x, layer, optimize) for optimize in (False, True))
     assert (opt - plain).abs().max() <= 1e-3 * plain.abs().max()

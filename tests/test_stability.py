@@ -6,8 +6,8 @@ import math
 
 import pytest
 import torch
-import torch.nn.functional as F
 
+from conftest import multiscale_texture
 from dream_core.errors import FlowError, InvalidImageError
 from dream_core.flow import FlowEstimator, compute_flows
 from dream_core.stability import StabilityMetrics, stability_metrics
@@ -16,23 +16,13 @@ H, W, N = 64, 80, 5
 STEP = (-2, 3)  # per frame: content moves 3 px right, 2 px up (torch.roll shifts for dims H, W)
 
 
-def _texture(h: int, w: int, seed: int) -> torch.Tensor:
-    g = torch.Generator().manual_seed(seed)
-    img = torch.zeros(1, 3, h, w)
-    for step in (4, 8, 16):
-        coarse = torch.rand(1, 3, h // step + 2, w // step + 2, generator=g)
-        img += F.interpolate(coarse, size=(h, w), mode="bicubic", align_corners=False)
-    img /= 3
-    return ((img - img.mean()) * 2.0 + 0.5).clamp(0.0, 1.0)
-
-
 def _moving(base: torch.Tensor, n: int = N) -> torch.Tensor:
     return torch.cat([torch.roll(base, shifts=(STEP[0] * t, STEP[1] * t), dims=(-2, -1)) for t in range(n)])
 
 
 @pytest.fixture(scope="module")
 def clip() -> torch.Tensor:
-    return _moving(_texture(H, W, seed=0))
+    return _moving(multiscale_texture(H, W, seed=0))
 
 
 @pytest.fixture(scope="module")
@@ -51,7 +41,7 @@ def test_identity_has_no_excess_and_no_strength(clip, flows):
 
 
 def test_scene_locked_pattern_small_excess_random_noise_large(clip, flows):
-    pattern = _moving(_texture(H, W, seed=7) - 0.5)  # moves exactly with the scene
+    pattern = _moving(multiscale_texture(H, W, seed=7) - 0.5)  # moves exactly with the scene
     locked = (clip + 0.4 * pattern).clamp(0, 1)
     g = torch.Generator().manual_seed(3)
     noise = (torch.rand(clip.shape, generator=g) - 0.5) * 0.4  # independent per frame
