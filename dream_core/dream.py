@@ -10,8 +10,10 @@ Recipe for one step at one octave (the image ``x`` is RGB ``[B,3,h,w]`` in ``0..
    evaluate the objective;
 3. gradient of the objective with respect to the rolled image (tile by tile
    with an overlap margin when the image is larger than ``tile_size``), rolled back;
-4. optional Gaussian smoothing of the gradient (``gradient_smoothing`` pixels);
-5. normalise by the mean absolute gradient, step by ``learning_rate``;
+4. turn the gradient into a step direction (:mod:`dream_core.step`): by default
+   colour-decorrelated and Laplacian-pyramid normalised (no colour static), then
+   smoothed by ``gradient_smoothing`` pixels and normalised to mean ``|d| = 1``;
+5. step by ``learning_rate``;
 6. optional temporal pull towards an anchor image on reliable pixels (video);
 7. clamp to ``0..1``.
 
@@ -32,9 +34,10 @@ import torch
 
 from .errors import InvalidImageError, InvalidParameterError
 from .features import FeatureHooks, grad_enabled_outside_inference
-from .image_ops import gaussian_blur, keep_colours, octave_sizes, resize, to_rgb
+from .image_ops import keep_colours, octave_sizes, resize, to_rgb
 from .models.spec import DreamModel
 from .objectives import GuideObjective, Objective, SumObjective, parse_objective
+from .step import DEFAULT_STEP_RULE, STEP_RULES, step_direction
 
 log = logging.getLogger(__name__)
 
@@ -63,11 +66,19 @@ class DreamSettings:
         num_octaves: number of scales (1 = full size only). More octaves -> larger, coarser patterns.
         octave_scale: size ratio between octaves (> 1). Larger -> octaves further apart.
         num_iterations: gradient steps per octave. More -> stronger dream, slower.
-        learning_rate: step size in ``0..1`` image units per step (gradient normalised
-            to mean |g| = 1). Larger -> stronger, harsher dream.
+        learning_rate: step size in ``0..1`` image units per step (direction normalised
+            to mean |d| = 1). Larger -> stronger, harsher dream.
         jitter: maximum random roll in pixels per step. Larger -> fewer grid artefacts.
-        gradient_smoothing: Gaussian sigma (pixels) applied to the gradient; larger ->
+        gradient_smoothing: Gaussian sigma (pixels) applied to the step direction; larger ->
             smoother, less noisy patterns. 0 disables.
+        step_rule: ``"lapnorm"`` (colour-decorrelated, Laplacian-normalised: clean,
+            painterly) or ``"plain"`` (the per-pixel RGB step: crisper, with colour
+            speckle); see :mod:`dream_core.step`.
+        colour_decorrelation: ``0..1``, how much the step favours the
+            luminance direction over chroma. Higher -> colours stay the picture's
+            own; lower -> more of the network's colours (and fine colour noise).
+        laplacian_levels: ``lapnorm``: frequency bands normalised separately (1..8).
+            More -> coarser structures get a larger share of each step.
         seed: seeds the jitter; same seed + inputs -> same output.
         luminance_only: keep the original colours, dream only brightness.
         autocast: ``"none"``, ``"bf16"`` or ``"fp16"``: mixed precision for the forward pass.
@@ -79,9 +90,12 @@ class DreamSettings:
     num_octaves: int = 4
     octave_scale: float = 1.4
     num_iterations: int = 10
-    learning_rate: float = 0.02
+    learning_rate: float = 0.01
     jitter: int = 32
     gradient_smoothing: float = 0.5
+    step_rule: str = DEFAULT_STEP_RULE
+    colour_decorrelation: float = 0.5
+    laplacian_levels: int = 4
     seed: int = 0
     luminance_only: bool = False
     autocast: str = "none"
@@ -97,6 +111,10 @@ class DreamSettings:
             (self.learning_rate > 0, f"learning_rate must be > 0 (e.g. 0.02); got {self.learning_rate}"),
             (self.jitter >= 0, f"jitter must be >= 0 pixels; got {self.jitter}"),
             (self.gradient_smoothing >= 0, f"gradient_smoothing must be >= 0; got {self.gradient_smoothing}"),
+            (self.step_rule in STEP_RULES, f"step_rule must be one of {list(STEP_RULES)}; got {self.step_rule!r}"),
+            (0.0 <= self.colour_decorrelation <= 1.0,
+             f"colour_decorrelation must be in 0..1; got {self.colour_decorrelation}"),
+            (1 <= self.laplacian_levels <= 8, f"laplacian_levels must be in 1..8; got {self.laplacian_levels}"),
             (self.autocast in AUTOCAST_DTYPES, f"autocast must be one of {list(AUTOCAST_DTYPES)}; got {self.autocast!r}"),
             (self.tile_size >= 64, f"tile_size must be >= 64 pixels; got {self.tile_size}"),
             (0 <= self.tile_overlap < self.tile_size // 2, f"tile_overlap must be in 0..{self.tile_size // 2 - 1}; got {self.tile_overlap}"),
@@ -339,9 +357,9 @@ def _dream_octaves(
                 rolled = torch.roll(x, shifts=(oy, ox), dims=(2, 3))
                 grad, grad_settings = _gradient_backing_off(active, objective, rolled, grad_settings, amp_dtype)
                 grad = torch.roll(grad, shifts=(-oy, -ox), dims=(2, 3))
-                if settings.gradient_smoothing > 0:
-                    grad = gaussian_blur(grad, settings.gradient_smoothing)
-                grad = grad / (grad.abs().mean(dim=(1, 2, 3), keepdim=True) + 1e-8)
+                grad = step_direction(grad, settings.step_rule, smoothing=settings.gradient_smoothing,
+                                      colour_decorrelation=settings.colour_decorrelation,
+                                      laplacian_levels=settings.laplacian_levels)
                 x = x + settings.learning_rate * grad
                 if anchor is not None:
                     x = x + a_weight * (a_target - x)
