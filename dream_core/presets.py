@@ -1,13 +1,15 @@
-"""Named bundles of dream settings: ``gentle``, ``classic`` (the defaults), ``intense``, ``legacy``.
+"""Named looks: ``gentle``, ``classic`` (the defaults), ``intense``, ``legacy``.
 
-A preset fixes some :class:`~dream_core.dream.DreamSettings` fields; everything it
-does not name keeps the default, and settings given explicitly (a CLI flag, a node
-widget moved off its default, a keyword here) override the preset's value::
+A preset decides the *look* fields of :class:`~dream_core.dream.DreamSettings`
+(:data:`LOOK_FIELDS`: octaves, iterations, learning rate, smoothing and the step
+rule); the rest (seed, jitter, tiling, autocast, luminance_only) comes from the
+base settings. Settings given explicitly (a CLI flag, a keyword here) override the
+preset's value::
 
     settings = preset_settings("intense", seed=3)       # intense, with seed 3
     settings = preset_settings("classic")                # == DreamSettings()
 
-Figures in the descriptions are from ``benchmarks/look.py`` on the offline default
+Strengths in the descriptions are from ``benchmarks/look.py`` on the offline default
 model (mean ``|out - in|`` in ``0..1`` RGB on the shared photos).
 """
 
@@ -27,7 +29,7 @@ class Preset:
     Attributes:
         name: what users type (``--preset NAME``, the nodes' ``preset`` widget).
         description: one line saying what the preset looks like.
-        values: ``DreamSettings`` field -> value; fields not named keep their defaults.
+        values: the :data:`LOOK_FIELDS` where it differs from ``classic`` (the defaults).
     """
 
     name: str
@@ -40,8 +42,8 @@ PRESETS: dict[str, Preset] = {
     for p in (
         Preset(
             "gentle",
-            "Soft patterns over a clearly readable scene: fewer, lighter steps (strength about 0.05).",
-            {"learning_rate": 0.007, "num_iterations": 8},
+            "Soft patterns over a clearly readable scene: fewer, lighter steps (strength about 0.04).",
+            {"learning_rate": 0.006, "num_iterations": 8},
         ),
         Preset(
             "classic",
@@ -67,6 +69,10 @@ DEFAULT_PRESET = "classic"
 
 _FIELDS = {f.name for f in fields(DreamSettings)}
 
+#: The fields a preset decides; the others always come from the base settings.
+LOOK_FIELDS = ("num_octaves", "octave_scale", "num_iterations", "learning_rate", "gradient_smoothing",
+               "step_rule", "colour_decorrelation", "laplacian_levels")
+
 
 def get_preset(name: str) -> Preset:
     """The preset called ``name``.
@@ -83,24 +89,25 @@ def get_preset(name: str) -> Preset:
 
 
 def preset_settings(name: str = DEFAULT_PRESET, base: DreamSettings = DreamSettings(), **overrides: Any) -> DreamSettings:
-    """``base`` with preset ``name``'s values, then ``overrides`` (explicit settings win).
+    """``base`` with preset ``name``'s look (:data:`LOOK_FIELDS`), then ``overrides`` (explicit settings win).
 
     Raises:
         InvalidParameterError: unknown preset, an override that is not a
             ``DreamSettings`` field, or a resulting value out of range.
     """
-    preset = get_preset(name)
     unknown = sorted(set(overrides) - _FIELDS)
     if unknown:
         raise InvalidParameterError(
             f"Not dream settings: {', '.join(unknown)}. Valid names: {', '.join(sorted(_FIELDS))}."
         )
-    settings = base.with_(**preset.values).with_(**overrides)
+    settings = base.with_(**preset_look(name)).with_(**overrides)
     settings.validate()
     return settings
 
 
-def preset_values(name: str) -> dict[str, Any]:
-    """Every ``DreamSettings`` field's value under preset ``name`` (for help texts and UIs)."""
-    settings = preset_settings(name)
-    return {f: getattr(settings, f) for f in sorted(_FIELDS)}
+def preset_look(name: str) -> dict[str, Any]:
+    """Every :data:`LOOK_FIELDS` value of preset ``name`` (for help texts and UIs)."""
+    classic = DreamSettings()
+    look = {f: getattr(classic, f) for f in LOOK_FIELDS}
+    look.update(get_preset(name).values)
+    return look
