@@ -13,7 +13,7 @@ to the image) is timed in five variants, round-robin in one process:
   constant padding for stride-1 "same" convolutions) in NCHW;
 * ``ours, stem grad by PyTorch``: the same copy with ``channels_last`` weights;
 * ``ours``: that, with the stem's input gradient computed by
-  :class:`~dream_core.strided_grad.PolyphaseConv2d` on the CPU (what the dream loop runs);
+  :class:`~dream_core.fastpath.polyphase.PolyphaseConv2d` on the CPU (what the dream loop runs);
 * ``ours bf16``: ``ours`` under ``torch.autocast(bfloat16)`` (fp16 on CUDA).
 
 The floor is the step's FLOPs (``torch.utils.flop_counter`` on the untiled
@@ -44,7 +44,8 @@ import torch  # noqa: E402
 from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
 
 from dream_core.dream import DreamSettings, _objective_gradient, _resolve_objective, _tiles  # noqa: E402
-from dream_core.features import FeatureHooks, execution_net  # noqa: E402
+from dream_core.fastpath import execution_net  # noqa: E402
+from dream_core.features import FeatureHooks  # noqa: E402
 from dream_core.image_ops import octave_sizes  # noqa: E402
 
 

@@ -6,7 +6,7 @@ Recipe for one step at one octave (the image ``x`` is RGB ``[B,3,h,w]`` in ``0..
    network's stride grid do not accumulate;
 2. forward through the network *up to the deepest requested layer only*
    (on its execution copy: BatchNorm folded into the convolutions,
-   ``channels_last``; see :func:`dream_core.features.execution_net`) and
+   ``channels_last``; see :func:`dream_core.fastpath.execution_net`) and
    evaluate the objective;
 3. gradient of the objective with respect to the rolled image (tile by tile
    with an overlap margin when the image is larger than ``tile_size``), rolled back;

@@ -159,13 +159,23 @@ class DreamModel(nn.Module):
         return dict(self._channels)
 
     def _probe_channels(self) -> dict[str, int]:
-        from ..features import capture_features
-
+        """One forward of a blank image through ``net`` with a hook per layer, recording channel counts."""
         size = max(self.spec.min_size, 64)
         probe = torch.zeros(1, 3, size, size, device=self.device, dtype=self.dtype)
-        with torch.inference_mode(False), torch.no_grad():
-            feats = capture_features(self, probe, self.layer_names)
-        return {name: int(t.shape[1]) for name, t in feats.items()}
+        counts: dict[str, int] = {}
+        handles = []
+        for name in self.layer_names:
+            def record(_module: nn.Module, _inputs: object, output: object, name: str = name) -> None:
+                out = output[0] if isinstance(output, (tuple, list)) else output
+                counts.setdefault(name, int(out.shape[1]))  # type: ignore[union-attr]
+            handles.append(self.module_for(name).register_forward_hook(record))
+        try:
+            with torch.inference_mode(False), torch.no_grad():
+                self.net(self.normalize(probe))
+        finally:
+            for handle in handles:
+                handle.remove()
+        return {name: counts[name] for name in self.layer_names}
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:  # pragma: no cover - convenience
         """Full network on RGB ``0..1`` input (classification logits where the net has a head)."""
