@@ -56,7 +56,8 @@ import torch  # noqa: E402
 import dream_core.video_dream as video_mod  # noqa: E402
 from dream_core.dream import DreamSettings, _resolve_objective, dream_image  # noqa: E402
 from dream_core.features import FeatureHooks  # noqa: E402
-from dream_core.flow import FARNEBACK_PARAMS, FlowEstimator, reliability_mask  # noqa: E402
+from dream_core.flow import FlowEstimator, reliability_mask  # noqa: E402
+from dream_core.flow.estimate import FARNEBACK_PARAMS  # noqa: E402
 from dream_core.image_io import to_uint8_hwc  # noqa: E402
 from dream_core.image_ops import resize  # noqa: E402
 from dream_core.video_dream import FrameDreamer, VideoSettings  # noqa: E402

@@ -29,7 +29,7 @@ from .models import DEFAULT_MODEL, DreamModel, get_spec, list_models, load_model
 from .objectives import Objective, channel, layer, parse_objective
 from .stability import StabilityMetrics, stability_metrics
 from .video_dream import DEFAULT_VIDEO_MODE, VIDEO_MODES, FrameDreamer, VideoSettings, dream_frames
-from .warp import warp, warp_with_mask
+from .flow.warp import warp, warp_with_mask
 
 __all__ = [
     "DEFAULT_FLOW_METHOD", "DEFAULT_VIDEO_MODE", "FLOW_METHODS", "FlowEstimator", "FlowSet", "FrameDreamer",

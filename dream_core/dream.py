@@ -32,7 +32,7 @@ import torch
 
 from .errors import InvalidImageError, InvalidParameterError
 from .features import FeatureHooks, grad_enabled_outside_inference
-from .image_ops import gaussian_blur, keep_colours, octave_sizes, resize, to_rgb
+from .image_ops import fit_max_side, gaussian_blur, keep_colours, octave_sizes, resize, to_rgb
 from .models.spec import DreamModel
 from .objectives import GuideObjective, Objective, SumObjective, parse_objective
 
@@ -144,11 +144,7 @@ def guide_objective(model: DreamModel, objective: Objective, guide: torch.Tensor
         guide: RGB ``[1,3,H,W]`` (or ``[B,...]``, first item used) in ``0..1``; shrunk to
             ``max_side`` so its feature map stays small.
     """
-    guide = to_rgb(guide)[:1].to(device=model.device, dtype=model.dtype)
-    h, w = guide.shape[-2:]
-    if max(h, w) > max_side:
-        f = max_side / max(h, w)
-        guide = resize(guide, (max(1, round(h * f)), max(1, round(w * f))))
+    guide = fit_max_side(to_rgb(guide)[:1].to(device=model.device, dtype=model.dtype), max_side)
     layers = objective.layers()
     with grad_enabled_outside_inference(), torch.no_grad(), FeatureHooks(model, layers, optimize=True) as hooks:
         feats = hooks.run(guide.clone())

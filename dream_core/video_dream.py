@@ -42,7 +42,7 @@ from .features import FeatureHooks, grad_enabled_outside_inference
 from .image_ops import resize, to_rgb
 from .models.spec import DreamModel
 from .objectives import Objective
-from .warp import warp, warp_with_mask
+from .flow.warp import warp, warp_with_mask
 
 log = logging.getLogger(__name__)
 

@@ -82,3 +82,24 @@ def textured_image(h: int = 64, w: int = 64, seed: int = 0) -> torch.Tensor:
     g = torch.Generator().manual_seed(seed)
     small = torch.rand(1, 3, max(2, h // 8), max(2, w // 8), generator=g)
     return torch.nn.functional.interpolate(small, size=(h, w), mode="bicubic", align_corners=False).clamp(0, 1)
+
+
+#: Content moves 3 px right and 2 px up from ``prev`` to :func:`shifted` ``(prev)``.
+SHIFT_X, SHIFT_Y = 3, -2
+
+
+def shifted(prev: torch.Tensor) -> torch.Tensor:
+    """``cur(x, y) = prev(x - 3, y + 2)``, so the backward flow is ``(u, v) = (-3, +2)``."""
+    return torch.roll(prev, shifts=(SHIFT_Y, SHIFT_X), dims=(-2, -1))
+
+
+def occlusion_clip(n: int = 3, speed: int = 6) -> tuple[torch.Tensor, int]:
+    """A textured square moving ``speed`` px right per frame over a still background: ``[n,3,96,128]``."""
+    bg, square = multiscale_texture(96, 128, seed=2), multiscale_texture(32, 32, seed=3)
+    frames = []
+    for t in range(n):
+        frame = bg.clone()
+        x0 = 40 + speed * t
+        frame[..., 32:64, x0 : x0 + 32] = square
+        frames.append(frame[0])
+    return torch.stack(frames), speed

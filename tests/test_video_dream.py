@@ -9,7 +9,7 @@ from dream_core.errors import FlowError, InvalidImageError, InvalidParameterErro
 from dream_core.flow import FlowEstimator, compute_flows
 from dream_core.stability import stability_metrics
 from dream_core.video_dream import FrameDreamer, VideoSettings, dream_frames
-from dream_core.warp import warp
+from dream_core.flow.warp import warp
 
 FAST = DreamSettings(num_octaves=2, octave_scale=1.5, num_iterations=4, jitter=4)
 

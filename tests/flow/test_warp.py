@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from dream_core.errors import FlowError, InvalidImageError, InvalidParameterError
-from dream_core.warp import check_flow, inside_mask, warp, warp_with_mask
+from dream_core.flow.warp import check_flow, inside_mask, warp, warp_with_mask
 
 
 def _image(b: int = 2, c: int = 3, h: int = 20, w: int = 24, dtype=torch.float32) -> torch.Tensor:
