@@ -129,7 +129,7 @@ def to_rgb(image: torch.Tensor) -> torch.Tensor:
     if not image.is_floating_point():
         raise InvalidImageError(f"Expected a float image in 0..1; got dtype {image.dtype}. Divide uint8 images by 255.")
     if not torch.isfinite(image).all():
-        raise InvalidImageError("Image contains NaN or infinite values; fix the node or file that produced it.")
+        raise InvalidImageError("Image contains NaN or infinite values; fix whatever produced it.")
     if c == 3:
         return image
     if c == 1:

@@ -169,7 +169,7 @@ def stability_metrics(
                 if index > len(flows):
                     raise FlowError(
                         f"flow was computed for {flows.num_frames} frames but more frames were given; "
-                        "recompute it with compute_flows() on these frames"
+                        "recompute it on these frames.", parameter="flow",
                     )
                 bw, rel = flows.for_frame(index)
                 bw = bw.to(x.device)

@@ -69,7 +69,7 @@ def as_batch_frame(frame: torch.Tensor, name: str) -> torch.Tensor:
     if frame.dim() != 4 or frame.shape[0] != 1 or frame.shape[1] != 3:
         raise InvalidImageError(
             f"{name} must be one RGB frame [3,H,W] or [1,3,H,W] (channels first, 0..1); got {tuple(frame.shape)}. "
-            "ComfyUI IMAGE tensors [B,H,W,3] must be permuted with .permute(0, 3, 1, 2)."
+            "Channels-last [B,H,W,3] tensors must be permuted with .permute(0, 3, 1, 2)."
         )
     if not frame.is_floating_point():
         raise InvalidImageError(f"{name} must be a floating tensor in 0..1; got {frame.dtype}. Use frame.float() / 255.")
@@ -218,7 +218,8 @@ class FlowEstimator:
     ) -> None:
         if method not in FLOW_METHODS:
             raise FlowError(
-                f"Unknown optical flow method {method!r}; choose one of {FLOW_METHODS}.{did_you_mean(str(method), FLOW_METHODS)}"
+                f"Unknown optical flow method {method!r}; choose one of {FLOW_METHODS}.{did_you_mean(str(method), FLOW_METHODS)}",
+                parameter="flow_method",
             )
         if method not in RAFT_METHODS and (weights is not None or raft_model is not None):
             raise FlowError(f"RAFT weights were given but the flow method is {method!r}; weights apply to {RAFT_METHODS} only.")

@@ -126,20 +126,18 @@ class FlowSet:
             )
         return self.backward[t - 1], self.reliable[t - 1]
 
-    def check_matches(self, num_frames: int | None, height: int, width: int, producer: str = "compute_flows()") -> None:
+    def check_matches(self, num_frames: int | None, height: int, width: int) -> None:
         """Check that these flows belong to ``num_frames`` frames of ``width`` x ``height``.
 
         Args:
             num_frames: the number of frames given (``None`` to check the size only).
             height: their height.
             width: their width.
-            producer: what computed the flow, named in the remedy (e.g.
-                ``"the DeepDream Optical Flow node"``).
 
         Raises:
-            FlowError: e.g. "flow was computed for 12 frames of 64x64 but 10
-                frames of 64x64 were given; recompute it with the DeepDream
-                Optical Flow node on these frames" (sizes are W x H).
+            FlowError: (``parameter="flow"``) e.g. "flow was computed for 12 frames of
+                64x64 but 10 frames of 64x64 were given; recompute it on these frames."
+                (sizes are W x H).
         """
         count_ok = num_frames is None or int(num_frames) == self.num_frames
         if count_ok and (int(height), int(width)) == self.size:
@@ -147,7 +145,8 @@ class FlowSet:
         given = "frames" if num_frames is None else f"{int(num_frames)} frames"
         raise FlowError(
             f"flow was computed for {self.num_frames} frames of {self.width}x{self.height} but {given} of "
-            f"{int(width)}x{int(height)} were given; recompute it with {producer} on these frames"
+            f"{int(width)}x{int(height)} were given; recompute it on these frames.",
+            parameter="flow",
         )
 
 

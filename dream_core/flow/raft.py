@@ -57,7 +57,10 @@ def load_raft(arch: str = "raft_large", weights: str | os.PathLike[str] | None =
     builder, enum_weights = _raft_spec(arch)
     net = builder(weights=None, progress=False)
     if weights is not None:
-        state = read_state_dict(weights)
+        try:
+            state = read_state_dict(weights)
+        except WeightsError as exc:
+            raise WeightsError(str(exc), parameter="flow_weights") from exc
         source = os.fspath(weights)
     else:
         url = enum_weights.url
@@ -69,12 +72,15 @@ def load_raft(arch: str = "raft_large", weights: str | os.PathLike[str] | None =
                 f"Could not download the {arch} optical-flow weights from {url} "
                 f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else 'no details'}). "
                 f"Download that file on a machine with internet and either put it in {hub} "
-                "or pass its path as the RAFT weights; or pick the 'dis' or 'farneback' flow method, which need no weights."
+                "or pass its path as the RAFT weights; or pick the 'dis' or 'farneback' flow method, which need no weights.",
+                parameter="flow_weights",
             ) from exc
         source = url
-    load_into(net, state, source=source, arch=arch)
+    try:
+        load_into(net, state, source=source, arch=arch)
+    except WeightsError as exc:
+        raise WeightsError(str(exc), parameter="flow_weights") from exc
     return net.eval()
-
 
 
 def raft_flow(net: "nn.Module", src: torch.Tensor, dst: torch.Tensor, iters: int) -> torch.Tensor:

@@ -53,7 +53,7 @@ class ModelSpec:
 
     Attributes:
         name: registry key, e.g. ``"efficientnet_lite0"``.
-        description: one line for ``--list-models`` and UI tooltips.
+        description: one line for model lists and UI tooltips.
         build: returns the architecture with random weights (no download).
         layers: friendly layer name -> dotted module path inside ``build()``'s
             module, ordered shallow to deep. Only these names are dreamable.
@@ -132,8 +132,8 @@ class DreamModel(nn.Module):
         if layer not in self.spec.layers:
             raise UnknownLayerError(
                 f"Model '{self.name}' has no layer '{layer}'.{did_you_mean(layer, self.spec.layers)} "
-                f"Valid layers: {', '.join(self.spec.layers)}. "
-                f"List them with: python -m dream_core --list-layers {self.name}"
+                f"Its layers: {', '.join(self.spec.layers)}.",
+                parameter="objective",
             )
         return self.net.get_submodule(self.spec.layers[layer])
 

@@ -40,11 +40,11 @@ def test_flowset_check_matches_and_validation():
     flows = FlowSet(torch.zeros(11, 64, 64, 2), None, torch.ones(11, 64, 64), method="dis")
     flows.check_matches(12, 64, 64)
     with pytest.raises(FlowError) as info:
-        flows.check_matches(10, 64, 64, producer="the DeepDream Optical Flow node")
+        flows.check_matches(10, 64, 64)
     assert str(info.value) == (
-        "flow was computed for 12 frames of 64x64 but 10 frames of 64x64 were given; "
-        "recompute it with the DeepDream Optical Flow node on these frames"
+        "flow was computed for 12 frames of 64x64 but 10 frames of 64x64 were given; recompute it on these frames."
     )
+    assert info.value.parameter == "flow"
     with pytest.raises(FlowError, match="80x64"):
         flows.check_matches(12, 64, 80)
     with pytest.raises(FlowError, match="reliable"):
