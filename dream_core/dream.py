@@ -34,7 +34,7 @@ from .errors import InvalidImageError, InvalidParameterError
 from .features import FeatureHooks, grad_enabled_outside_inference
 from .image_ops import fit_max_side, gaussian_blur, keep_colours, octave_sizes, resize, to_rgb
 from .models.spec import DreamModel
-from .objectives import GuideObjective, Objective, SumObjective, parse_objective
+from .objectives import GuideObjective, Objective, SumObjective, resolve_objective
 
 log = logging.getLogger(__name__)
 
@@ -91,19 +91,23 @@ class DreamSettings:
     def validate(self) -> None:
         """Raise :class:`InvalidParameterError` naming the bad value and the valid range."""
         checks = [
-            (self.num_octaves >= 1, f"num_octaves must be >= 1; got {self.num_octaves}"),
-            (self.octave_scale > 1.0, f"octave_scale must be > 1 (e.g. 1.4); got {self.octave_scale}"),
-            (self.num_iterations >= 1, f"num_iterations must be >= 1 (0 would return the input unchanged); got {self.num_iterations}"),
-            (self.learning_rate > 0, f"learning_rate must be > 0 (e.g. 0.02); got {self.learning_rate}"),
-            (self.jitter >= 0, f"jitter must be >= 0 pixels; got {self.jitter}"),
-            (self.gradient_smoothing >= 0, f"gradient_smoothing must be >= 0; got {self.gradient_smoothing}"),
-            (self.autocast in AUTOCAST_DTYPES, f"autocast must be one of {list(AUTOCAST_DTYPES)}; got {self.autocast!r}"),
-            (self.tile_size >= 64, f"tile_size must be >= 64 pixels; got {self.tile_size}"),
-            (0 <= self.tile_overlap < self.tile_size // 2, f"tile_overlap must be in 0..{self.tile_size // 2 - 1}; got {self.tile_overlap}"),
+            ("num_octaves", self.num_octaves >= 1, f"num_octaves must be >= 1; got {self.num_octaves}"),
+            ("octave_scale", self.octave_scale > 1.0, f"octave_scale must be > 1 (e.g. 1.4); got {self.octave_scale}"),
+            ("num_iterations", self.num_iterations >= 1,
+             f"num_iterations must be >= 1 (0 would return the input unchanged); got {self.num_iterations}"),
+            ("learning_rate", self.learning_rate > 0, f"learning_rate must be > 0 (e.g. 0.02); got {self.learning_rate}"),
+            ("jitter", self.jitter >= 0, f"jitter must be >= 0 pixels; got {self.jitter}"),
+            ("gradient_smoothing", self.gradient_smoothing >= 0,
+             f"gradient_smoothing must be >= 0; got {self.gradient_smoothing}"),
+            ("autocast", self.autocast in AUTOCAST_DTYPES,
+             f"autocast must be one of {list(AUTOCAST_DTYPES)}; got {self.autocast!r}"),
+            ("tile_size", self.tile_size >= 64, f"tile_size must be >= 64 pixels; got {self.tile_size}"),
+            ("tile_overlap", 0 <= self.tile_overlap < self.tile_size // 2,
+             f"tile_overlap must be in 0..{self.tile_size // 2 - 1}; got {self.tile_overlap}"),
         ]
-        for ok, msg in checks:
+        for name, ok, msg in checks:
             if not ok:
-                raise InvalidParameterError(msg + ".")
+                raise InvalidParameterError(msg + ".", parameter=name)
 
     def with_(self, **changes: object) -> "DreamSettings":
         """Copy with some fields changed."""
@@ -126,15 +130,6 @@ class TemporalAnchor:
     target: torch.Tensor
     weight: torch.Tensor
     strength: float
-
-
-def _resolve_objective(model: DreamModel, objective: Objective | str | None) -> Objective:
-    if objective is None:
-        objective = model.spec.default_objective
-    if isinstance(objective, str):
-        return parse_objective(objective, model)
-    objective.validate(model)
-    return objective
 
 
 def guide_objective(model: DreamModel, objective: Objective, guide: torch.Tensor, max_side: int = 512) -> Objective:
@@ -202,6 +197,36 @@ def _objective_gradient(
     return grad, total
 
 
+@dataclass
+class TileBudget:
+    """The tile size that fitted in memory, kept from one dream to the next.
+
+    :func:`dream_image` halves ``tile_size`` after an out-of-memory error and keeps
+    the smaller size for the rest of that dream. Give the dreams of a clip's frames
+    one budget (as :class:`~dream_core.video.frame_dreamer.FrameDreamer` does) and
+    the halving happens once per clip instead of once per frame. The dream's
+    result does not depend on the tile size beyond the tiles' seams.
+
+    Attributes:
+        tile_size: the learned size, ``None`` until an out-of-memory error shrank it.
+        tile_overlap: the overlap that went with it.
+    """
+
+    tile_size: Optional[int] = None
+    tile_overlap: Optional[int] = None
+
+    def apply(self, settings: DreamSettings) -> DreamSettings:
+        """``settings`` with the learned tile size, when it is smaller than theirs."""
+        if self.tile_size is None or self.tile_size >= settings.tile_size:
+            return settings
+        return settings.with_(tile_size=self.tile_size, tile_overlap=min(settings.tile_overlap, self.tile_overlap))
+
+    def learn(self, used: DreamSettings) -> None:
+        """Remember ``used``'s tile size if it is smaller than what is known."""
+        if self.tile_size is None or used.tile_size < self.tile_size:
+            self.tile_size, self.tile_overlap = used.tile_size, used.tile_overlap
+
+
 def _gradient_backing_off(
     hooks: FeatureHooks,
     objective: Objective,
@@ -238,12 +263,13 @@ def check_image_for_dream(image: torch.Tensor, model: DreamModel, settings: Drea
             octave is below the network's minimum input size.
     """
     settings.validate()
-    image = to_rgb(image)
-    h, w = image.shape[-2:]
-    if h * w > MAX_PIXELS:
+    h, w = image.shape[-2:] if isinstance(image, torch.Tensor) and image.dim() == 4 else (0, 0)
+    if h * w > MAX_PIXELS:  # before to_rgb reads every value
         raise InvalidImageError(
-            f"Image is {w}x{h} = {h * w / 1e6:.0f} MP; the limit is {MAX_PIXELS / 1e6:.0f} MP. Downscale it first."
+            f"Image is {w}x{h} = {h * w / 1e6:.0f} MP; the limit is {MAX_PIXELS / 1e6:.0f} MP. Downscale it first.",
+            parameter="image",
         )
+    image = to_rgb(image)
     smallest = octave_sizes(h, w, settings.num_octaves, settings.octave_scale)[0]
     if min(smallest) < model.spec.min_size:
         max_oct = 1
@@ -257,7 +283,8 @@ def check_image_for_dream(image: torch.Tensor, model: DreamModel, settings: Drea
         raise InvalidParameterError(
             f"{settings.num_octaves} octaves at scale {settings.octave_scale} shrink this {w}x{h} image to "
             f"{smallest[1]}x{smallest[0]}, below model '{model.name}''s minimum of {model.spec.min_size} pixels. "
-            f"Use at most {max_oct} octaves (or a smaller octave_scale)."
+            f"Use at most {max_oct} octaves (or a smaller octave_scale).",
+            parameter="num_octaves",
         )
     return image
 
@@ -272,6 +299,7 @@ def dream_image(
     anchor: Optional[TemporalAnchor] = None,
     on_step: Optional[StepCallback] = None,
     hooks: Optional[FeatureHooks] = None,
+    tiles: Optional[TileBudget] = None,
 ) -> torch.Tensor:
     """Dream ``image`` with ``model``.
 
@@ -284,6 +312,8 @@ def dream_image(
         anchor: optional temporal pull towards a target on reliable pixels (video).
         on_step: progress callback ``(step, total, current)``; raise in it to cancel.
         hooks: already-entered :class:`FeatureHooks` for ``objective``'s layers (video reuses them).
+        tiles: a :class:`TileBudget` shared with other dreams (a clip's frames): starts from
+            the tile size it learned and learns a smaller one after an out-of-memory error.
 
     Returns:
         Dreamed image ``[B,3,H,W]`` in ``0..1`` on ``image``'s device and dtype. Computation
@@ -291,13 +321,13 @@ def dream_image(
     """
     out_device, out_dtype = image.device, image.dtype
     image = check_image_for_dream(image, model, settings)
-    objective = _resolve_objective(model, objective)
+    objective = resolve_objective(model, objective)
     if guide is not None:
         objective = guide_objective(model, objective, guide)
     amp_dtype = AUTOCAST_DTYPES[settings.autocast]
     with grad_enabled_outside_inference():
         base = image.detach().to(device=model.device, dtype=model.dtype).clone()
-        result = _dream_octaves(model, base, objective, settings, amp_dtype, anchor, on_step, hooks)
+        result = _dream_octaves(model, base, objective, settings, amp_dtype, anchor, on_step, hooks, tiles)
         if settings.luminance_only:
             result = keep_colours(result, base)
     return result.to(device=out_device, dtype=out_dtype)
@@ -312,6 +342,7 @@ def _dream_octaves(
     anchor: Optional[TemporalAnchor],
     on_step: Optional[StepCallback],
     hooks: Optional[FeatureHooks],
+    tiles: Optional[TileBudget] = None,
 ) -> torch.Tensor:
     h, w = base.shape[-2:]
     sizes = octave_sizes(h, w, settings.num_octaves, settings.octave_scale)
@@ -321,7 +352,7 @@ def _dream_octaves(
     ctx = FeatureHooks(model, objective.layers(), optimize=True) if own_hooks else nullcontext(hooks)
     step = 0
     detail: Optional[torch.Tensor] = None
-    grad_settings = settings  # tile_size may shrink after an out-of-memory error
+    grad_settings = settings if tiles is None else tiles.apply(settings)  # tile_size may shrink after an OOM
     with ctx as active:
         for size in sizes:
             octave_base = resize(base, size)
@@ -346,12 +377,14 @@ def _dream_octaves(
                 if on_step is not None:
                     on_step(step, total, x)
             detail = x - octave_base
+    if tiles is not None and grad_settings is not settings:
+        tiles.learn(grad_settings)
     return x
 
 
 def objective_value(model: DreamModel, image: torch.Tensor, objective: Objective | str | None = None) -> torch.Tensor:
     """Objective of ``image`` ``[B,3,H,W]`` (no jitter), ``[B]`` float32; for tests and diagnostics."""
-    objective = _resolve_objective(model, objective)
+    objective = resolve_objective(model, objective)
     with grad_enabled_outside_inference(), torch.no_grad(), FeatureHooks(model, objective.layers()) as hooks:
         x = to_rgb(image).to(device=model.device, dtype=model.dtype).clone()
         return objective(hooks.run(x)).float()
