@@ -84,6 +84,13 @@ def textured_image(h: int = 64, w: int = 64, seed: int = 0) -> torch.Tensor:
     return torch.nn.functional.interpolate(small, size=(h, w), mode="bicubic", align_corners=False).clamp(0, 1)
 
 
+def panning_clip(frames: int = 5, h: int = 48, w: int = 64, step: int = 2) -> torch.Tensor:
+    """Frames of a wide texture panning left by ``step`` px per frame: ``[N,3,h,w]``, so frame ``t`` is
+    frame ``t-1`` read ``step`` px further right (backward flow ``u = +step``)."""
+    wide = textured_image(h, w + step * frames, seed=5)
+    return torch.cat([wide[..., step * t: step * t + w] for t in range(frames)])
+
+
 #: Content moves 3 px right and 2 px up from ``prev`` to :func:`shifted` ``(prev)``.
 SHIFT_X, SHIFT_Y = 3, -2
 
@@ -103,3 +110,19 @@ def occlusion_clip(n: int = 3, speed: int = 6) -> tuple[torch.Tensor, int]:
         frame[..., 32:64, x0 : x0 + 32] = square
         frames.append(frame[0])
     return torch.stack(frames), speed
+
+
+@pytest.fixture(scope="session")
+def clip(tmp_path_factory) -> Path:
+    """A 12-frame 64x48 NTSC-rate H.264 clip of index-coded frames with an AAC tone (``video_clips``)."""
+    from video_clips import make_clip
+
+    return make_clip(tmp_path_factory.mktemp("clips") / "clip.mp4")
+
+
+@pytest.fixture(scope="session")
+def silent_clip(tmp_path_factory) -> Path:
+    """The same clip without audio."""
+    from video_clips import make_clip
+
+    return make_clip(tmp_path_factory.mktemp("clips") / "silent.mp4", audio=None)
