@@ -16,7 +16,7 @@ import torch
 from ..dream_core import DEFAULT_FLOW_METHOD, FLOW_METHODS, FlowEstimator, FlowSet, WeightsError, compute_flows
 from ..dream_core.flow import RAFT_METHODS, flow_preview
 from . import comfy_adapter as host
-from .common import CATEGORY, FLOW_TYPE, check_image, rgb_frame
+from .common import CATEGORY, FLOW_TYPE, check_image, explained, rgb_frame
 
 log = logging.getLogger(__name__)
 
@@ -84,6 +84,7 @@ class DDVOpticalFlow:
             },
         }
 
+    @explained
     def compute(
         self, images: torch.Tensor, method: str, max_side: int, raft_weights: Optional[str] = None
     ) -> tuple[FlowSet, torch.Tensor]:
