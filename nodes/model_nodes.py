@@ -21,7 +21,7 @@ from ..dream_core import (
     resolve_objective,
 )
 from ..dream_core.errors import did_you_mean
-from ..dream_core.models import all_layer_names, default_layer
+from ..dream_core.catalog import all_layer_names, default_layer
 from . import comfy_adapter as host
 from .common import CATEGORY, MODEL_TYPE, OBJECTIVE_TYPE, explained
 

@@ -233,13 +233,13 @@ def test_layer_select_errors_list_close_matches(lite0, tiny):
 
 
 def test_layer_catalog_for_the_web_extension():
-    info = core.models.layer_catalog("efficientnet_lite0")
+    info = core.catalog.layer_catalog("efficientnet_lite0")
     by_name = {entry["name"]: entry["channels"] for entry in info["layers"]}
     assert info["default"] == "block10_dw" and by_name["block10_dw"] == 672
     assert [entry["name"] for entry in info["layers"]] == core.get_spec("efficientnet_lite0").layer_names
     assert set(by_name) <= set(M["DDVLayerSelect"].INPUT_TYPES()["required"]["layer"][0])
     with pytest.raises(core.UnknownModelError):
-        core.models.layer_catalog("no_such_model")
+        core.catalog.layer_catalog("no_such_model")
 
 
 # --------------------------------------------------------------------------- dream image

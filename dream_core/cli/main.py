@@ -14,7 +14,8 @@ from typing import Optional, Sequence
 from .. import fastpath
 from ..allocator import keep_freed_memory
 from ..errors import DreamCancelled, DreamError, with_remedy
-from ..models import get_spec, layer_catalog, list_models
+from ..catalog import layer_catalog
+from ..models import get_spec, list_models
 from .args import REMEDIES, HelpFormatter, apply_threads
 from .demo import add_demo_command
 from .image import add_image_command

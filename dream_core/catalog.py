@@ -12,9 +12,9 @@ from typing import Any
 
 import torch
 
-from ..objectives import parse_objective
-from .registry import DEFAULT_MODEL, get_spec, list_models
-from .spec import DreamModel
+from .models.registry import DEFAULT_MODEL, get_spec, list_models
+from .models.spec import DreamModel
+from .objectives import parse_objective
 
 
 def default_layer(model_name: str) -> str:
