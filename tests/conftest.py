@@ -21,6 +21,16 @@ def shared_file(name: str) -> Path:
 import torch  # noqa: E402
 from torch import nn  # noqa: E402
 
+
+def pytest_collection_modifyitems(config, items) -> None:
+    """Tests marked ``cuda`` need a CUDA device (benchmarks/gpu_check.py runs them); skipped elsewhere."""
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="no CUDA device")
+    for item in items:
+        if "cuda" in item.keywords:
+            item.add_marker(skip)
+
 from dream_core.models.spec import IMAGENET, DreamModel, ModelSpec  # noqa: E402
 
 

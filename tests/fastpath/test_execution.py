@@ -218,3 +218,18 @@ def test_bvlc_googlenet_copy_replaces_lrn_and_matches():
     layer = spec.default_objective
     plain, opt = (_layer_feature(model, x, layer, optimize) for optimize in (False, True))
     assert (opt - plain).abs().max() <= 1e-3 * plain.abs().max()
+
+
+@pytest.mark.cuda
+@pytest.mark.parametrize("name", ["googlenet", "efficientnet_lite0", "bvlc_googlenet"])
+def test_execution_copy_on_cuda_matches(name):
+    spec = get_spec(name)
+    torch.manual_seed(0)
+    with torch.no_grad():
+        net = spec.build()
+        _randomise_bn(net)
+    model = DreamModel(spec, net.to("cuda"), "random init")
+    x = textured_image(96, 112).to("cuda")
+    layer = spec.default_objective
+    plain, opt = (_layer_feature(model, x, layer, optimize) for optimize in (False, True))
+    assert (opt - plain).abs().max() <= 2e-3 * plain.abs().max()

@@ -84,7 +84,7 @@ def test_device_and_dtype_follow_image(dtype):
     assert out.device == img.device and out.shape == img.shape
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
+@pytest.mark.cuda
 def test_cuda_stays_on_device():
     img = _image().cuda()
     out = warp(img, _const_flow(20, 24, 1.0, 0.0))

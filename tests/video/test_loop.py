@@ -133,3 +133,29 @@ def test_stable_flickers_less_than_independent_on_real_model(lite0):
         results[mode] = stability_metrics(clip, out, flows=flows)
     assert results["stable"].ratio < 0.6 * results["independent"].ratio
     assert results["stable"].strength > 0.5 * results["independent"].strength
+
+
+@pytest.mark.cuda
+def test_loop_on_cuda_matches_the_cpu_and_stays_on_the_device(tiny_model, pan):
+    clip, flows = pan
+    cpu = run(tiny_model, clip, flows)
+    gpu_model = tiny_model.to("cuda")
+    with FrameDreamer(gpu_model, "conv2", FAST, VideoSettings()) as dreamer:
+        done = list(dream_clip(dreamer, enumerate(clip), flows))
+    assert all(d.image.device.type == "cuda" and d.state.raw.device.type == "cuda" for d in done)
+    gpu = torch.cat([d.image.cpu() for d in done])
+    assert (gpu - cpu).abs().mean() < 1e-3
+
+
+@pytest.mark.cuda
+@pytest.mark.parametrize("autocast", ["fp16", "bf16"])
+def test_loop_on_cuda_under_autocast(lite0, pan, autocast):
+    clip, flows = pan
+    model = lite0.to("cuda")
+    try:
+        settings = DreamSettings(num_octaves=1, num_iterations=3, autocast=autocast)
+        with FrameDreamer(model, None, settings, VideoSettings()) as dreamer:
+            out = torch.cat([d.image.cpu() for d in dream_clip(dreamer, enumerate(clip), flows)])
+        assert torch.isfinite(out).all() and (out - clip).abs().mean() > 1e-3
+    finally:
+        lite0.to("cpu")
