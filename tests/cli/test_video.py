@@ -26,8 +26,8 @@ def write_clip(path, frames: torch.Tensor, rate=NTSC):
 
 @pytest.fixture
 def small_clip(tmp_path):
-    wide = textured_image(48, 64 + 3 * 8, seed=2)
-    return write_clip(tmp_path / "clip.mp4", torch.stack([wide[0, :, :, 3 * t: 3 * t + 64] for t in range(8)]))
+    wide = textured_image(48, 64 + 3 * 6, seed=2)
+    return write_clip(tmp_path / "clip.mp4", torch.stack([wide[0, :, :, 3 * t: 3 * t + 64] for t in range(6)]))
 
 
 def test_video_command_is_the_frame_loop_with_the_estimated_flow(lite0, tmp_path):
@@ -67,7 +67,7 @@ def test_video_frame_range(small_clip, tmp_path):
 def test_video_resume_after_interruption(small_clip, tmp_path, monkeypatch):
     from dream_core.video.frame_dreamer import FrameDreamer as Dreamer
 
-    lossless = [*QUICK, "--segment-frames", "3", "--crf", "0", "--preset", "ultrafast"]
+    lossless = [*QUICK, "--segment-frames", "2", "--crf", "0", "--preset", "ultrafast"]
     full = tmp_path / "full.mp4"
     assert main(["video", str(small_clip), str(full), *lossless]) == 0
 
@@ -77,7 +77,7 @@ def test_video_resume_after_interruption(small_clip, tmp_path, monkeypatch):
 
     def flaky(self, *args, **kwargs):
         calls["n"] += 1
-        if calls["n"] == 6:
+        if calls["n"] == 4:
             raise KeyboardInterrupt
         return original(self, *args, **kwargs)
 
@@ -92,9 +92,9 @@ def test_video_resume_after_interruption(small_clip, tmp_path, monkeypatch):
 
     monkeypatch.setattr(Dreamer, "dream_next", counting)
     assert main(["video", str(small_clip), str(out), *lossless]) == 0
-    assert resumed["n"] == 3  # frames 0..4 were kept (a full segment, then the rest on Ctrl-C): 5..7 remain
+    assert resumed["n"] == 3  # frames 0..2 were kept (a full segment of 2, then frame 2 on Ctrl-C): 3..5 remain
     a, b = np.stack(list(read_frames(full))), np.stack(list(read_frames(out)))
-    assert a.shape == (8, 48, 64, 3)
+    assert a.shape == (6, 48, 64, 3)
     assert np.array_equal(a, b)  # lossless: the resumed run carried on exactly from the saved state
 
 
@@ -106,8 +106,8 @@ def test_video_errors(small_clip, tmp_path, caplog):
     assert "junk.mp4" in caplog.text
     assert main(["video", str(small_clip), "/nonexistent_dir/o.mp4", *QUICK]) == 2
     caplog.clear()
-    assert main(["video", str(small_clip), str(tmp_path / "o.mp4"), *QUICK, "--start", "8"]) == 2
-    assert "start frame 8 is outside the clip" in caplog.text and "Set it with --start." in caplog.text
+    assert main(["video", str(small_clip), str(tmp_path / "o.mp4"), *QUICK, "--start", "6"]) == 2
+    assert "start frame 6 is outside the clip" in caplog.text and "Set it with --start." in caplog.text
 
 
 def test_demo_command(tmp_path):

@@ -156,14 +156,20 @@ def test_built_inside_inference_mode_still_differentiable(bn_model):
     assert out.shape == x.shape
 
 
-@pytest.mark.parametrize("name", ["googlenet", "resnet50", "inception_v3", "efficientnet_lite0"])
-def test_zoo_execution_copies_match(name):
+def _zoo_model(name: str, device: str = "cpu") -> DreamModel:
+    """Registered architecture ``name`` with random weights and BatchNorm statistics (nothing downloaded)."""
     spec = get_spec(name)
     torch.manual_seed(0)
     with torch.no_grad():
         net = spec.build()
         _randomise_bn(net)
-    model = DreamModel(spec, net, "random init")
+    return DreamModel(spec, net.to(device), "random init")
+
+
+@pytest.mark.parametrize("name", ["googlenet", "resnet50", "inception_v3", "efficientnet_lite0"])
+def test_zoo_execution_copies_match(name):
+    model = _zoo_model(name)
+    spec = model.spec
     fast = execution_net(model)
     before = sum(isinstance(m, nn.BatchNorm2d) for m in model.net.modules())
     after = sum(isinstance(m, nn.BatchNorm2d) for m in fast.modules())
@@ -223,13 +229,8 @@ def test_bvlc_googlenet_copy_replaces_lrn_and_matches():
 @pytest.mark.cuda
 @pytest.mark.parametrize("name", ["googlenet", "efficientnet_lite0", "bvlc_googlenet"])
 def test_execution_copy_on_cuda_matches(name):
-    spec = get_spec(name)
-    torch.manual_seed(0)
-    with torch.no_grad():
-        net = spec.build()
-        _randomise_bn(net)
-    model = DreamModel(spec, net.to("cuda"), "random init")
+    model = _zoo_model(name, "cuda")
     x = textured_image(96, 112).to("cuda")
-    layer = spec.default_objective
+    layer = model.spec.default_objective
     plain, opt = (_layer_feature(model, x, layer, optimize) for optimize in (False, True))
     assert (opt - plain).abs().max() <= 2e-3 * plain.abs().max()
