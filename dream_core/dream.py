@@ -91,23 +91,20 @@ class DreamSettings:
     def validate(self) -> None:
         """Raise :class:`InvalidParameterError` naming the bad value and the valid range."""
         checks = [
-            ("num_octaves", self.num_octaves >= 1, f"num_octaves must be >= 1; got {self.num_octaves}"),
-            ("octave_scale", self.octave_scale > 1.0, f"octave_scale must be > 1 (e.g. 1.4); got {self.octave_scale}"),
-            ("num_iterations", self.num_iterations >= 1,
-             f"num_iterations must be >= 1 (0 would return the input unchanged); got {self.num_iterations}"),
-            ("learning_rate", self.learning_rate > 0, f"learning_rate must be > 0 (e.g. 0.02); got {self.learning_rate}"),
-            ("jitter", self.jitter >= 0, f"jitter must be >= 0 pixels; got {self.jitter}"),
-            ("gradient_smoothing", self.gradient_smoothing >= 0,
-             f"gradient_smoothing must be >= 0; got {self.gradient_smoothing}"),
-            ("autocast", self.autocast in AUTOCAST_DTYPES,
-             f"autocast must be one of {list(AUTOCAST_DTYPES)}; got {self.autocast!r}"),
-            ("tile_size", self.tile_size >= 64, f"tile_size must be >= 64 pixels; got {self.tile_size}"),
-            ("tile_overlap", 0 <= self.tile_overlap < self.tile_size // 2,
-             f"tile_overlap must be in 0..{self.tile_size // 2 - 1}; got {self.tile_overlap}"),
+            (self.num_octaves >= 1, f"num_octaves must be >= 1; got {self.num_octaves}"),
+            (self.octave_scale > 1.0, f"octave_scale must be > 1 (e.g. 1.4); got {self.octave_scale}"),
+            (self.num_iterations >= 1, f"num_iterations must be >= 1 (0 would return the input unchanged); got {self.num_iterations}"),
+            (self.learning_rate > 0, f"learning_rate must be > 0 (e.g. 0.02); got {self.learning_rate}"),
+            (self.jitter >= 0, f"jitter must be >= 0 pixels; got {self.jitter}"),
+            (self.gradient_smoothing >= 0, f"gradient_smoothing must be >= 0; got {self.gradient_smoothing}"),
+            (self.autocast in AUTOCAST_DTYPES, f"autocast must be one of {list(AUTOCAST_DTYPES)}; got {self.autocast!r}"),
+            (self.tile_size >= 64, f"tile_size must be >= 64 pixels; got {self.tile_size}"),
+            (0 <= self.tile_overlap < self.tile_size // 2, f"tile_overlap must be in 0..{self.tile_size // 2 - 1}; got {self.tile_overlap}"),
         ]
-        for name, ok, msg in checks:
+        for ok, msg in checks:
             if not ok:
-                raise InvalidParameterError(msg + ".", parameter=name)
+                # Every message starts with its field's name, which is the parameter front ends map.
+                raise InvalidParameterError(msg + ".", parameter=msg.split(" ", 1)[0])
 
     def with_(self, **changes: object) -> "DreamSettings":
         """Copy with some fields changed."""
