@@ -279,7 +279,7 @@ def clip_frames(count: int, size: Optional[tuple[int, int]], path: Path = CLIP, 
 
     frames: list[torch.Tensor] = []
     if path.is_file():
-        from dream_core.video_io import read_frames
+        from dream_core.video import read_frames
 
         for arr in read_frames(path, start, start + count):
             x = torch.from_numpy(arr).permute(2, 0, 1)[None].float().div_(255)

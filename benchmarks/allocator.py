@@ -36,12 +36,13 @@ def child(model_name: str, size: tuple[int, int], steps: int, tuned: bool, devic
         from dream_core.allocator import keep_freed_memory
 
         keep_freed_memory()
-    from dream_core.dream import DreamSettings, _objective_gradient, _resolve_objective
+    from dream_core.dream import DreamSettings, _objective_gradient
+    from dream_core.objectives import resolve_objective
     from dream_core.features import FeatureHooks
 
     device = B.pick_device(device_name)
     model = B.bench_model(model_name, device)
-    objective = _resolve_objective(model, None)
+    objective = resolve_objective(model, None)
     x = B.real_image(size, device)
     settings = DreamSettings()
     with FeatureHooks(model, objective.layers(), optimize=True) as hooks:

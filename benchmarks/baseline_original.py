@@ -25,7 +25,7 @@ the same model, resolution, octaves and iterations as ours:
 
 Ours: what ``python -m dream_core video`` does, in ``seed`` mode (the original
 tool's carry rule, so the work per frame is the same): frames decoded in
-memory, DIS flow both ways + reliability mask, FrameDreamer with the truncated
+memory, DIS flow both ways + reliability mask, the one frame loop (dream_clip) with the truncated
 optimised network, x264 encoding with the resume carry.
 
 The pipelines run frame by frame in turn (baseline frame t, ours frame t, ...),
@@ -53,14 +53,15 @@ import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-import dream_core.video_dream as video_mod  # noqa: E402
-from dream_core.dream import DreamSettings, _resolve_objective, dream_image  # noqa: E402
+import dream_core.video.frame_dreamer as video_mod  # noqa: E402
+from dream_core.dream import DreamSettings, dream_image  # noqa: E402
 from dream_core.features import FeatureHooks  # noqa: E402
-from dream_core.flow import FARNEBACK_PARAMS, FlowEstimator, reliability_mask  # noqa: E402
+from dream_core.flow import FlowEstimator, flow_pair  # noqa: E402
+from dream_core.flow.estimate import FARNEBACK_PARAMS  # noqa: E402
 from dream_core.image_io import to_uint8_hwc  # noqa: E402
 from dream_core.image_ops import resize  # noqa: E402
-from dream_core.video_dream import FrameDreamer, VideoSettings  # noqa: E402
-from dream_core.video_io import VideoWriter, read_frames  # noqa: E402
+from dream_core.objectives import resolve_objective  # noqa: E402
+from dream_core.video import FrameDreamer, VideoSettings, VideoWriter, dream_clip, read_frames  # noqa: E402
 
 PARTS = ("io", "flow", "warp", "dream")
 
@@ -106,7 +107,7 @@ def original_pipeline(model, clip: Path, frames: int, size: tuple[int, int], set
                       device: torch.device) -> Iterator[dict[str, B.Sample]]:
     """Yields the parts of each frame; the first item is the PNG extraction (setup), the last the merge."""
     timer = B.Parts(device)
-    objective = _resolve_objective(model, None)
+    objective = resolve_objective(model, None)
     gen = torch.Generator().manual_seed(settings.seed)
     scale = 1.0 / settings.octave_scale
     src_dir, out_dir = tmp / "frames", tmp / "dreamed"
@@ -183,23 +184,27 @@ def our_pipeline(model, clip: Path, frames: int, size: tuple[int, int], settings
     yield take(timer)
     estimator = FlowEstimator("dis")
     writer = VideoWriter(tmp / f"ours_{mode}.mp4", Fraction(30), resume=False, audio=False)
-    with writer, FrameDreamer(model, None, settings, VideoSettings(mode=mode)) as dreamer:
+
+    def decoded() -> Iterator[tuple[int, torch.Tensor]]:
         stream = source_frames(clip, frames, size)
-        prev: Optional[torch.Tensor] = None
-        for _ in range(frames):
+        for index in range(frames):
             with timer("io"):
                 raw = next(stream).to(device)
-            bw = rel = None
-            if prev is not None:
-                with timer("flow"):
-                    bw, fw = estimator.bidirectional(prev, raw)
-                    rel = reliability_mask(bw, fw)
-            with timer("dream_next"), dream_timed_by(timer):
-                out = dreamer.dream_next(raw, bw, rel)
+            yield index, raw
+
+    def timed_flow(previous, index: int, raw: torch.Tensor):  # type: ignore[no-untyped-def]
+        with timer("flow"):
+            pair = flow_pair(estimator, previous.raw, raw)
+        return pair.backward, pair.reliable
+
+    with writer, FrameDreamer(model, None, settings, VideoSettings(mode=mode)) as dreamer:
+        clip_iter = dream_clip(dreamer, decoded(), timed_flow)
+        for _ in range(frames):
+            with dream_timed_by(timer):
+                done = next(clip_iter)
             with timer("io"):
-                carry = {"prev_raw": raw.cpu().numpy(), "prev_dream": out.cpu().numpy()}
-                writer.write(to_uint8_hwc(out), carry=carry)
-            prev = raw
+                carry = {k: v.cpu().numpy() for k, v in done.state.carry().items()}
+                writer.write(to_uint8_hwc(done.image), carry=carry)
             yield warp_apart(take_ours(timer))
         with timer("io"):
             writer.finish()
@@ -211,7 +216,8 @@ _DREAM_TIMER: list[Optional[B.Parts]] = [None]
 
 @contextmanager
 def dream_timed_by(parts: B.Parts) -> Iterator[None]:
-    """Inside: ``dream_image`` calls made by FrameDreamer add their time to ``parts["dream"]``."""
+    """Inside: ``FrameDreamer.dream_next`` calls add their time to ``parts["dream_next"]``, and the
+    ``dream_image`` calls they make to ``parts["dream"]``."""
     _DREAM_TIMER[0] = parts
     try:
         yield
@@ -221,8 +227,9 @@ def dream_timed_by(parts: B.Parts) -> Iterator[None]:
 
 @contextmanager
 def dream_image_timer() -> Iterator[None]:
-    """Patch ``video_dream.dream_image`` once with a timer reporting to whoever is active."""
-    original = video_mod.dream_image
+    """Patch ``FrameDreamer.dream_next`` and the ``dream_image`` it calls once with timers reporting to
+    whoever is active (:func:`dream_timed_by`)."""
+    original, original_next = video_mod.dream_image, FrameDreamer.dream_next
 
     def timed(*a, **k):  # type: ignore[no-untyped-def]
         parts = _DREAM_TIMER[0]
@@ -231,11 +238,18 @@ def dream_image_timer() -> Iterator[None]:
         with parts("dream"):
             return original(*a, **k)
 
-    video_mod.dream_image = timed
+    def timed_next(*a, **k):  # type: ignore[no-untyped-def]
+        parts = _DREAM_TIMER[0]
+        if parts is None:
+            return original_next(*a, **k)
+        with parts("dream_next"):
+            return original_next(*a, **k)
+
+    video_mod.dream_image, FrameDreamer.dream_next = timed, timed_next  # type: ignore[method-assign]
     try:
         yield
     finally:
-        video_mod.dream_image = original
+        video_mod.dream_image, FrameDreamer.dream_next = original, original_next  # type: ignore[method-assign]
 
 
 def take_ours(parts: B.Parts) -> dict[str, B.Sample]:
@@ -274,7 +288,7 @@ def summarise(items: list[dict[str, B.Sample]]) -> dict[str, B.Sample]:
 def warm_up(model, device: torch.device) -> None:
     """First-call costs (kernel setup, building our execution copy) stay out of both pipelines' times."""
     x = torch.rand(1, 3, 96, 96, device=device)
-    objective = _resolve_objective(model, None)
+    objective = resolve_objective(model, None)
     with FeatureHooks(model, objective.layers(), truncate=False) as hooks:
         x.requires_grad_(True)
         optimizer = torch.optim.Adam([x], lr=1.5)  # its first step imports a lot (seconds)

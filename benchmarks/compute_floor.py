@@ -13,7 +13,7 @@ to the image) is timed in five variants, round-robin in one process:
   constant padding for stride-1 "same" convolutions) in NCHW;
 * ``ours, stem grad by PyTorch``: the same copy with ``channels_last`` weights;
 * ``ours``: that, with the stem's input gradient computed by
-  :class:`~dream_core.strided_grad.PolyphaseConv2d` on the CPU (what the dream loop runs);
+  :class:`~dream_core.fastpath.polyphase.PolyphaseConv2d` on the CPU (what the dream loop runs);
 * ``ours bf16``: ``ours`` under ``torch.autocast(bfloat16)`` (fp16 on CUDA).
 
 The floor is the step's FLOPs (``torch.utils.flop_counter`` on the untiled
@@ -43,8 +43,10 @@ import _bench as B  # noqa: E402
 import torch  # noqa: E402
 from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
 
-from dream_core.dream import DreamSettings, _objective_gradient, _resolve_objective, _tiles  # noqa: E402
-from dream_core.features import FeatureHooks, execution_net  # noqa: E402
+from dream_core.dream import DreamSettings, _objective_gradient, _tiles  # noqa: E402
+from dream_core.objectives import resolve_objective  # noqa: E402
+from dream_core.fastpath import execution_net  # noqa: E402
+from dream_core.features import FeatureHooks  # noqa: E402
 from dream_core.image_ops import octave_sizes  # noqa: E402
 
 
@@ -60,7 +62,7 @@ def step_flops(hooks: FeatureHooks, objective, x: torch.Tensor, settings: DreamS
 
 def octave_table(model, size: tuple[int, int], settings: DreamSettings, repeats: int, device: torch.device,
                  variants: list[str]) -> tuple[str, dict[str, float]]:
-    objective = _resolve_objective(model, None)
+    objective = resolve_objective(model, None)
     layers = objective.layers()
     hooks = {
         "before": FeatureHooks(model, layers, optimize=False),
@@ -154,7 +156,7 @@ def conv_kinds_table(model, size: tuple[int, int], repeats: int, device: torch.d
     Times are process CPU seconds per thread on CPU (robust on a shared machine at 1 thread),
     wall seconds on CUDA; the floor is the matmul rate measured the same way, in the same rounds.
     """
-    objective = _resolve_objective(model, None)
+    objective = resolve_objective(model, None)
     net = execution_net(model)
     inputs: dict[torch.nn.Conv2d, torch.Tensor] = {}
 
@@ -213,7 +215,7 @@ def conv_kinds_table(model, size: tuple[int, int], repeats: int, device: torch.d
 
 def threads_table(model, size: tuple[int, int], repeats: int, device: torch.device) -> str:
     """Full-size octave step and matmul at 1 thread and at every core, all in the same rounds."""
-    objective = _resolve_objective(model, None)
+    objective = resolve_objective(model, None)
     settings = DreamSettings()
     x = B.real_image(size, device)
     original = torch.get_num_threads()
@@ -288,7 +290,7 @@ def main(argv: Optional[list[str]] = None) -> int:
             print(octave_table(model, size, settings, args.repeats, device, variants)[0])
         if "kinds" in tables:
             full = octave_sizes(*size, settings.num_octaves, settings.octave_scale)[-1]
-            objective = _resolve_objective(model, None)
+            objective = resolve_objective(model, None)
             with FeatureHooks(model, objective.layers(), optimize=True) as hk:
                 x = B.real_image(full, device)
                 s = B.interleaved({"s": lambda: _objective_gradient(hk, objective, x, settings.with_(tile_size=1 << 16),

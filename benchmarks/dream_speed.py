@@ -8,8 +8,8 @@ Run from the repository root::
 Image: a clip frame saved as PNG is loaded, dreamed with the default settings
 (:class:`DreamSettings`) and saved as PNG. Video: the first ``--frames``
 frames of the clip stream through the same steps as ``python -m dream_core
-video`` (decode, resize, DIS flow both ways + reliability mask, FrameDreamer in
-``--mode``, x264 encode with the resume carry). The first video frame gets
+video`` (decode, resize, DIS flow both ways + reliability mask, the one frame
+loop ``dream_clip`` in ``--mode``, x264 encode with the resume carry). The first video frame gets
 ``num_iterations`` per octave, later frames (``stable`` mode) fewer, so they
 are reported apart.
 
@@ -32,7 +32,7 @@ import logging
 import sys
 import tempfile
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from fractions import Fraction
 from pathlib import Path
@@ -44,22 +44,23 @@ import _bench as B  # noqa: E402
 import torch  # noqa: E402
 
 import dream_core.dream as dream_mod  # noqa: E402
-import dream_core.video_dream as video_mod  # noqa: E402
+import dream_core.video.frame_dreamer as video_mod  # noqa: E402
 from dream_core.dream import DreamSettings, dream_image  # noqa: E402
 from dream_core.features import FeatureHooks  # noqa: E402
-from dream_core.flow import FlowEstimator, reliability_mask  # noqa: E402
-from dream_core.image_io import load_image, save_image, to_uint8_hwc  # noqa: E402
+from dream_core.flow import FlowEstimator, FlowPair, flow_pair  # noqa: E402
+from dream_core.image_io import from_uint8_hwc, load_image, save_image, to_uint8_hwc  # noqa: E402
 from dream_core.image_ops import resize  # noqa: E402
-from dream_core.video_dream import VIDEO_MODES, FrameDreamer, VideoSettings  # noqa: E402
-from dream_core.video_io import VideoWriter, read_frames  # noqa: E402
+from dream_core.video import VIDEO_MODES, FrameDreamer, VideoSettings, VideoWriter, dream_clip, read_frames  # noqa: E402
 
 PARTS = ("io", "flow", "warp", "forward", "backward", "glue")
 
 
 @contextmanager
 def instrumented(parts: B.Parts) -> Iterator[None]:
-    """Patch timers around the forward pass, the gradient and the dream call (restored on exit)."""
+    """Patch timers around the forward pass, the gradient, the dream call and ``FrameDreamer.dream_next``
+    (restored on exit)."""
     orig_run, orig_grad, orig_dream = FeatureHooks.run, dream_mod._objective_gradient, video_mod.dream_image
+    orig_next = FrameDreamer.dream_next
 
     def run(self, image):  # type: ignore[no-untyped-def]
         with parts("_forward"):
@@ -73,11 +74,17 @@ def instrumented(parts: B.Parts) -> Iterator[None]:
         with parts("_dream"):
             return orig_dream(*args, **kwargs)
 
+    def timed_next(*args, **kwargs):  # type: ignore[no-untyped-def]
+        with parts("dream_next"):
+            return orig_next(*args, **kwargs)
+
     FeatureHooks.run, dream_mod._objective_gradient, video_mod.dream_image = run, grad, dream  # type: ignore[method-assign]
+    FrameDreamer.dream_next = timed_next  # type: ignore[method-assign]
     try:
         yield
     finally:
         FeatureHooks.run, dream_mod._objective_gradient, video_mod.dream_image = orig_run, orig_grad, orig_dream  # type: ignore[method-assign]
+        FrameDreamer.dream_next = orig_next  # type: ignore[method-assign]
 
 
 def settle(raw: dict[str, B.Sample], total: B.Sample) -> dict[str, B.Sample]:
@@ -115,56 +122,53 @@ def image_run(model, frame: torch.Tensor, settings: DreamSettings, parts: B.Part
 
 
 def frame_tensor(arr, size: tuple[int, int], device: torch.device) -> torch.Tensor:
-    x = torch.from_numpy(arr).to(device).permute(2, 0, 1).unsqueeze(0).float().div_(255.0)
-    return resize(x, size)
+    return resize(from_uint8_hwc(arr, device), size)
 
 
 def video_run(model, clip: Path, frames: int, size: tuple[int, int], settings: DreamSettings, video: VideoSettings,
               parts: B.Parts, tmp: Path, prefetch: bool) -> list[dict[str, B.Sample]]:
-    """Per-frame parts of the streaming video pipeline; frame 0 first."""
+    """Per-frame parts of the streaming video pipeline (reader -> dream_clip -> writer); frame 0 first."""
     device = parts.device
     estimator = FlowEstimator("dis") if video.needs_flow else None
     out_path = tmp / ("prefetch.mp4" if prefetch else "video.mp4")
     writer = VideoWriter(out_path, Fraction(30), resume=False, audio=False)
     per_frame: list[dict[str, B.Sample]] = []
-    pool = ThreadPoolExecutor(max_workers=1) if prefetch else None
+    pool = ThreadPoolExecutor(max_workers=1) if prefetch and estimator is not None else None
+    pending: dict[int, Future[FlowPair]] = {}
 
-    def flow_pair(prev: torch.Tensor, cur: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        assert estimator is not None
-        bw, fw = estimator.bidirectional(prev, cur)
-        return bw, reliability_mask(bw, fw)
-
-    with writer, FrameDreamer(model, None, settings, video) as dreamer:
+    def decoded() -> Iterator[tuple[int, torch.Tensor]]:
+        """Frames with their index; with prefetch, one frame ahead, starting its flow on the worker."""
         source = read_frames(clip, 0, frames) if clip.is_file() else iter(
             [B.to_uint8(f) for f in B.clip_frames(frames, size, clip)])
-        parts.take()
-        w0, c0 = time.perf_counter(), time.process_time()
         with parts("io"):
             arr = next(source, None)
-            raw = frame_tensor(arr, size, device) if arr is not None else None
-        prev: Optional[torch.Tensor] = None
-        pending = None
-        while raw is not None:
-            bw = rel = None
-            if pending is not None:
-                with parts("flow"):  # only the time spent waiting for the worker
-                    bw, rel = pending.result()
-            elif prev is not None and estimator is not None:
-                with parts("flow"):
-                    bw, rel = flow_pair(prev, raw)
+            cur = frame_tensor(arr, size, device) if arr is not None else None
+        index = 0
+        while cur is not None:
             with parts("io"):
                 arr = next(source, None)
                 nxt = frame_tensor(arr, size, device) if arr is not None else None
-            pending = pool.submit(flow_pair, raw, nxt) if (pool and nxt is not None and estimator) else None
-            with parts("dream_next"):
-                out = dreamer.dream_next(raw, bw, rel)
+            if pool is not None and nxt is not None:
+                pending[index + 1] = pool.submit(flow_pair, estimator, cur, nxt)
+            yield index, cur
+            cur, index = nxt, index + 1
+
+    def timed_flow(previous, index: int, raw: torch.Tensor):  # type: ignore[no-untyped-def]
+        with parts("flow"):  # with prefetch: only the time spent waiting for the worker
+            future = pending.pop(index, None)
+            pair = future.result() if future is not None else flow_pair(estimator, previous.raw, raw)
+        return pair.backward, pair.reliable
+
+    with writer, FrameDreamer(model, None, settings, video) as dreamer:
+        parts.take()
+        w0, c0 = time.perf_counter(), time.process_time()
+        for done in dream_clip(dreamer, decoded(), timed_flow if estimator is not None else None):
             with parts("io"):
-                carry = {"prev_raw": raw.cpu().numpy(), "prev_dream": out.cpu().numpy()}
-                writer.write(to_uint8_hwc(out), carry=carry)
+                carry = {k: v.cpu().numpy() for k, v in done.state.carry().items()}
+                writer.write(to_uint8_hwc(done.image), carry=carry)
             w1, c1 = time.perf_counter(), time.process_time()
             per_frame.append(settle(parts.take(), B.Sample(w1 - w0, c1 - c0)))
             w0, c0 = w1, c1
-            prev, raw = raw, nxt
     if pool is not None:
         pool.shutdown()
     return per_frame

@@ -44,7 +44,7 @@ the medians are noisy; compare the mins), no RAFT weights offline::
     | raft_small (random) | 25.180 | 25.914 | n/a | n/a | n/a |
     | raft_large (random) | 49.515 | 50.406 | n/a | n/a | n/a |
 
-Conclusion (``DEFAULT_FLOW_METHOD`` in dream_core/flow.py): DIS with the
+Conclusion (``DEFAULT_FLOW_METHOD`` in dream_core/flow/estimate.py): DIS with the
 MEDIUM preset: lowest error at both sizes, about twice as fast as Farneback.
 """
 
@@ -64,7 +64,7 @@ import torch.nn.functional as F
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from dream_core.flow import FlowEstimator, reliability_mask  # noqa: E402
-from dream_core.warp import inside_mask, warp  # noqa: E402
+from dream_core.flow.warp import inside_mask, warp  # noqa: E402
 
 log = logging.getLogger("flow_methods")
 

@@ -146,7 +146,7 @@ def main(argv: Optional[list[str]] = None) -> int:
             tmp = Path(tmp_name)
             clip = args.clip
             if not clip.is_file():  # CI: a synthetic clip stands in
-                from dream_core.video_cli import make_demo_clip
+                from dream_core.cli.demo import make_demo_clip
 
                 clip = tmp / "synthetic.mp4"
                 make_demo_clip(clip, frames=max(int(n) for n in args.frames.split(",")) + 1)

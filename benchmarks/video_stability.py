@@ -23,21 +23,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from dream_core import DreamSettings, load_model  # noqa: E402
 from dream_core.flow import FlowEstimator, compute_flows  # noqa: E402
-from dream_core.image_ops import resize  # noqa: E402
+from dream_core.image_io import from_uint8_hwc  # noqa: E402
+from dream_core.image_ops import fit_max_side  # noqa: E402
 from dream_core.stability import stability_metrics  # noqa: E402
-from dream_core.video_dream import VIDEO_MODES, VideoSettings, dream_frames  # noqa: E402
-from dream_core.video_io import read_frames  # noqa: E402
+from dream_core.video import VIDEO_MODES, VideoSettings, dream_frames, read_frames  # noqa: E402
 
 
 def load_clip(path: str, frames: int, max_side: int) -> torch.Tensor:
     """First ``frames`` frames of ``path`` as ``[N,3,h,w]`` in 0..1, longer side ``max_side``."""
-    out = []
-    for arr in read_frames(path, 0, frames):
-        x = torch.from_numpy(arr).permute(2, 0, 1)[None].float() / 255
-        h, w = x.shape[-2:]
-        f = max_side / max(h, w)
-        out.append(resize(x, (round(h * f / 2) * 2, round(w * f / 2) * 2)))
-    return torch.cat(out)
+    return torch.cat([fit_max_side(from_uint8_hwc(arr), max_side, multiple=2) for arr in read_frames(path, 0, frames)])
 
 
 def main() -> int:
@@ -71,8 +65,7 @@ def main() -> int:
         video = VideoSettings(mode=mode, carry=args.carry, temporal_weight=args.temporal_weight,
                               later_iterations=args.later_iterations)
         t0 = time.perf_counter()
-        pairs = zip(flows.backward, flows.reliable)
-        out = torch.cat([f.cpu() for f in dream_frames(model, clip, None, settings, video, flows=pairs)])
+        out = torch.cat([f.cpu() for f in dream_frames(model, clip, None, settings, video, flows=flows)])
         sec = (time.perf_counter() - t0) / n
         m = stability_metrics(clip, out, flows=flows)
         rows.append((mode, m.warp_err_in, m.warp_err_out, m.excess_flicker, m.strength, m.ratio, sec))
@@ -80,8 +73,8 @@ def main() -> int:
     print(f"\nclip {Path(args.clip).name}: {n} frames at {w}x{h}; flow {args.flow} {flow_s:.2f} s/pair; "
           f"reliable {flows.reliable.mean():.1%}; dream: {settings}")
     print(f"video: carry={args.carry} temporal_weight={args.temporal_weight} later_iterations={args.later_iterations}\n")
-    print(f"| mode | warp err in | warp err out | excess | strength | excess/strength | s/frame |")
-    print(f"|---|---|---|---|---|---|---|")
+    print("| mode | warp err in | warp err out | excess | strength | excess/strength | s/frame |")
+    print("|---|---|---|---|---|---|---|")
     indep = next((r[4] for r in rows if r[0] == "independent"), None)
     for mode, wi, wo, ex, st, ratio, sec in rows:
         rel = f" ({st / indep:.2f}x indep.)" if indep else ""

@@ -7,9 +7,13 @@ Quick use::
     out = dream_image(model, image, "block10_dw", DreamSettings(num_octaves=4))
 
 Images are RGB float tensors ``[B,3,H,W]`` in ``0..1``.
+
+Packages: :mod:`.video` (files and the one frame loop :func:`dream_clip`),
+:mod:`.flow` (optical flow), :mod:`.models`, :mod:`.fastpath` (the execution
+copy the dream runs), :mod:`.cli` (the command line).
 """
 
-from .dream import DreamSettings, TemporalAnchor, dream_image, objective_value
+from .dream import DreamSettings, TemporalAnchor, TileBudget, dream_image, objective_value
 from .errors import (
     ChannelOutOfRangeError,
     DreamCancelled,
@@ -24,16 +28,37 @@ from .errors import (
     WeightsError,
 )
 from .features import FeatureHooks, count_hooks
-from .flow import DEFAULT_FLOW_METHOD, FLOW_METHODS, FlowEstimator, FlowSet, compute_flows, flow_to_color
+from .flow import (
+    DEFAULT_FLOW_METHOD,
+    FLOW_METHODS,
+    FlowEstimator,
+    FlowSet,
+    compute_flows,
+    flow_pair,
+    flow_preview,
+    flow_to_color,
+    warp,
+    warp_with_mask,
+)
 from .models import DEFAULT_MODEL, DreamModel, get_spec, list_models, load_model
-from .objectives import Objective, channel, layer, parse_objective
+from .objectives import Objective, channel, layer, parse_objective, resolve_objective
 from .stability import StabilityMetrics, stability_metrics
-from .video_dream import DEFAULT_VIDEO_MODE, VIDEO_MODES, FrameDreamer, VideoSettings, dream_frames
-from .warp import warp, warp_with_mask
+from .video import (
+    DEFAULT_VIDEO_MODE,
+    VIDEO_MODES,
+    ClipState,
+    DreamedFrame,
+    FrameDreamer,
+    VideoSettings,
+    dream_clip,
+    dream_frames,
+    frame_range,
+)
 
 __all__ = [
-    "DEFAULT_FLOW_METHOD", "DEFAULT_VIDEO_MODE", "FLOW_METHODS", "FlowEstimator", "FlowSet", "FrameDreamer",
-    "StabilityMetrics", "VIDEO_MODES", "VideoSettings", "compute_flows", "dream_frames", "flow_to_color",
+    "DEFAULT_FLOW_METHOD", "DEFAULT_VIDEO_MODE", "FLOW_METHODS", "ClipState", "DreamedFrame", "FlowEstimator",
+    "FlowSet", "FrameDreamer", "StabilityMetrics", "TileBudget", "VIDEO_MODES", "VideoSettings", "compute_flows",
+    "dream_clip", "dream_frames", "flow_pair", "flow_preview", "flow_to_color", "frame_range", "resolve_objective",
     "stability_metrics", "warp", "warp_with_mask",
     "DEFAULT_MODEL", "ChannelOutOfRangeError", "DreamCancelled", "DreamError", "DreamModel", "DreamSettings",
     "FeatureHooks", "FlowError", "InvalidImageError", "InvalidParameterError", "Objective", "ObjectiveSyntaxError",

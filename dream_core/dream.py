@@ -6,7 +6,7 @@ Recipe for one step at one octave (the image ``x`` is RGB ``[B,3,h,w]`` in ``0..
    network's stride grid do not accumulate;
 2. forward through the network *up to the deepest requested layer only*
    (on its execution copy: BatchNorm folded into the convolutions,
-   ``channels_last``; see :func:`dream_core.features.execution_net`) and
+   ``channels_last``; see :func:`dream_core.fastpath.execution_net`) and
    evaluate the objective;
 3. gradient of the objective with respect to the rolled image (tile by tile
    with an overlap margin when the image is larger than ``tile_size``), rolled back;
@@ -34,9 +34,9 @@ import torch
 
 from .errors import InvalidImageError, InvalidParameterError
 from .features import FeatureHooks, grad_enabled_outside_inference
-from .image_ops import keep_colours, octave_sizes, resize, to_rgb
+from .image_ops import fit_max_side, keep_colours, octave_sizes, resize, to_rgb
 from .models.spec import DreamModel
-from .objectives import GuideObjective, Objective, SumObjective, parse_objective
+from .objectives import GuideObjective, Objective, SumObjective, resolve_objective
 from .step import DEFAULT_STEP_RULE, STEP_RULES, step_direction
 
 log = logging.getLogger(__name__)
@@ -121,7 +121,8 @@ class DreamSettings:
         ]
         for ok, msg in checks:
             if not ok:
-                raise InvalidParameterError(msg + ".")
+                # Every message starts with its field's name, which is the parameter front ends map.
+                raise InvalidParameterError(msg + ".", parameter=msg.split(" ", 1)[0])
 
     def with_(self, **changes: object) -> "DreamSettings":
         """Copy with some fields changed."""
@@ -146,15 +147,6 @@ class TemporalAnchor:
     strength: float
 
 
-def _resolve_objective(model: DreamModel, objective: Objective | str | None) -> Objective:
-    if objective is None:
-        objective = model.spec.default_objective
-    if isinstance(objective, str):
-        return parse_objective(objective, model)
-    objective.validate(model)
-    return objective
-
-
 def guide_objective(model: DreamModel, objective: Objective, guide: torch.Tensor, max_side: int = 512) -> Objective:
     """Objective that pulls the dream towards ``guide``'s features at ``objective``'s layers.
 
@@ -162,11 +154,7 @@ def guide_objective(model: DreamModel, objective: Objective, guide: torch.Tensor
         guide: RGB ``[1,3,H,W]`` (or ``[B,...]``, first item used) in ``0..1``; shrunk to
             ``max_side`` so its feature map stays small.
     """
-    guide = to_rgb(guide)[:1].to(device=model.device, dtype=model.dtype)
-    h, w = guide.shape[-2:]
-    if max(h, w) > max_side:
-        f = max_side / max(h, w)
-        guide = resize(guide, (max(1, round(h * f)), max(1, round(w * f))))
+    guide = fit_max_side(to_rgb(guide)[:1].to(device=model.device, dtype=model.dtype), max_side)
     layers = objective.layers()
     with grad_enabled_outside_inference(), torch.no_grad(), FeatureHooks(model, layers, optimize=True) as hooks:
         feats = hooks.run(guide.clone())
@@ -224,6 +212,36 @@ def _objective_gradient(
     return grad, total
 
 
+@dataclass
+class TileBudget:
+    """The tile size that fitted in memory, kept from one dream to the next.
+
+    :func:`dream_image` halves ``tile_size`` after an out-of-memory error and keeps
+    the smaller size for the rest of that dream. Give the dreams of a clip's frames
+    one budget (as :class:`~dream_core.video.frame_dreamer.FrameDreamer` does) and
+    the halving happens once per clip instead of once per frame. The dream's
+    result does not depend on the tile size beyond the tiles' seams.
+
+    Attributes:
+        tile_size: the learned size, ``None`` until an out-of-memory error shrank it.
+        tile_overlap: the overlap that went with it.
+    """
+
+    tile_size: Optional[int] = None
+    tile_overlap: Optional[int] = None
+
+    def apply(self, settings: DreamSettings) -> DreamSettings:
+        """``settings`` with the learned tile size, when it is smaller than theirs."""
+        if self.tile_size is None or self.tile_size >= settings.tile_size:
+            return settings
+        return settings.with_(tile_size=self.tile_size, tile_overlap=min(settings.tile_overlap, self.tile_overlap))
+
+    def learn(self, used: DreamSettings) -> None:
+        """Remember ``used``'s tile size if it is smaller than what is known."""
+        if self.tile_size is None or used.tile_size < self.tile_size:
+            self.tile_size, self.tile_overlap = used.tile_size, used.tile_overlap
+
+
 def _gradient_backing_off(
     hooks: FeatureHooks,
     objective: Objective,
@@ -260,12 +278,13 @@ def check_image_for_dream(image: torch.Tensor, model: DreamModel, settings: Drea
             octave is below the network's minimum input size.
     """
     settings.validate()
-    image = to_rgb(image)
-    h, w = image.shape[-2:]
-    if h * w > MAX_PIXELS:
+    h, w = image.shape[-2:] if isinstance(image, torch.Tensor) and image.dim() == 4 else (0, 0)
+    if h * w > MAX_PIXELS:  # before to_rgb reads every value
         raise InvalidImageError(
-            f"Image is {w}x{h} = {h * w / 1e6:.0f} MP; the limit is {MAX_PIXELS / 1e6:.0f} MP. Downscale it first."
+            f"Image is {w}x{h} = {h * w / 1e6:.0f} MP; the limit is {MAX_PIXELS / 1e6:.0f} MP. Downscale it first.",
+            parameter="image",
         )
+    image = to_rgb(image)
     smallest = octave_sizes(h, w, settings.num_octaves, settings.octave_scale)[0]
     if min(smallest) < model.spec.min_size:
         max_oct = 1
@@ -279,7 +298,8 @@ def check_image_for_dream(image: torch.Tensor, model: DreamModel, settings: Drea
         raise InvalidParameterError(
             f"{settings.num_octaves} octaves at scale {settings.octave_scale} shrink this {w}x{h} image to "
             f"{smallest[1]}x{smallest[0]}, below model '{model.name}''s minimum of {model.spec.min_size} pixels. "
-            f"Use at most {max_oct} octaves (or a smaller octave_scale)."
+            f"Use at most {max_oct} octaves (or a smaller octave_scale).",
+            parameter="num_octaves",
         )
     return image
 
@@ -294,6 +314,7 @@ def dream_image(
     anchor: Optional[TemporalAnchor] = None,
     on_step: Optional[StepCallback] = None,
     hooks: Optional[FeatureHooks] = None,
+    tiles: Optional[TileBudget] = None,
 ) -> torch.Tensor:
     """Dream ``image`` with ``model``.
 
@@ -306,6 +327,8 @@ def dream_image(
         anchor: optional temporal pull towards a target on reliable pixels (video).
         on_step: progress callback ``(step, total, current)``; raise in it to cancel.
         hooks: already-entered :class:`FeatureHooks` for ``objective``'s layers (video reuses them).
+        tiles: a :class:`TileBudget` shared with other dreams (a clip's frames): starts from
+            the tile size it learned and learns a smaller one after an out-of-memory error.
 
     Returns:
         Dreamed image ``[B,3,H,W]`` in ``0..1`` on ``image``'s device and dtype. Computation
@@ -313,13 +336,13 @@ def dream_image(
     """
     out_device, out_dtype = image.device, image.dtype
     image = check_image_for_dream(image, model, settings)
-    objective = _resolve_objective(model, objective)
+    objective = resolve_objective(model, objective)
     if guide is not None:
         objective = guide_objective(model, objective, guide)
     amp_dtype = AUTOCAST_DTYPES[settings.autocast]
     with grad_enabled_outside_inference():
         base = image.detach().to(device=model.device, dtype=model.dtype).clone()
-        result = _dream_octaves(model, base, objective, settings, amp_dtype, anchor, on_step, hooks)
+        result = _dream_octaves(model, base, objective, settings, amp_dtype, anchor, on_step, hooks, tiles)
         if settings.luminance_only:
             result = keep_colours(result, base)
     return result.to(device=out_device, dtype=out_dtype)
@@ -334,6 +357,7 @@ def _dream_octaves(
     anchor: Optional[TemporalAnchor],
     on_step: Optional[StepCallback],
     hooks: Optional[FeatureHooks],
+    tiles: Optional[TileBudget] = None,
 ) -> torch.Tensor:
     h, w = base.shape[-2:]
     sizes = octave_sizes(h, w, settings.num_octaves, settings.octave_scale)
@@ -343,7 +367,7 @@ def _dream_octaves(
     ctx = FeatureHooks(model, objective.layers(), optimize=True) if own_hooks else nullcontext(hooks)
     step = 0
     detail: Optional[torch.Tensor] = None
-    grad_settings = settings  # tile_size may shrink after an out-of-memory error
+    grad_settings = settings if tiles is None else tiles.apply(settings)  # tile_size may shrink after an OOM
     with ctx as active:
         for size in sizes:
             octave_base = resize(base, size)
@@ -368,12 +392,14 @@ def _dream_octaves(
                 if on_step is not None:
                     on_step(step, total, x)
             detail = x - octave_base
+    if tiles is not None and grad_settings is not settings:
+        tiles.learn(grad_settings)
     return x
 
 
 def objective_value(model: DreamModel, image: torch.Tensor, objective: Objective | str | None = None) -> torch.Tensor:
     """Objective of ``image`` ``[B,3,H,W]`` (no jitter), ``[B]`` float32; for tests and diagnostics."""
-    objective = _resolve_objective(model, objective)
+    objective = resolve_objective(model, objective)
     with grad_enabled_outside_inference(), torch.no_grad(), FeatureHooks(model, objective.layers()) as hooks:
         x = to_rgb(image).to(device=model.device, dtype=model.dtype).clone()
         return objective(hooks.run(x)).float()

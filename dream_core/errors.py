@@ -1,19 +1,61 @@
-"""Typed errors raised by ``dream_core``.
+"""Typed errors raised by ``dream_core``, and how front ends add their own remedies.
 
 Every error is a :class:`ValueError` subclass (so callers that only know
 ``ValueError`` still catch them) whose message says what was expected, what was
-given, and how to fix it. ComfyUI shows these messages verbatim in its error
-dialog, so they are written for a person, not a log file.
+given, and how to fix it *in terms of the library*: function arguments and
+settings fields, never a command-line flag, a ComfyUI node or a folder.
+
+Each error may name the core ``parameter`` it is about (a function argument or
+settings field such as ``"num_octaves"``, ``"max_side"``, ``"objective"``,
+``"flow"``). A front end keeps a table from those names to its own remedy (the
+CLI: a flag; the nodes: a node or widget) and hands users
+:func:`with_remedy`'s message: that is the one mechanism, no front end rewrites
+core messages.
+
+Example::
+
+    try:
+        ...
+    except DreamError as exc:
+        raise with_remedy(exc, {"max_side": "Shrink the input with --max-side."}) from exc
 """
 
 from __future__ import annotations
 
 import difflib
-from typing import Iterable
+from typing import Iterable, Mapping, Optional
 
 
 class DreamError(ValueError):
-    """Base class of every error ``dream_core`` raises for bad input."""
+    """Base class of every error ``dream_core`` raises for bad input.
+
+    Args:
+        message: what is wrong, what was expected and the library-level fix.
+        parameter: the core parameter the error is about, or ``None``.
+    """
+
+    def __init__(self, message: str = "", *, parameter: Optional[str] = None) -> None:
+        super().__init__(message)
+        self.parameter = parameter
+
+
+def with_remedy(exc: DreamError, remedies: Mapping[str, str]) -> DreamError:
+    """``exc`` with a front end's remedy for ``exc.parameter`` appended.
+
+    Args:
+        exc: a core error.
+        remedies: the front end's table, core parameter -> one sentence (e.g.
+            ``{"num_octaves": "Set it with --octaves."}``).
+
+    Returns:
+        A new error of the same type and parameter whose message ends with the
+        remedy, or ``exc`` itself when the table has none for its parameter.
+    """
+    remedy = remedies.get(exc.parameter or "")
+    if not remedy:
+        return exc
+    text = str(exc).rstrip()
+    return type(exc)(f"{text} {remedy}" if text else remedy, parameter=exc.parameter)
 
 
 class UnknownModelError(DreamError):

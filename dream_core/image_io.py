@@ -38,6 +38,11 @@ def load_image(path: str | os.PathLike[str]) -> torch.Tensor:
     return torch.from_numpy(rgb).permute(2, 0, 1).unsqueeze(0).float().div_(255.0)
 
 
+def from_uint8_hwc(frame: np.ndarray, device: torch.device | str = "cpu") -> torch.Tensor:
+    """``H x W x 3`` uint8 RGB (a decoded video frame) -> ``[1,3,H,W]`` float32 in ``0..1`` on ``device``."""
+    return torch.from_numpy(frame).to(device).permute(2, 0, 1).unsqueeze(0).float().div_(255.0)
+
+
 def to_uint8_hwc(image: torch.Tensor) -> np.ndarray:
     """``[1,3,H,W]`` or ``[3,H,W]`` in ``0..1`` -> ``H x W x 3`` uint8 (rounded, clamped)."""
     if image.dim() == 4:

@@ -25,6 +25,39 @@ def resize(image: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     return F.interpolate(image, size=size, mode="bilinear", align_corners=False, antialias=shrinking)
 
 
+def fit_size(height: int, width: int, max_side: int | None, *, multiple: int = 1) -> tuple[int, int]:
+    """``(h, w)`` shrunk so that the longer side is at most ``max_side``; never enlarged.
+
+    The one "shrink to max side" rule of the project (CLI inputs, video frames,
+    guide images, flow estimation, previews).
+
+    Args:
+        height: ``H``.
+        width: ``W``.
+        max_side: longest side allowed; ``None`` or ``0`` keeps the size.
+        multiple: round both sides of a *shrunk* size to multiples of this
+            (``2`` for H.264's ``yuv420p``); a size that already fits is kept as is.
+
+    Returns:
+        ``(h, w)``, each side at least ``multiple`` pixels.
+
+    Example:
+        >>> fit_size(720, 1280, 640)
+        (360, 640)
+        >>> fit_size(734, 979, 480, multiple=2)
+        (360, 480)
+    """
+    if not max_side or max(height, width) <= max_side:
+        return height, width
+    f = max_side / max(height, width)
+    return (max(multiple, round(height * f / multiple) * multiple), max(multiple, round(width * f / multiple) * multiple))
+
+
+def fit_max_side(image: torch.Tensor, max_side: int | None, *, multiple: int = 1) -> torch.Tensor:
+    """``[B,C,H,W]`` resized (antialiased) to :func:`fit_size`; the same tensor when it already fits."""
+    return resize(image, fit_size(int(image.shape[-2]), int(image.shape[-1]), max_side, multiple=multiple))
+
+
 def octave_sizes(height: int, width: int, num_octaves: int, octave_scale: float) -> list[tuple[int, int]]:
     """Sizes of an octave pyramid, smallest first, ending with ``(height, width)``.
 
@@ -96,7 +129,7 @@ def to_rgb(image: torch.Tensor) -> torch.Tensor:
     if not image.is_floating_point():
         raise InvalidImageError(f"Expected a float image in 0..1; got dtype {image.dtype}. Divide uint8 images by 255.")
     if not torch.isfinite(image).all():
-        raise InvalidImageError("Image contains NaN or infinite values; fix the node or file that produced it.")
+        raise InvalidImageError("Image contains NaN or infinite values; fix whatever produced it.")
     if c == 3:
         return image
     if c == 1:

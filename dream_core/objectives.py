@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Iterable, Optional, Sequence, Union
 
 import torch
 
-from .errors import ChannelOutOfRangeError, ObjectiveSyntaxError, UnknownLayerError, did_you_mean
+from .errors import ChannelOutOfRangeError, InvalidParameterError, ObjectiveSyntaxError
 
 if TYPE_CHECKING:  # pragma: no cover
     from .models.spec import DreamModel
@@ -113,7 +113,8 @@ class LayerObjective(Objective):
             raise ChannelOutOfRangeError(
                 f"Layer '{self.layer}' of model '{model.name}' has channels 0..{count - 1}; "
                 f"got {', '.join(map(str, bad[:5]))}. Use indices from 0 to {count - 1} "
-                f"(python -m dream_core --list-layers {model.name} shows channel counts)."
+                "(model.layer_channels() gives every layer's channel count).",
+                parameter="objective",
             )
 
     def to_string(self) -> str:
@@ -263,15 +264,16 @@ def _parse_channels(spec: str, term: str) -> tuple[int, ...]:
         if not m:
             raise ObjectiveSyntaxError(
                 f"Cannot read channels '{piece}' in '{term}'. Write one index (12), a range (10-20) "
-                "or a list ([3,7,10-20])."
+                "or a list ([3,7,10-20]).", parameter="objective",
             )
         lo = int(m.group(1))
         hi = int(m.group(2)) if m.group(2) else lo
         if hi < lo:
-            raise ObjectiveSyntaxError(f"Channel range '{piece}' in '{term}' goes backwards; write {hi}-{lo}.")
+            raise ObjectiveSyntaxError(f"Channel range '{piece}' in '{term}' goes backwards; write {hi}-{lo}.",
+                                       parameter="objective")
         out.extend(range(lo, hi + 1))
     if not out:
-        raise ObjectiveSyntaxError(f"No channels given after ':' in '{term}'.")
+        raise ObjectiveSyntaxError(f"No channels given after ':' in '{term}'.", parameter="objective")
     return tuple(dict.fromkeys(out))
 
 
@@ -296,8 +298,7 @@ def parse_objective(text: str, model: Optional["DreamModel"] = None) -> Objectiv
     """
     if not isinstance(text, str) or not text.strip():
         raise ObjectiveSyntaxError(
-            "The layer selection is empty. Give at least one layer, e.g. 'block10_dw' "
-            "(python -m dream_core --list-layers MODEL lists them)."
+            "The layer selection is empty. Give at least one layer, e.g. 'block10_dw'.", parameter="objective"
         )
     terms: list[Objective] = []
     for term in _split_terms(text):
@@ -305,14 +306,11 @@ def parse_objective(text: str, model: Optional["DreamModel"] = None) -> Objectiv
         if not m:
             raise ObjectiveSyntaxError(
                 f"Cannot read '{term}'. Write terms like 'layer', 'layer:12', 'layer:10-20', "
-                "'0.5*layer:[3,7]' separated by ',' or '+'."
+                "'0.5*layer:[3,7]' separated by ',' or '+'.", parameter="objective",
             )
         name = m.group("layer")
-        if model is not None and name not in model.spec.layers:
-            raise UnknownLayerError(
-                f"Model '{model.name}' has no layer '{name}'.{did_you_mean(name, model.spec.layers)} "
-                f"List all layers with: python -m dream_core --list-layers {model.name}"
-            )
+        if model is not None:
+            model.module_for(name)  # UnknownLayerError with close matches and the model's layers
         obj: Objective = LayerObjective(name, _parse_channels(m.group("chans"), term) if m.group("chans") else None)
         if m.group("weight") is not None:
             w = float(m.group("weight"))
@@ -323,3 +321,28 @@ def parse_objective(text: str, model: Optional["DreamModel"] = None) -> Objectiv
     if model is not None:
         result.validate(model)
     return result
+
+
+def resolve_objective(model: "DreamModel", objective: "Objective | str | None") -> Objective:
+    """What to maximise in ``model``: an :class:`Objective` checked against it.
+
+    Args:
+        model: the loaded model.
+        objective: an :class:`Objective`, a shorthand string (:func:`parse_objective`), or
+            ``None`` for the model's own default objective.
+
+    Raises:
+        ObjectiveSyntaxError, UnknownLayerError, ChannelOutOfRangeError: as :func:`parse_objective`.
+        InvalidParameterError: ``objective`` is something else.
+    """
+    if objective is None:
+        objective = model.spec.default_objective
+    if isinstance(objective, str):
+        return parse_objective(objective, model)
+    if not isinstance(objective, Objective):
+        raise InvalidParameterError(
+            f"objective must be an Objective, a shorthand string such as 'block10_dw' or None; "
+            f"got {type(objective).__name__}.", parameter="objective",
+        )
+    objective.validate(model)
+    return objective

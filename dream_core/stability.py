@@ -2,7 +2,7 @@
 
 Flicker is measured with the optical flow of the **input** clip: for each pair
 ``(t-1, t)`` the backward flow ``bw_t`` of the input (see
-:mod:`dream_core.flow` for the convention, ``frame_t ≈ warp(frame_{t-1}, bw_t)``)
+:mod:`dream_core.flow.warp` for the convention, ``frame_t ≈ warp(frame_{t-1}, bw_t)``)
 carries frame ``t-1`` onto frame ``t``, and the remaining difference on the
 pixels whose flow is reliable is the *warp error*. Applying the *same* flow to
 the outputs tells how much of the output's change is not explained by the
@@ -32,16 +32,10 @@ from typing import Iterable, Iterator, Union
 import torch
 
 from .errors import FlowError, InvalidImageError
-from .flow import (
-    DEFAULT_FLOW_METHOD,
-    FlowEstimator,
-    FlowSet,
-    _as_batch_frame,
-    _estimator,
-    _iter_frames,
-    reliability_mask,
-)
-from .warp import warp
+from .flow.estimate import DEFAULT_FLOW_METHOD, FlowEstimator, as_batch_frame, estimator_for
+from .flow.flowset import FlowSet, iter_frames
+from .flow.reliability import flow_pair
+from .flow.warp import warp
 
 log = logging.getLogger(__name__)
 
@@ -77,8 +71,8 @@ class StabilityMetrics:
 
 
 def _paired(inputs: Frames, outputs: Frames) -> Iterator[tuple[int, torch.Tensor, torch.Tensor]]:
-    ins, n_in = _iter_frames(inputs)  # type: ignore[arg-type]
-    outs, n_out = _iter_frames(outputs)  # type: ignore[arg-type]
+    ins, n_in = iter_frames(inputs)  # type: ignore[arg-type]
+    outs, n_out = iter_frames(outputs)  # type: ignore[arg-type]
     if n_in is not None and n_out is not None and n_in != n_out:
         raise InvalidImageError(f"inputs have {n_in} frames but outputs have {n_out}; give one output frame per input frame.")
     out_iter = iter(outs)
@@ -90,7 +84,7 @@ def _paired(inputs: Frames, outputs: Frames) -> Iterator[tuple[int, torch.Tensor
             raise InvalidImageError(
                 f"outputs ended after {index} frames but inputs go on; give one output frame per input frame."
             ) from None
-        yield index, _as_batch_frame(frame_in, f"input frame {index}"), _as_batch_frame(frame_out, f"output frame {index}")
+        yield index, as_batch_frame(frame_in, f"input frame {index}"), as_batch_frame(frame_out, f"output frame {index}")
     if next(out_iter, None) is not None:
         raise InvalidImageError(
             f"inputs ended after {index + 1} frames but outputs go on; give one output frame per input frame."
@@ -145,7 +139,7 @@ def stability_metrics(
         FlowError: ``flows`` was computed for another clip (frame count or size).
     """
     if flows is None:
-        estimator = _estimator(estimator, method, options)
+        estimator = estimator_for(estimator, method, options)
     prev_in: torch.Tensor | None = None
     prev_out: torch.Tensor | None = None
     size: tuple[int, int] | None = None
@@ -175,19 +169,15 @@ def stability_metrics(
                 if index > len(flows):
                     raise FlowError(
                         f"flow was computed for {flows.num_frames} frames but more frames were given; "
-                        "recompute it with compute_flows() on these frames"
+                        "recompute it on these frames.", parameter="flow",
                     )
                 bw, rel = flows.for_frame(index)
                 bw = bw.to(x.device)
                 rel = rel.to(device=x.device, dtype=x.dtype)
             else:
                 assert estimator is not None
-                if consistency:
-                    bw, fw = estimator.bidirectional(prev_in, x)
-                    rel = reliability_mask(bw, fw).to(x.dtype)
-                else:
-                    bw = estimator(prev_in, x)
-                    rel = reliability_mask(bw).to(x.dtype)
+                pair = flow_pair(estimator, prev_in, x, consistency=consistency)
+                bw, rel = pair.backward, pair.reliable.to(x.dtype)
             reliable = rel.sum()
             if float(reliable) < 1.0:
                 skipped += 1

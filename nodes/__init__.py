@@ -8,7 +8,8 @@ from __future__ import annotations
 from . import comfy_adapter
 from .flow_nodes import DDVOpticalFlow
 from .image_nodes import DDVDreamImage
-from .model_nodes import DDVLayerSelect, DDVModelLoader, layer_catalog
+from ..dream_core.catalog import layer_catalog
+from .model_nodes import DDVLayerSelect, DDVModelLoader
 from .video_nodes import DDVVideoDream
 
 NODE_CLASS_MAPPINGS = {

@@ -1,4 +1,4 @@
-"""Shared pieces of the nodes: type names, IMAGE layout conversions, dream-setting widgets.
+"""Shared pieces of the nodes: type names, IMAGE layout conversions, dream-setting widgets, error remedies.
 
 ComfyUI's IMAGE is ``[B,H,W,C]`` float ``0..1`` on the CPU (``C`` is 3, sometimes 4
 or 1); ``dream_core`` works on ``[B,3,H,W]``. Inputs are never modified: they are
@@ -7,11 +7,14 @@ ComfyUI's cached outputs of the upstream node.
 
 from __future__ import annotations
 
-from typing import Any
+import functools
+from typing import Any, Callable, TypeVar
 
 import torch
 
-from ..dream_core import VIDEO_MODES, DreamSettings, InvalidImageError, VideoSettings
+from ..dream_core import VIDEO_MODES, DreamError, DreamSettings, InvalidImageError, VideoSettings
+from ..dream_core.errors import with_remedy
+from . import comfy_adapter as host
 
 CATEGORY = "DeepDream Video"
 
@@ -19,12 +22,50 @@ MODEL_TYPE = "DEEPDREAM_MODEL"
 OBJECTIVE_TYPE = "DEEPDREAM_OBJECTIVE"
 FLOW_TYPE = "DEEPDREAM_FLOW"
 
-#: What the flow node is called in messages about flow that does not fit the frames.
-FLOW_PRODUCER = "the DeepDream Optical Flow node"
-
 _D = DreamSettings()
 _V = VideoSettings()
 MAX_SEED = 0xFFFFFFFF
+
+
+# --------------------------------------------------------------------------- error remedies
+
+
+def remedies() -> dict[str, str]:
+    """Core parameter -> what the nodes add to a core error about it (node and widget names, folders).
+
+    Dream and video settings need none: their widgets carry the core field names.
+    """
+    folders = ", ".join(host.model_folders())
+    return {
+        "flow": "Connect the 'flow' output of the DeepDream Optical Flow node, computed on these same frames.",
+        "objective": "Pick the layer again in the DeepDream Layers node; its list follows the connected model.",
+        "image": "Scale the images down first, e.g. with an Image Scale node.",
+        "model": "Choose a model in the DeepDream Model Loader.",
+        "weights": f"Weights files go in the models/deepdream folder ({folders}); press R to refresh the list.",
+        "flow_weights": f"Put the RAFT file in the models/deepdream folder ({folders}) and choose it in raft_weights, "
+                        "or use the dis method.",
+        "start": "Set start_frame inside the clip.",
+        "start_image": "Connect an image of the clip's size to start_image.",
+    }
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def explained(method: F) -> F:
+    """Decorate a node's FUNCTION: core errors get the node remedy for their parameter (:func:`remedies`)."""
+
+    @functools.wraps(method)
+    def run(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return method(*args, **kwargs)
+        except DreamError as exc:
+            better = with_remedy(exc, remedies())
+            if better is exc:
+                raise
+            raise better from exc
+
+    return run  # type: ignore[return-value]
 
 
 # --------------------------------------------------------------------------- tensors
@@ -138,7 +179,7 @@ def dream_settings(values: dict[str, Any]) -> DreamSettings:
 
 
 def video_inputs(defaults: VideoSettings = _V) -> dict[str, tuple]:
-    """Widgets of :class:`~dream_core.video_dream.VideoSettings`."""
+    """Widgets of :class:`~dream_core.video.settings.VideoSettings`."""
     return {
         "mode": (list(VIDEO_MODES), {
             "default": defaults.mode,

@@ -12,26 +12,15 @@ from collections.abc import Sequence
 from typing import Any, Optional
 
 import torch
-import torch.nn.functional as F
 
-from ..dream_core import (
-    DEFAULT_FLOW_METHOD,
-    FLOW_METHODS,
-    FlowEstimator,
-    FlowSet,
-    WeightsError,
-    compute_flows,
-    flow_to_color,
-)
-from ..dream_core.flow import RAFT_METHODS, resize_flow
+from ..dream_core import DEFAULT_FLOW_METHOD, FLOW_METHODS, FlowEstimator, FlowSet, WeightsError, compute_flows
+from ..dream_core.flow import RAFT_METHODS, flow_preview
 from . import comfy_adapter as host
-from .common import CATEGORY, FLOW_TYPE, check_image, rgb_frame
+from .common import CATEGORY, FLOW_TYPE, check_image, explained, rgb_frame
 
 log = logging.getLogger(__name__)
 
 RAFT_DOWNLOAD = "(torchvision download)"
-#: Longest side of the flow preview images (a preview; keeps a long clip's preview small in RAM).
-PREVIEW_MAX_SIDE = 512
 
 
 class _LazyFrames(Sequence):
@@ -50,26 +39,6 @@ class _LazyFrames(Sequence):
         if not -len(self) <= index < len(self):
             raise IndexError(index)
         return rgb_frame(self.images, index % len(self), self.device)
-
-
-def flow_preview(flows: FlowSet, max_side: int = PREVIEW_MAX_SIDE) -> torch.Tensor:
-    """IMAGE ``[N,h,w,3]``: colour-coded backward flow per frame, darkened where unreliable.
-
-    Frame 0 has no previous frame and is white (no motion). Hue = direction,
-    saturation = speed (see :func:`dream_core.flow.flow_to_color`); pixels whose flow
-    failed the reliability test (occlusions, motion edges) are shown at 40 % brightness.
-    """
-    h, w = flows.size
-    f = min(1.0, max_side / max(h, w))
-    size = (max(1, round(h * f)), max(1, round(w * f)))
-    out = torch.ones(flows.num_frames, size[0], size[1], 3, dtype=torch.float32)
-    if len(flows):
-        color = flow_to_color(resize_flow(flows.backward.float(), size))
-        rel = flows.reliable.float()
-        if tuple(rel.shape[-2:]) != size:
-            rel = F.interpolate(rel[:, None], size=size, mode="area")[:, 0]
-        out[1:] = color * (0.4 + 0.6 * rel[..., None])
-    return out
 
 
 class DDVOpticalFlow:
@@ -115,6 +84,7 @@ class DDVOpticalFlow:
             },
         }
 
+    @explained
     def compute(
         self, images: torch.Tensor, method: str, max_side: int, raft_weights: Optional[str] = None
     ) -> tuple[FlowSet, torch.Tensor]:

@@ -8,10 +8,20 @@ from typing import Any, Optional
 
 import torch
 
-from ..dream_core import DreamModel, Objective, dream_image
+from ..dream_core import DreamModel, Objective, dream_image, resolve_objective
 from . import comfy_adapter as host
-from .common import CATEGORY, MODEL_TYPE, OBJECTIVE_TYPE, check_image, dream_inputs, dream_settings, rgb_frame, to_image
-from .model_nodes import check_model, resolve_objective
+from .common import (
+    CATEGORY,
+    MODEL_TYPE,
+    OBJECTIVE_TYPE,
+    check_image,
+    dream_inputs,
+    dream_settings,
+    explained,
+    rgb_frame,
+    to_image,
+)
+from .model_nodes import check_model
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +58,7 @@ class DDVDreamImage:
             },
         }
 
+    @explained
     def dream(
         self,
         images: torch.Tensor,

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import logging
 import os
 from typing import Any, Optional
@@ -13,17 +12,18 @@ from ..dream_core import (
     InvalidParameterError,
     Objective,
     ObjectiveSyntaxError,
-    UnknownLayerError,
     UnknownModelError,
     WeightsError,
     get_spec,
     list_models,
     load_model,
     parse_objective,
+    resolve_objective,
 )
 from ..dream_core.errors import did_you_mean
+from ..dream_core.catalog import all_layer_names, default_layer
 from . import comfy_adapter as host
-from .common import CATEGORY, MODEL_TYPE, OBJECTIVE_TYPE
+from .common import CATEGORY, MODEL_TYPE, OBJECTIVE_TYPE, explained
 
 log = logging.getLogger(__name__)
 
@@ -38,56 +38,6 @@ def check_model(model: Any) -> DreamModel:
             f"'model' must come from the DeepDream Model Loader node; got {type(model).__name__}."
         )
     return model
-
-
-def resolve_objective(model: DreamModel, objective: Optional[Objective]) -> Objective:
-    """``objective`` checked against ``model``, or the model's default objective when none is connected."""
-    if objective is None:
-        return parse_objective(model.spec.default_objective, model)
-    if not isinstance(objective, Objective):
-        raise InvalidParameterError(
-            f"'objective' must come from a DeepDream Layers node; got {type(objective).__name__}."
-        )
-    objective.validate(model)
-    return objective
-
-
-# --------------------------------------------------------------------------- layer catalogue
-
-
-def _first_layer(objective_text: str) -> str:
-    return parse_objective(objective_text).layers()[0]
-
-
-@functools.lru_cache(maxsize=None)
-def all_layer_names() -> tuple[str, ...]:
-    """Every registered model's layer names, the default model's first (the layer combo's values)."""
-    names: dict[str, None] = {}
-    for name in [DEFAULT_MODEL] + [m for m in list_models() if m != DEFAULT_MODEL]:
-        names.update(dict.fromkeys(get_spec(name).layer_names))
-    return tuple(names)
-
-
-@functools.lru_cache(maxsize=None)
-def layer_catalog(model_name: str) -> dict[str, Any]:
-    """Layers of ``model_name`` with channel counts, for the web extension's dropdown.
-
-    Channel counts come from one dry run of the architecture with random weights
-    (no weights file or download needed), done once per model.
-
-    Returns:
-        ``{"model", "default", "layers": [{"name", "channels"}, ...]}`` shallow to deep.
-
-    Raises:
-        UnknownModelError: with close matches.
-    """
-    spec = get_spec(model_name)
-    counts = DreamModel(spec, spec.build(), "random init (channel counts only)").layer_channels()
-    return {
-        "model": spec.name,
-        "default": _first_layer(spec.default_objective),
-        "layers": [{"name": name, "channels": int(counts[name])} for name in spec.layer_names],
-    }
 
 
 # --------------------------------------------------------------------------- model loader
@@ -159,6 +109,7 @@ class DDVModelLoader:
             return f"{model_name}|{weights}"
         return f"{model_name}|{path}|{os.path.getmtime(path)}"
 
+    @explained
     def load(self, model_name: str, weights: str) -> tuple[DreamModel]:
         hint = _weights_hint(model_name)
         path = None
@@ -175,10 +126,7 @@ class DDVModelLoader:
                 f"({_folders_text()}), press R, and choose it in 'weights'. {hint}"
             )
         device = host.compute_device()
-        try:
-            model = load_model(model_name, weights=path, device=device)
-        except WeightsError as exc:
-            raise WeightsError(f"{exc} Weights files go in the models/deepdream folder ({_folders_text()}).") from exc
+        model = load_model(model_name, weights=path, device=device)
         log.info("DeepDream model %s loaded on %s from %s", model.name, device, model.weights_source)
         return (model,)
 
@@ -214,7 +162,7 @@ class DDVLayerSelect:
             "required": {
                 "model": (MODEL_TYPE, {"tooltip": "The model whose layer is chosen (from DeepDream Model Loader)."}),
                 "layer": (names, {
-                    "default": _first_layer(get_spec(DEFAULT_MODEL).default_objective),
+                    "default": default_layer(DEFAULT_MODEL),
                     "tooltip": "Layer to amplify, shallow to deep. Shallower -> strokes and textures; deeper -> "
                                "eyes, animals, objects. The list follows the connected model.",
                 }),
@@ -249,19 +197,13 @@ class DDVLayerSelect:
                 return str(exc)
         return True
 
+    @explained
     def select(
         self, model: DreamModel, layer: str, channels: str, weight: float, objective: Optional[Objective] = None
     ) -> tuple[Objective]:
         model = check_model(model)
         chans = _channels_text(channels)
-        text = f"{layer}:{chans}" if chans else layer
-        try:
-            term = parse_objective(text, model)
-        except UnknownLayerError as exc:
-            known = "" if "Did you mean" in str(exc) else f" Its layers: {', '.join(model.layer_names)}."
-            raise UnknownLayerError(
-                f"{exc}{known} (The layer list of this node follows the connected model; pick the layer again.)"
-            ) from exc
+        term = parse_objective(f"{layer}:{chans}" if chans else layer, model)
         if weight != 1.0:
             term = float(weight) * term
         result = term if objective is None else resolve_objective(model, objective) + term

@@ -8,22 +8,23 @@ from typing import Any, Optional
 
 import torch
 
-from ..dream_core import DreamModel, FlowError, FlowSet, FrameDreamer, InvalidParameterError, Objective
+from ..dream_core import DreamModel, FlowSet, FrameDreamer, Objective, dream_clip, frame_range, resolve_objective
+from ..dream_core.video import check_clip_flows
 from . import comfy_adapter as host
 from .common import (
     CATEGORY,
-    FLOW_PRODUCER,
     FLOW_TYPE,
     MODEL_TYPE,
     OBJECTIVE_TYPE,
     check_image,
     dream_inputs,
     dream_settings,
+    explained,
     rgb_frame,
     video_inputs,
     video_settings,
 )
-from .model_nodes import check_model, resolve_objective
+from .model_nodes import check_model
 
 log = logging.getLogger(__name__)
 
@@ -32,25 +33,8 @@ _UNITS = 100
 MAX_FRAMES = 1_000_000
 
 
-def frame_range(num_frames: int, start_frame: int, frame_count: int) -> tuple[int, int]:
-    """``[start, end)`` of the frames to dream; ``frame_count`` 0 means "to the end" (longer counts are capped).
-
-    Raises:
-        InvalidParameterError: ``start_frame`` beyond the clip.
-    """
-    if not 0 <= start_frame < num_frames:
-        raise InvalidParameterError(
-            f"start_frame {start_frame} is outside the clip: it has {num_frames} frames (0..{num_frames - 1})."
-        )
-    end = num_frames if frame_count <= 0 else min(num_frames, start_frame + frame_count)
-    if frame_count > 0 and start_frame + frame_count > num_frames:
-        log.warning("frame_count %d from frame %d runs past the clip's %d frames; dreaming frames %d..%d",
-                    frame_count, start_frame, num_frames, start_frame, end - 1)
-    return start_frame, end
-
-
 class DDVVideoDream:
-    """Thin wrapper over :class:`dream_core.video_dream.FrameDreamer`."""
+    """Validation -> :func:`dream_core.video.loop.dream_clip` -> progress; the frames go into a preallocated output."""
 
     DESCRIPTION = (
         "DeepDream a clip frame by frame. In 'stable' mode each frame starts from the previous dream warped along "
@@ -95,6 +79,7 @@ class DDVVideoDream:
             },
         }
 
+    @explained
     def dream(
         self,
         images: torch.Tensor,
@@ -106,49 +91,39 @@ class DDVVideoDream:
         start_image: Optional[torch.Tensor] = None,
         **widgets: Any,
     ) -> tuple[torch.Tensor]:
+        # validation
         images = check_image(images)
         model = check_model(model)
         settings = dream_settings(widgets)
         video = video_settings(widgets)
         num_frames, height, width, _ = images.shape
-        start, end = frame_range(num_frames, int(start_frame), int(frame_count))
-        if video.needs_flow and end - start > 1:
-            if flow is None:
-                raise FlowError(
-                    f"Video mode '{video.mode}' needs optical flow: connect the 'flow' output of {FLOW_PRODUCER} "
-                    "(computed on these same frames), or choose mode 'independent'."
-                )
-            if not isinstance(flow, FlowSet):
-                raise FlowError(f"'flow' must come from {FLOW_PRODUCER}; got {type(flow).__name__}.")
-            flow.check_matches(num_frames, height, width, producer=FLOW_PRODUCER)
+        frames = frame_range(num_frames, int(start_frame), int(start_frame) + int(frame_count) if frame_count > 0 else None)
+        check_clip_flows(video, flow, frames, num_frames, height, width)
         objective = resolve_objective(model, objective)
         device = model.device
         start_rgb = rgb_frame(check_image(start_image, "start_image"), 0, device) if start_image is not None else None
 
-        out = torch.empty(end - start, height, width, 3, dtype=torch.float32, device=host.intermediate_device())
-        progress = host.Progress((end - start) * _UNITS)
-        done = [0]  # frames finished, read by the step callback
+        # the loop, with progress per step and a preview per frame
+        out = torch.empty(len(frames), height, width, 3, dtype=torch.float32, device=host.intermediate_device())
+        progress = host.Progress(len(frames) * _UNITS)
 
-        def on_step(step: int, total: int, current: torch.Tensor) -> None:
+        def on_step(index: int, step: int, total: int, current: torch.Tensor) -> None:
             host.check_interrupt()
-            progress.update(done[0] * _UNITS + (_UNITS - 1) * step // total, current)
+            progress.update((index - frames.start) * _UNITS + (_UNITS - 1) * step // total, current)
 
         started = time.perf_counter()
         try:
-            with FrameDreamer(model, objective, settings, video, start_image=start_rgb, on_step=on_step) as dreamer:
-                for k, t in enumerate(range(start, end)):
-                    backward = reliable = None
-                    if k > 0 and video.needs_flow:
-                        backward, reliable = flow.for_frame(t)  # type: ignore[union-attr]
-                    dreamed = dreamer.dream_next(rgb_frame(images, t, device), backward, reliable)
-                    out[k].copy_(dreamed[0].permute(1, 2, 0))
-                    done[0] = k + 1
-                    progress.update(done[0] * _UNITS, dreamed, force_preview=True)
+            with FrameDreamer(model, objective, settings, video, start_image=start_rgb) as dreamer:
+                clip = ((t, rgb_frame(images, t, device)) for t in frames)
+                for done in dream_clip(dreamer, clip, flow, on_step=on_step):
+                    k = done.index - frames.start
+                    out[k].copy_(done.image[0].permute(1, 2, 0))
+                    progress.update((k + 1) * _UNITS, done.image, force_preview=True)
                     host.check_interrupt()
         finally:
             host.soft_empty_cache()
         elapsed = time.perf_counter() - started
         log.info("DeepDream Video: %s mode, frames %d..%d of %dx%d in %.1f s (%.2f s/frame), objective %s",
-                 video.mode, start, end - 1, width, height, elapsed, elapsed / max(1, end - start),
+                 video.mode, frames.start, frames.stop - 1, width, height, elapsed, elapsed / len(frames),
                  objective.to_string())
         return (out,)

@@ -21,6 +21,16 @@ def shared_file(name: str) -> Path:
 import torch  # noqa: E402
 from torch import nn  # noqa: E402
 
+
+def pytest_collection_modifyitems(config, items) -> None:
+    """Tests marked ``cuda`` need a CUDA device (benchmarks/gpu_check.py runs them); skipped elsewhere."""
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="no CUDA device")
+    for item in items:
+        if "cuda" in item.keywords:
+            item.add_marker(skip)
+
 from dream_core.models.spec import IMAGENET, DreamModel, ModelSpec  # noqa: E402
 
 
@@ -82,3 +92,47 @@ def textured_image(h: int = 64, w: int = 64, seed: int = 0) -> torch.Tensor:
     g = torch.Generator().manual_seed(seed)
     small = torch.rand(1, 3, max(2, h // 8), max(2, w // 8), generator=g)
     return torch.nn.functional.interpolate(small, size=(h, w), mode="bicubic", align_corners=False).clamp(0, 1)
+
+
+def panning_clip(frames: int = 5, h: int = 48, w: int = 64, step: int = 2) -> torch.Tensor:
+    """Frames of a wide texture panning left by ``step`` px per frame: ``[N,3,h,w]``, so frame ``t`` is
+    frame ``t-1`` read ``step`` px further right (backward flow ``u = +step``)."""
+    wide = textured_image(h, w + step * frames, seed=5)
+    return torch.cat([wide[..., step * t: step * t + w] for t in range(frames)])
+
+
+#: Content moves 3 px right and 2 px up from ``prev`` to :func:`shifted` ``(prev)``.
+SHIFT_X, SHIFT_Y = 3, -2
+
+
+def shifted(prev: torch.Tensor) -> torch.Tensor:
+    """``cur(x, y) = prev(x - 3, y + 2)``, so the backward flow is ``(u, v) = (-3, +2)``."""
+    return torch.roll(prev, shifts=(SHIFT_Y, SHIFT_X), dims=(-2, -1))
+
+
+def occlusion_clip(n: int = 3, speed: int = 6) -> tuple[torch.Tensor, int]:
+    """A textured square moving ``speed`` px right per frame over a still background: ``[n,3,96,128]``."""
+    bg, square = multiscale_texture(96, 128, seed=2), multiscale_texture(32, 32, seed=3)
+    frames = []
+    for t in range(n):
+        frame = bg.clone()
+        x0 = 40 + speed * t
+        frame[..., 32:64, x0 : x0 + 32] = square
+        frames.append(frame[0])
+    return torch.stack(frames), speed
+
+
+@pytest.fixture(scope="session")
+def clip(tmp_path_factory) -> Path:
+    """A 12-frame 64x48 NTSC-rate H.264 clip of index-coded frames with an AAC tone (``video_clips``)."""
+    from video_clips import make_clip
+
+    return make_clip(tmp_path_factory.mktemp("clips") / "clip.mp4")
+
+
+@pytest.fixture(scope="session")
+def silent_clip(tmp_path_factory) -> Path:
+    """The same clip without audio."""
+    from video_clips import make_clip
+
+    return make_clip(tmp_path_factory.mktemp("clips") / "silent.mp4", audio=None)

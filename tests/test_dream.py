@@ -58,14 +58,32 @@ def test_progress_callback_counts_every_step(tiny_model):
     assert seen == [(i, total) for i in range(1, total + 1)]
 
 
-def test_truncation_skips_layers_after_the_deepest(tiny_model):
-    calls = []
-    handle = tiny_model.net.conv3.register_forward_hook(lambda *a: calls.append(1))
+class _CountingStage(torch.nn.Module):
+    """A pass-through that counts its forwards in a class attribute, so the count survives the
+    execution copy (a structural copy of the network makes new module objects)."""
+
+    calls = 0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        type(self).calls += 1
+        return x
+
+
+@pytest.mark.parametrize("fast_path", [True, False])
+def test_truncation_skips_layers_after_the_deepest(tiny_model, fast_path):
+    from dream_core import fastpath
+
+    tiny_model.net.conv3.append(_CountingStage())  # runs only if the forward goes past conv2
+    fastpath.set_enabled(fast_path)
     try:
+        dream_image(tiny_model, textured_image(32, 32), "conv2", FAST)  # builds the execution copy (probe runs)
+        _CountingStage.calls = 0
         dream_image(tiny_model, textured_image(32, 32), "conv2", FAST)
+        assert _CountingStage.calls == 0
+        dream_image(tiny_model, textured_image(32, 32), "conv3", FAST)  # the stage itself is reached
+        assert _CountingStage.calls == FAST.num_octaves * FAST.num_iterations
     finally:
-        handle.remove()
-    assert calls == []
+        fastpath.set_enabled(True)
 
 
 def test_works_inside_inference_mode(tiny_model):
@@ -177,3 +195,36 @@ def test_huge_image_is_refused_before_allocating(tiny_model):
     huge = torch.zeros(1, 3, 1, 1).expand(1, 3, 10000, 10000)  # a view: no memory
     with pytest.raises(InvalidImageError, match="MP"):
         dream_image(tiny_model, huge, "conv2", FAST)
+
+
+def test_out_of_memory_halves_the_tile_size_and_keeps_it(tiny_model, monkeypatch, caplog):
+    import dream_core.dream as dream_mod
+
+    real = dream_mod._objective_gradient
+    seen = []
+
+    def fake(hooks, objective, image, settings, amp_dtype):
+        seen.append(settings.tile_size)
+        if settings.tile_size > 200:
+            raise torch.OutOfMemoryError("simulated")
+        return real(hooks, objective, image, settings, amp_dtype)
+
+    monkeypatch.setattr(dream_mod, "_objective_gradient", fake)
+    x = textured_image(200, 300)
+    settings = FAST.with_(num_octaves=1, tile_size=1024, tile_overlap=64)
+    out = dream_image(tiny_model, x, "conv2", settings)
+    assert out.shape == x.shape and torch.isfinite(out).all()
+    # 1024 fails; half the longer side (150) works and is kept for the remaining steps.
+    assert seen == [1024] + [150] * settings.num_iterations
+    assert "Out of memory at tile_size 1024" in caplog.text
+
+
+def test_out_of_memory_below_the_smallest_tile_is_raised(tiny_model, monkeypatch):
+    import dream_core.dream as dream_mod
+
+    def always(*_args, **_kwargs):
+        raise torch.OutOfMemoryError("simulated")
+
+    monkeypatch.setattr(dream_mod, "_objective_gradient", always)
+    with pytest.raises(torch.OutOfMemoryError):
+        dream_image(tiny_model, textured_image(200, 300), "conv2", FAST.with_(num_octaves=1))

@@ -386,7 +386,8 @@ def test_bvlc_caffe_style_keys_are_accepted(models: dict[str, DreamModel], tmp_p
 def test_bvlc_without_weights_says_where_to_get_them() -> None:
     with pytest.raises(WeightsError, match="bvlc_googlenet.pth") as err:
         load_model("bvlc_googlenet")
-    assert "--weights" in str(err.value) and "pytorch-old-caffemodels" in str(err.value)
+    assert "weights=" in str(err.value) and "pytorch-old-caffemodels" in str(err.value)
+    assert err.value.parameter == "weights"
 
 
 def test_bvlc_layer_names_follow_caffe() -> None:

@@ -150,7 +150,7 @@ def test_dream_widget_defaults_are_the_core_defaults():
                   "seed", "luminance_only", "autocast", "tile_size", "tile_overlap"):
         assert d[field] == getattr(s, field), field
     v = defaults(M["DDVVideoDream"])
-    vs = core.video_dream.VideoSettings()
+    vs = core.VideoSettings()
     for field in ("mode", "carry", "temporal_weight", "later_iterations", "occlusion_feather"):
         assert v[field] == getattr(vs, field), field
     assert v["start_frame"] == 0 and v["frame_count"] == 0
@@ -233,13 +233,13 @@ def test_layer_select_errors_list_close_matches(lite0, tiny):
 
 
 def test_layer_catalog_for_the_web_extension():
-    info = nodes.layer_catalog("efficientnet_lite0")
+    info = core.catalog.layer_catalog("efficientnet_lite0")
     by_name = {entry["name"]: entry["channels"] for entry in info["layers"]}
     assert info["default"] == "block10_dw" and by_name["block10_dw"] == 672
     assert [entry["name"] for entry in info["layers"]] == core.get_spec("efficientnet_lite0").layer_names
     assert set(by_name) <= set(M["DDVLayerSelect"].INPUT_TYPES()["required"]["layer"][0])
     with pytest.raises(core.UnknownModelError):
-        nodes.layer_catalog("no_such_model")
+        core.catalog.layer_catalog("no_such_model")
 
 
 # --------------------------------------------------------------------------- dream image
@@ -390,6 +390,33 @@ def test_video_stable_uses_the_flow(tiny):
     assert (stable[1:] - independent[1:]).abs().mean() > 1e-3  # later frames start from the carried dream
 
 
+def test_video_node_is_the_frame_loop_driven_directly(tiny):
+    """Frames 1..3 of a clip through the node equal dream_clip over the same frames, with the same flows."""
+    clip = panning_clip(n=4)
+    flows, _ = flow_of(clip)
+    out = video(tiny, clip, flows, start_frame=1, frame_count=3)
+    args = {**defaults(M["DDVVideoDream"]), **FAST}
+    settings = nodes.common.dream_settings(args)
+    with core.FrameDreamer(tiny, None, settings, nodes.common.video_settings(args)) as dreamer:
+        frames = ((t, clip[t].permute(2, 0, 1)[None]) for t in range(1, 4))
+        direct = torch.cat([d.image.permute(0, 2, 3, 1) for d in core.dream_clip(dreamer, frames, flows)])
+    assert torch.equal(out, direct)
+
+
+def test_video_node_follows_the_flow(tiny):
+    """Through the node, the real flow and a flow of no motion give different frames, and the real one's
+    are the better aligned with the clip's motion."""
+    clip = panning_clip(n=4, step=3)
+    flows, _ = flow_of(clip)
+    still = core.FlowSet(torch.zeros_like(flows.backward), None, torch.ones_like(flows.reliable))
+    real, static = video(tiny, clip, flows), video(tiny, clip, still)
+    assert (real[1:] - static[1:]).abs().mean() > 1e-3
+    frames = clip.permute(0, 3, 1, 2)
+    aligned = core.stability_metrics(frames, real.permute(0, 3, 1, 2), flows=flows)
+    misaligned = core.stability_metrics(frames, static.permute(0, 3, 1, 2), flows=flows)
+    assert aligned.warp_err_out < 0.8 * misaligned.warp_err_out
+
+
 def test_video_frame_range_and_start_image(tiny):
     clip = panning_clip(n=6)
     flows, _ = flow_of(clip)
@@ -400,7 +427,7 @@ def test_video_frame_range_and_start_image(tiny):
     start = torch.full((1, 48, 64, 3), 0.25)
     out = video(tiny, clip, flows, start_frame=3, frame_count=2, start_image=start)
     torch.testing.assert_close(out[0], start[0])
-    with pytest.raises(core.InvalidParameterError, match="start_frame 6"):
+    with pytest.raises(core.InvalidParameterError, match="start frame 6 is outside.*start_frame"):
         video(tiny, clip, flows, start_frame=6)
 
 
@@ -413,7 +440,7 @@ def test_video_flow_mismatch_names_the_flow_node(tiny):
     small = F.interpolate(clip.permute(0, 3, 1, 2), size=(40, 64)).permute(0, 2, 3, 1)
     with pytest.raises(core.FlowError, match="64x40"):
         video(tiny, small, flows)
-    with pytest.raises(core.FlowError, match="DeepDream Optical Flow node.*independent"):
+    with pytest.raises(core.FlowError, match="independent.*DeepDream Optical Flow node"):
         video(tiny, clip, None, mode="stable")
 
 

@@ -55,7 +55,8 @@ def test_unknown_layer_lists_close_matches(tiny_model):
     with pytest.raises(UnknownLayerError) as info:
         parse_objective("conv4", tiny_model)
     msg = str(info.value)
-    assert "conv3" in msg and "--list-layers tiny" in msg
+    assert "Did you mean: 'conv3'" in msg and "Its layers: conv1, conv2, conv3." in msg
+    assert info.value.parameter == "objective"
 
 
 def test_channel_out_of_range_names_valid_range(tiny_model):

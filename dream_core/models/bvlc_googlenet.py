@@ -202,8 +202,7 @@ SPECS = [
             "BVLC GoogLeNet needs the Caffe weights converted to PyTorch, 'bvlc_googlenet.pth' (from "
             f"ProGamerGov/pytorch-old-caffemodels: {DOWNLOAD_URL} ; neural-dream's "
             "'python models/download_models.py -models caffe-googlenet-bvlc' fetches the same file). "
-            "Pass it as the weights file: CLI --weights path/to/bvlc_googlenet.pth, or put it in "
-            "ComfyUI's models/deepdream folder."
+            "Pass it as the weights file (load_model('bvlc_googlenet', weights='path/to/bvlc_googlenet.pth'))."
         ),
         convert_state_dict=convert_state_dict,
         extra={

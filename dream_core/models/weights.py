@@ -28,7 +28,8 @@ def read_state_dict(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
     """
     path = os.fspath(path)
     if not os.path.isfile(path):
-        raise WeightsError(f"Weights file not found: '{path}'. Check the path, or put the file there.")
+        raise WeightsError(f"Weights file not found: '{path}'. Check the path, or put the file there.",
+                           parameter="weights")
     try:
         if path.lower().endswith(".safetensors"):
             from safetensors.torch import load_file
@@ -40,10 +41,12 @@ def read_state_dict(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
         raise WeightsError(
             f"Could not read weights file '{path}': {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}. "
             "The file is corrupt, truncated, or not a PyTorch/safetensors state dict "
-            "(pickled full models are refused for safety; save model.state_dict() instead)."
+            "(pickled full models are refused for safety; save model.state_dict() instead).",
+            parameter="weights",
         ) from exc
     except Exception as exc:  # safetensors raises its own SafetensorError type
-        raise WeightsError(f"Could not read weights file '{path}': {type(exc).__name__}: {exc}") from exc
+        raise WeightsError(f"Could not read weights file '{path}': {type(exc).__name__}: {exc}",
+                           parameter="weights") from exc
     if isinstance(sd, Mapping):
         for key in ("state_dict", "model", "model_state_dict"):
             inner = sd.get(key)
@@ -51,7 +54,8 @@ def read_state_dict(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
                 sd = inner
                 break
     if not isinstance(sd, Mapping) or not sd or not all(isinstance(v, torch.Tensor) for v in sd.values()):
-        raise WeightsError(f"Weights file '{path}' does not hold a state dict of tensors (got {type(sd).__name__}).")
+        raise WeightsError(f"Weights file '{path}' does not hold a state dict of tensors (got {type(sd).__name__}).",
+                           parameter="weights")
     return {str(k).removeprefix("module."): v for k, v in sd.items()}
 
 
@@ -83,7 +87,8 @@ def load_into(net: nn.Module, state_dict: Mapping[str, torch.Tensor], source: st
             parts.append(f"{len(mismatched)} shape mismatches (e.g. {'; '.join(mismatched[:2])})")
         raise WeightsError(
             f"Weights from '{source}' do not fit architecture '{arch}': {'; '.join(parts)}. "
-            f"Is this file for another model? Choose the model the file was trained for."
+            f"Is this file for another model? Choose the model the file was trained for.",
+            parameter="weights",
         )
     filtered = {k: v for k, v in state_dict.items() if k in own}
     net.load_state_dict(filtered, strict=False)

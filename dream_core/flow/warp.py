@@ -29,7 +29,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from .errors import FlowError, InvalidImageError, InvalidParameterError
+from ..errors import FlowError, InvalidImageError, InvalidParameterError
 
 PADDING_MODES = ("zeros", "border", "reflection")
 INTERPOLATION_MODES = ("bilinear", "nearest", "bicubic")

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from dream_core.errors import FlowError, InvalidImageError, InvalidParameterError
-from dream_core.warp import check_flow, inside_mask, warp, warp_with_mask
+from dream_core.flow.warp import check_flow, inside_mask, warp, warp_with_mask
 
 
 def _image(b: int = 2, c: int = 3, h: int = 20, w: int = 24, dtype=torch.float32) -> torch.Tensor:
@@ -84,7 +84,7 @@ def test_device_and_dtype_follow_image(dtype):
     assert out.device == img.device and out.shape == img.shape
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
+@pytest.mark.cuda
 def test_cuda_stays_on_device():
     img = _image().cuda()
     out = warp(img, _const_flow(20, 24, 1.0, 0.0))

@@ -6,11 +6,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from conftest import textured_image
-from dream_core.features import FeatureHooks, execution_net
+from dream_core.fastpath import execution_net
+from dream_core.fastpath.polyphase import PolyphaseConv2d, phase_kernel, polyphase_input_grad, supports
+from dream_core.features import FeatureHooks
 from dream_core.models import get_spec
-from dream_core.models.efficientnet_lite import SameConv2d
+from dream_core.models.same_conv import SameConv2d
 from dream_core.models.spec import DreamModel
-from dream_core.strided_grad import PolyphaseConv2d, phase_kernel, polyphase_input_grad, supports
 
 
 def _reference_grad(x, weight, grad_out, stride, pads, groups):
@@ -131,7 +132,7 @@ def test_execution_copy_uses_it_for_the_stem_only_and_keeps_the_image_gradient(n
 
 
 def test_execution_copy_refuses_the_rewrite_when_the_probe_gradient_disagrees(monkeypatch, caplog):
-    import dream_core.strided_grad as strided
+    import dream_core.fastpath.polyphase as strided
 
     def shifted(*args, **kwargs):  # a plausible bug: the gradient one pixel off
         return torch.roll(polyphase_input_grad(*args, **kwargs), 1, dims=-1)

@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .models.efficientnet_lite import tf_same_pads
+from ..models.same_conv import tf_same_pads
 
 Pads = tuple[int, int, int, int]  # (left, right, top, bottom), as F.pad takes them
 

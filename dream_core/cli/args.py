@@ -1,0 +1,137 @@
+"""What every command of the command line shares: dream flags, device and threads, help format, remedies.
+
+Flags map one to one onto :class:`~dream_core.dream.DreamSettings` fields
+(:data:`FLAGS` names the flag of each core parameter); :data:`REMEDIES` turns a
+core error's ``parameter`` into the sentence the command line adds to its
+message (:func:`dream_core.errors.with_remedy`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from typing import Callable, Optional
+
+import torch
+
+from ..dream import AUTOCAST_DTYPES, DreamSettings
+from ..errors import InvalidParameterError
+from ..models import DEFAULT_MODEL
+
+log = logging.getLogger("dream_core")
+
+_D = DreamSettings()
+
+#: The flag of each core parameter (DreamSettings / VideoSettings fields, function arguments).
+FLAGS = {
+    "num_octaves": "--octaves", "octave_scale": "--octave-scale", "num_iterations": "--iterations",
+    "learning_rate": "--lr", "jitter": "--jitter", "gradient_smoothing": "--smoothing", "seed": "--seed",
+    "luminance_only": "--luminance-only", "autocast": "--autocast", "tile_size": "--tile-size",
+    "tile_overlap": "--tile-overlap", "max_side": "--max-side", "model": "--model", "weights": "--weights",
+    "objective": "--layers", "guide": "--guide", "mode": "--mode", "carry": "--carry",
+    "temporal_weight": "--temporal-weight", "later_iterations": "--later-iterations",
+    "occlusion_feather": "--occlusion-feather", "flow_method": "--flow", "flow_weights": "--flow-weights",
+    "start": "--start", "end": "--end", "start_image": "--start-image", "crf": "--crf", "preset": "--preset",
+    "segment_frames": "--segment-frames",
+}
+
+#: Core parameter -> what the command line adds to an error about it.
+REMEDIES = {
+    **{name: f"Set it with {flag}." for name, flag in FLAGS.items()},
+    "image": "Shrink the input with --max-side.",
+    "model": "List the registered models with --list-models.",
+    "objective": "Give it with --layers; --list-layers MODEL lists the layers and their channel counts.",
+    "weights": "Give the state dict file for --model with --weights FILE.",
+    "flow_weights": "Give the RAFT state dict file with --flow-weights FILE, or use --flow dis.",
+    "mode": "Set it with --mode, or dream a single frame with the image command.",
+    "resume": "Start over with --no-resume.",
+}
+
+
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows every flag's default, ``(default: ...)``, after its help."""
+
+
+def add_dream_arguments(p: argparse.ArgumentParser, defaults: DreamSettings = _D) -> None:
+    """Flags shared by ``image``, ``video`` and ``demo`` (one per :class:`DreamSettings` field, plus model/objective)."""
+    g = p.add_argument_group("model and objective")
+    g.add_argument("--model", default=DEFAULT_MODEL, help="registered model name (see --list-models)")
+    g.add_argument("--weights", default=None, help="state dict file (.pth/.safetensors) for --model; "
+                                                   "none: the model's own default weights")
+    g.add_argument("--layers", default=None,
+                   help="objective, e.g. 'block10_dw' or 'block8_dw:12, 0.5*block12_dw:[3,7,10-20]'; "
+                        "none: the model's own (see --list-layers MODEL)")
+    g.add_argument("--guide", default=None, help="guide image: dream towards its features")
+    d = p.add_argument_group("dream")
+    d.add_argument("--octaves", type=int, default=defaults.num_octaves, help="number of scales (more = larger patterns)")
+    d.add_argument("--octave-scale", type=float, default=defaults.octave_scale, help="size ratio between octaves (>1)")
+    d.add_argument("--iterations", type=int, default=defaults.num_iterations, help="gradient steps per octave")
+    d.add_argument("--lr", type=float, default=defaults.learning_rate, help="step size per iteration (larger = stronger)")
+    d.add_argument("--jitter", type=int, default=defaults.jitter, help="max random shift per step, pixels")
+    d.add_argument("--smoothing", type=float, default=defaults.gradient_smoothing, help="gradient blur sigma, pixels (0=off)")
+    d.add_argument("--seed", type=int, default=defaults.seed, help="random seed (same seed -> same result)")
+    d.add_argument("--luminance-only", action="store_true", help="keep the original colours")
+    d.add_argument("--autocast", choices=list(AUTOCAST_DTYPES), default=defaults.autocast, help="mixed precision")
+    d.add_argument("--tile-size", type=int, default=defaults.tile_size, help="tile larger images (pixels)")
+    d.add_argument("--tile-overlap", type=int, default=defaults.tile_overlap, help="context around each tile (pixels)")
+    d.add_argument("--max-side", type=int, default=None,
+                   help="downscale the input so its longer side is at most this; none: keep its size")
+    r = p.add_argument_group("running")
+    r.add_argument("--device", default=None, help="cpu, cuda, cuda:1, mps; none: cuda if available, else cpu")
+    r.add_argument("--threads", type=int, default=None,
+                   help="CPU threads for torch; none: torch's choice, one per core. On a VM whose cores other "
+                        "work shares, --threads 1 can be several times faster (benchmarks/RESULTS.md, 'Threads')")
+    r.add_argument("--no-fast-path", action="store_true",
+                   help="run the network as loaded instead of its optimised execution copy (debugging, comparison; "
+                        "same as DEEPDREAM_FAST_PATH=0)")
+
+
+def settings_from_args(args: argparse.Namespace) -> DreamSettings:
+    """The :class:`DreamSettings` the dream flags describe, validated."""
+    settings = DreamSettings(
+        num_octaves=args.octaves,
+        octave_scale=args.octave_scale,
+        num_iterations=args.iterations,
+        learning_rate=args.lr,
+        jitter=args.jitter,
+        gradient_smoothing=args.smoothing,
+        seed=args.seed,
+        luminance_only=args.luminance_only,
+        autocast=args.autocast,
+        tile_size=args.tile_size,
+        tile_overlap=args.tile_overlap,
+    )
+    settings.validate()
+    return settings
+
+
+def pick_device(name: Optional[str]) -> torch.device:
+    """``--device``, or CUDA when available, else the CPU."""
+    if name:
+        return torch.device(name)
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def apply_threads(threads: Optional[int]) -> None:
+    """``--threads``: the number of CPU threads torch's operators use (``None``: leave torch's default)."""
+    if threads is None:
+        return
+    if threads < 1:
+        raise InvalidParameterError(f"--threads must be at least 1; got {threads}. Leave it out to use one thread per core.")
+    torch.set_num_threads(threads)
+    log.debug("torch uses %d CPU thread(s).", threads)
+
+
+def progress_bar(total: int, desc: str, unit: str = "step") -> Callable[[int, int, torch.Tensor], None]:
+    """A tqdm bar on stderr as an ``on_step`` callback."""
+    from tqdm import tqdm
+
+    bar = tqdm(total=total, desc=desc, unit=unit, dynamic_ncols=True, leave=True)
+
+    def on_step(step: int, total_: int, _current: torch.Tensor) -> None:
+        bar.total = total_
+        bar.update(step - bar.n)
+        if step >= total_:
+            bar.close()
+
+    return on_step

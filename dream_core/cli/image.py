@@ -1,0 +1,42 @@
+"""``image IN OUT``: dream one image file."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import time
+
+from ..dream import check_image_for_dream, dream_image
+from ..image_io import load_image, save_image
+from ..image_ops import fit_max_side
+from ..models import load_model
+from ..objectives import resolve_objective
+from .args import HelpFormatter, add_dream_arguments, pick_device, progress_bar, settings_from_args
+
+log = logging.getLogger("dream_core")
+
+
+def run_image(args: argparse.Namespace) -> int:
+    """Dream ``args.input`` into ``args.output``."""
+    settings = settings_from_args(args)
+    image = fit_max_side(load_image(args.input), args.max_side)
+    model = load_model(args.model, weights=args.weights, device=pick_device(args.device))
+    objective = resolve_objective(model, args.layers)
+    guide = load_image(args.guide) if args.guide else None
+    check_image_for_dream(image, model, settings)
+    total = settings.num_octaves * settings.num_iterations
+    t0 = time.perf_counter()
+    out = dream_image(model, image, objective, settings, guide=guide,
+                      on_step=progress_bar(total, f"dreaming {args.input}"))
+    save_image(out, args.output)
+    log.info("Wrote %s (%dx%d) in %.1f s", args.output, out.shape[-1], out.shape[-2], time.perf_counter() - t0)
+    return 0
+
+
+def add_image_command(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
+    p = sub.add_parser("image", help="dream one image", description="Dream one image file.",
+                       formatter_class=HelpFormatter)
+    p.add_argument("input", help="input image (PNG/JPEG/WebP)")
+    p.add_argument("output", help="output image; format from the extension")
+    add_dream_arguments(p)
+    p.set_defaults(func=run_image)

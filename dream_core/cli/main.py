@@ -1,0 +1,91 @@
+"""The command line's entry: ``deepdream-video`` / ``python -m dream_core {image,video,demo} ...``.
+
+Parses, sets up logging, threads, the fast-path switch and malloc, runs the
+command, and turns core errors into one line with the command line's own
+remedy (:data:`~dream_core.cli.args.REMEDIES`) and exit status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from typing import Optional, Sequence
+
+from .. import fastpath
+from ..allocator import keep_freed_memory
+from ..errors import DreamCancelled, DreamError, with_remedy
+from ..catalog import layer_catalog
+from ..models import get_spec, list_models
+from .args import REMEDIES, HelpFormatter, apply_threads
+from .demo import add_demo_command
+from .image import add_image_command
+from .video import add_video_command
+
+log = logging.getLogger("dream_core")
+
+#: The program name shown in usage lines when no other is given.
+PROG = "deepdream-video"
+
+
+def list_models_text() -> str:
+    """One line per registered model: name, whether its weights work offline, description."""
+    lines = []
+    for name in list_models():
+        spec = get_spec(name)
+        lines.append(f"{name:20s} {'offline' if spec.offline else 'needs weights file/download':28s} {spec.description}")
+    return "\n".join(lines)
+
+
+def list_layers_text(model_name: str) -> str:
+    """``model_name``'s dreamable layers with channel counts (needs no weights)."""
+    info = layer_catalog(model_name)
+    lines = [f"Layers of {model_name} (shallow to deep; default objective: {info['objective']}):"]
+    for entry in info["layers"]:
+        c = entry["channels"]
+        lines.append(f"  {entry['name']:32s} {c:5d} channels  (0..{c - 1})")
+    return "\n".join(lines)
+
+
+def build_parser(prog: Optional[str] = None) -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog=prog or PROG,
+        description="DeepDream images and flow-stable DeepDream videos.",
+        formatter_class=HelpFormatter,
+    )
+    p.add_argument("--list-models", action="store_true", help="list registered models and exit")
+    p.add_argument("--list-layers", metavar="MODEL", help="list MODEL's dreamable layers with channel counts and exit")
+    p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = p.add_subparsers(dest="command")
+    add_image_command(sub)
+    add_video_command(sub)
+    add_demo_command(sub)
+    return p
+
+
+def main(argv: Optional[Sequence[str]] = None, prog: Optional[str] = None) -> int:
+    """Run the command line; returns the exit status (0 ok, 2 bad input, 130 interrupted)."""
+    parser = build_parser(prog)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(levelname)s %(name)s: %(message)s")
+    try:
+        if args.list_models:
+            print(list_models_text())
+            return 0
+        if args.list_layers:
+            print(list_layers_text(args.list_layers))
+            return 0
+        if not getattr(args, "func", None):
+            parser.print_help()
+            return 2
+        apply_threads(args.threads)
+        if args.no_fast_path:
+            fastpath.set_enabled(False)
+        keep_freed_memory()  # this process dreams for a long time: reuse freed activation memory
+        return args.func(args)
+    except DreamError as exc:
+        log.error("%s", with_remedy(exc, REMEDIES))
+        return 2
+    except (KeyboardInterrupt, DreamCancelled):
+        log.error("Interrupted.")
+        return 130

@@ -1,0 +1,141 @@
+"""``video IN OUT``: reader -> the one frame loop -> writer, streaming and resumable.
+
+Frames stream from the decoder through :func:`~dream_core.video.loop.dream_clip`
+into the encoder one at a time (memory does not grow with clip length). Flow
+is estimated on the fly between consecutive raw frames at the dream
+resolution. Output is written in committed segments next to ``OUT``; a run
+stopped half-way continues from the last committed frame when started again
+with the same arguments.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import logging
+import time
+
+import torch
+
+from ..dream import check_image_for_dream
+from ..flow import DEFAULT_FLOW_METHOD, FLOW_METHODS, FlowEstimator
+from ..image_io import from_uint8_hwc, load_image, to_uint8_hwc
+from ..image_ops import fit_max_side, fit_size
+from ..models import load_model
+from ..objectives import resolve_objective
+from ..video import (
+    DEFAULT_SEGMENT_FRAMES,
+    DEFAULT_VIDEO_MODE,
+    VIDEO_MODES,
+    X264_PRESETS,
+    ClipState,
+    FrameDreamer,
+    VideoSettings,
+    VideoWriter,
+    check_frame_count,
+    check_output_writable,
+    dream_clip,
+    frame_range,
+    probe_video,
+    read_frames,
+)
+from .args import HelpFormatter, add_dream_arguments, pick_device, settings_from_args
+
+log = logging.getLogger("dream_core")
+
+_V = VideoSettings()
+
+#: Frame sides of a dreamed video are rounded to multiples of this (H.264 yuv420p).
+_EVEN = 2
+
+
+def add_video_arguments(p: argparse.ArgumentParser) -> None:
+    """The flags of :class:`~dream_core.video.settings.VideoSettings`, the flow, the range and the encoder."""
+    g = p.add_argument_group("video")
+    g.add_argument("--mode", choices=VIDEO_MODES, default=DEFAULT_VIDEO_MODE,
+                   help="stable: flow-warped, decaying, occlusion-aware; seed: the original tool's rule; "
+                        "independent: no flow (flickers)")
+    g.add_argument("--carry", type=float, default=_V.carry, help="stable: share of the previous dream carried (0..1)")
+    g.add_argument("--temporal-weight", type=float, default=_V.temporal_weight,
+                   help="stable: per-step pull of reliable pixels to the warped previous dream (0..1)")
+    g.add_argument("--later-iterations", type=float, default=_V.later_iterations,
+                   help="stable: iterations on frames after the first, as a fraction")
+    g.add_argument("--occlusion-feather", type=float, default=_V.occlusion_feather,
+                   help="stable: blur (pixels) of the edge where the flow is unreliable")
+    g.add_argument("--flow", choices=FLOW_METHODS, default=DEFAULT_FLOW_METHOD, help="optical flow method")
+    g.add_argument("--flow-weights", default=None, help="RAFT weights file (.pth); none: torchvision's download")
+    g.add_argument("--start", type=int, default=0, help="first frame to dream (0-based)")
+    g.add_argument("--end", type=int, default=None, help="stop before this frame; none: the end of the clip")
+    g.add_argument("--start-image", default=None, help="dreamed version of the first frame (e.g. from an earlier run)")
+    g.add_argument("--crf", type=float, default=18, help="x264 quality, 0..51 (lower = better)")
+    g.add_argument("--preset", choices=X264_PRESETS, default="medium", help="x264 preset (slower = smaller file)")
+    g.add_argument("--segment-frames", type=int, default=DEFAULT_SEGMENT_FRAMES,
+                   help="frames per committed output segment (at most this many are redone after a crash)")
+    g.add_argument("--no-resume", action="store_true", help="start over even if an unfinished run exists")
+    g.add_argument("--no-audio", action="store_true", help="do not copy the audio track")
+
+
+def video_settings_from_args(args: argparse.Namespace) -> VideoSettings:
+    """The :class:`VideoSettings` the video flags describe, validated."""
+    video = VideoSettings(mode=args.mode, carry=args.carry, temporal_weight=args.temporal_weight,
+                          later_iterations=args.later_iterations, occlusion_feather=args.occlusion_feather)
+    video.validate()
+    return video
+
+
+def run_video(args: argparse.Namespace) -> int:
+    """Dream a video file to a video file: reader -> :func:`dream_clip` -> writer."""
+    from tqdm import tqdm
+
+    settings = settings_from_args(args)
+    video = video_settings_from_args(args)
+    check_output_writable(args.output, args.input)
+    info = probe_video(args.input)
+    frames = frame_range(info.num_frames, args.start, args.end)
+    if video.needs_flow:
+        check_frame_count(info, purpose=f"video mode '{video.mode}'")
+    device = pick_device(args.device)
+    model = load_model(args.model, weights=args.weights, device=device)
+    objective = resolve_objective(model, args.layers)
+    size = fit_size(info.height, info.width, args.max_side, multiple=_EVEN)
+    check_image_for_dream(torch.zeros(1, 3, *size), model, settings)
+    estimator = FlowEstimator(args.flow, weights=args.flow_weights) if video.needs_flow else None
+    start_image = load_image(args.start_image) if args.start_image else None
+    run_settings = {
+        "model": model.name, "weights": str(args.weights), "objective": objective.to_string(),
+        "dream": dataclasses.asdict(settings), "video": dataclasses.asdict(video), "end": frames.stop,
+        "size": size, "flow": args.flow, "start_image": args.start_image,
+    }
+    writer = VideoWriter(args.output, info.frame_rate, source=args.input, start_frame=frames.start,
+                         settings=run_settings, crf=args.crf, preset=args.preset,
+                         segment_frames=args.segment_frames, resume=not args.no_resume, audio=not args.no_audio)
+    with writer, FrameDreamer(model, objective, settings, video, start_image=start_image) as dreamer:
+        point = writer.resume_point()
+        start = None
+        if point.frames_done and point.carry is not None:
+            start = ClipState.from_carry(point.next_frame - 1, point.carry, device)
+            log.info("Resuming at frame %d (%d frames already done).", point.next_frame, point.frames_done)
+        raw = ((index, fit_max_side(from_uint8_hwc(arr, device), args.max_side, multiple=_EVEN))
+               for index, arr in enumerate(read_frames(args.input, point.next_frame, frames.stop), point.next_frame))
+        bar = tqdm(total=len(frames), initial=point.frames_done, unit="frame", desc="dreaming video",
+                   dynamic_ncols=True)
+        t0 = time.perf_counter()
+        for done in dream_clip(dreamer, raw, estimator, start=start):
+            # Device tensors: the writer copies the carry to the host only when it commits a segment.
+            writer.write(to_uint8_hwc(done.image), carry=done.state.carry())
+            bar.update(1)
+        bar.close()
+    log.info("Wrote %s: %d frames at %s fps in %.1f s", args.output, len(frames), info.frame_rate,
+             time.perf_counter() - t0)
+    return 0
+
+
+def add_video_command(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
+    p = sub.add_parser("video", help="dream a video file (flow-stable; keeps audio and frame rate)",
+                       description="Dream a video file frame by frame with optical flow keeping the dream stable.",
+                       formatter_class=HelpFormatter)
+    p.add_argument("input", help="input video (mp4, mov, mkv, ...)")
+    p.add_argument("output", help="output video (.mp4, .mov, .mkv)")
+    add_dream_arguments(p)
+    add_video_arguments(p)
+    p.set_defaults(func=run_video)
