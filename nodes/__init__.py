@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from . import comfy_adapter
 from .flow_nodes import DDVOpticalFlow
+from .common import presets_payload
 from .image_nodes import DDVDreamImage
 from ..dream_core.catalog import layer_catalog
 from .model_nodes import DDVLayerSelect, DDVModelLoader
@@ -30,8 +31,8 @@ NODE_DISPLAY_NAME_MAPPINGS = {
 
 
 def setup_host() -> None:
-    """Inside ComfyUI: register the models/deepdream folder and the layer-list route (no-op elsewhere)."""
-    comfy_adapter.setup_host(layer_catalog)
+    """Inside ComfyUI: register the models/deepdream folder, the layer-list and preset routes (no-op elsewhere)."""
+    comfy_adapter.setup_host(layer_catalog, presets_payload)
 
 
 __all__ = ["NODE_CLASS_MAPPINGS", "NODE_DISPLAY_NAME_MAPPINGS", "setup_host"]

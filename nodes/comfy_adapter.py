@@ -34,6 +34,7 @@ MODEL_FOLDER = "deepdream"
 WEIGHT_EXTENSIONS = frozenset({".pth", ".pt", ".safetensors", ".bin"})
 #: HTTP route (also served under ``/api``) that the web extension asks for a model's layers.
 LAYERS_ROUTE = "/deepdream_video/layers"
+PRESETS_ROUTE = "/deepdream_video/presets"
 
 
 # --------------------------------------------------------------------------- host modules
@@ -227,10 +228,28 @@ def register_layers_route(catalog: Callable[[str], dict]) -> None:
     server.routes.get(LAYERS_ROUTE)(layers)
 
 
-def setup_host(catalog: Callable[[str], dict]) -> None:
-    """Called once at pack import: register the weights folder and the layers route inside ComfyUI."""
+def register_presets_route(payload: Callable[[], dict]) -> None:
+    """Serve ``GET /deepdream_video/presets`` -> ``payload()`` as JSON (the web extension fills widgets from it)."""
+    try:
+        from aiohttp import web
+        from server import PromptServer
+    except ImportError:
+        return
+    server = getattr(PromptServer, "instance", None)
+    if server is None:
+        return
+
+    async def presets(_request: "web.Request") -> "web.Response":
+        return web.json_response(payload())
+
+    server.routes.get(PRESETS_ROUTE)(presets)
+
+
+def setup_host(catalog: Callable[[str], dict], presets: Callable[[], dict]) -> None:
+    """Called once at pack import: register the weights folder, the layers and the presets routes inside ComfyUI."""
     if _folder_paths() is None:
         return
     register_model_folder()
     register_layers_route(catalog)
+    register_presets_route(presets)
     log.info("DeepDream Video: weights folder(s) %s", ", ".join(model_folders()))

@@ -14,6 +14,8 @@ import torch
 
 from ..dream_core import VIDEO_MODES, DreamError, DreamSettings, InvalidImageError, VideoSettings
 from ..dream_core.errors import with_remedy
+from ..dream_core.presets import LOOK_FIELDS, PRESETS, preset_look, preset_settings
+from ..dream_core.step import STEP_RULES
 from . import comfy_adapter as host
 
 CATEGORY = "DeepDream Video"
@@ -25,6 +27,9 @@ FLOW_TYPE = "DEEPDREAM_FLOW"
 _D = DreamSettings()
 _V = VideoSettings()
 MAX_SEED = 0xFFFFFFFF
+
+#: The ``preset`` widget's value that runs the widgets exactly as they are.
+CUSTOM_PRESET = "custom"
 
 
 # --------------------------------------------------------------------------- error remedies
@@ -168,14 +173,61 @@ def dream_inputs(defaults: DreamSettings = _D) -> dict[str, tuple]:
     }
 
 
+def look_inputs(defaults: DreamSettings = _D) -> dict[str, tuple]:
+    """The step and preset widgets: optional, so workflows saved before them load and queue unchanged."""
+    presets = "; ".join(f"{p.name}: {p.description}" for p in PRESETS.values())
+    return {
+        "step_rule": (list(STEP_RULES), {
+            "default": defaults.step_rule,
+            "tooltip": "How the gradient becomes a step. lapnorm: colour-decorrelated and Laplacian-normalised -> "
+                       "clean, painterly, no colour static; plain: per-pixel RGB steps (earlier versions) -> "
+                       "crisper fine detail covered in red/green/blue speckle.",
+        }),
+        "colour_decorrelation": ("FLOAT", {
+            "default": defaults.colour_decorrelation, "min": 0.0, "max": 1.0, "step": 0.05,
+            "tooltip": "How much each step favours brightness over colour. Higher -> the picture keeps its own "
+                       "colours; lower -> more of the network's colours (and, near 0, colour speckle).",
+        }),
+        "laplacian_levels": ("INT", {
+            "default": defaults.laplacian_levels, "min": 1, "max": 8,
+            "tooltip": "lapnorm: frequency bands normalised separately. More -> coarse structures get a larger "
+                       "share of every step (bigger, softer shapes); 1 -> one band.",
+        }),
+        "preset": ([CUSTOM_PRESET, *PRESETS], {
+            "default": CUSTOM_PRESET,
+            "tooltip": f"A named look. Choosing one fills in {', '.join(LOOK_FIELDS)}; changing any of them "
+                       f"afterwards switches back to custom. custom: the widgets as they are. {presets}",
+        }),
+    }
+
+
 DREAM_KEYS = tuple(dream_inputs())
+LOOK_KEYS = tuple(k for k in look_inputs() if k != "preset")
 
 
 def dream_settings(values: dict[str, Any]) -> DreamSettings:
-    """Build and validate :class:`DreamSettings` from the node's widget values."""
-    settings = DreamSettings(**{k: values[k] for k in DREAM_KEYS})
+    """Build and validate :class:`DreamSettings` from the node's widget values.
+
+    A ``preset`` other than ``custom`` decides the look fields (what the widgets
+    show once the web extension has filled them in); ``custom`` runs the widgets.
+    """
+    widgets = {k: values[k] for k in DREAM_KEYS}
+    widgets.update({k: values[k] for k in LOOK_KEYS if k in values})
+    settings = DreamSettings(**widgets)
+    preset = values.get("preset", CUSTOM_PRESET)
+    if preset != CUSTOM_PRESET:
+        return preset_settings(preset, settings)
     settings.validate()
     return settings
+
+
+def presets_payload() -> dict[str, Any]:
+    """What the web extension needs to fill the widgets: ``GET /deepdream_video/presets``."""
+    return {
+        "custom": CUSTOM_PRESET,
+        "fields": list(LOOK_FIELDS),
+        "presets": {name: {"description": p.description, "values": preset_look(name)} for name, p in PRESETS.items()},
+    }
 
 
 def video_inputs(defaults: VideoSettings = _V) -> dict[str, tuple]:

@@ -16,6 +16,7 @@ from .common import (
     OBJECTIVE_TYPE,
     check_image,
     dream_inputs,
+    look_inputs,
     dream_settings,
     explained,
     rgb_frame,
@@ -55,6 +56,7 @@ class DDVDreamImage:
                     "tooltip": "Optional guide image: the dream takes on its features (first image of the batch) "
                                "at the objective's layers instead of amplifying whatever it sees.",
                 }),
+                **look_inputs(),
             },
         }
 

@@ -18,6 +18,7 @@ from .common import (
     OBJECTIVE_TYPE,
     check_image,
     dream_inputs,
+    look_inputs,
     dream_settings,
     explained,
     rgb_frame,
@@ -76,6 +77,7 @@ class DDVVideoDream:
                     "tooltip": "predefined_start: the already dreamed version of the first frame of the range (e.g. "
                                "the last frame of an earlier run); used as is instead of dreaming that frame.",
                 }),
+                **look_inputs(),
             },
         }
 

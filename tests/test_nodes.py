@@ -147,7 +147,8 @@ def test_dream_widget_defaults_are_the_core_defaults():
     d = defaults(M["DDVDreamImage"])
     s = core.DreamSettings()
     for field in ("num_octaves", "octave_scale", "num_iterations", "learning_rate", "jitter", "gradient_smoothing",
-                  "seed", "luminance_only", "autocast", "tile_size", "tile_overlap"):
+                  "seed", "luminance_only", "autocast", "tile_size", "tile_overlap", "step_rule",
+                  "colour_decorrelation", "laplacian_levels"):
         assert d[field] == getattr(s, field), field
     v = defaults(M["DDVVideoDream"])
     vs = core.VideoSettings()
@@ -155,6 +156,44 @@ def test_dream_widget_defaults_are_the_core_defaults():
         assert v[field] == getattr(vs, field), field
     assert v["start_frame"] == 0 and v["frame_count"] == 0
     assert M["DDVVideoDream"].INPUT_TYPES()["required"]["mode"][0] == ["stable", "seed", "independent"]
+
+
+@pytest.mark.parametrize("node_id", ["DDVDreamImage", "DDVVideoDream"])
+def test_step_and_preset_widgets_come_last_and_are_optional(node_id):
+    """Workflows saved before these widgets keep their positional widget values and still queue."""
+    spec = M[node_id].INPUT_TYPES()
+    assert list(spec["optional"])[-4:] == ["step_rule", "colour_decorrelation", "laplacian_levels", "preset"]
+    assert spec["optional"]["preset"][0][0] == "custom" and defaults(M[node_id])["preset"] == "custom"
+    assert set(spec["optional"]["preset"][0][1:]) == set(core.presets.PRESETS)
+
+
+def test_preset_decides_the_look_custom_runs_the_widgets():
+    widgets = {**defaults(M["DDVDreamImage"]), "learning_rate": 0.05, "seed": 9}
+    custom = nodes.common.dream_settings(widgets)
+    assert custom.learning_rate == 0.05 and custom.seed == 9
+    intense = nodes.common.dream_settings({**widgets, "preset": "intense"})
+    assert intense == core.presets.preset_settings("intense", core.DreamSettings(seed=9))
+    # A prompt from before the look widgets existed: the core defaults.
+    old = {k: v for k, v in widgets.items() if k not in ("step_rule", "colour_decorrelation", "laplacian_levels", "preset")}
+    assert nodes.common.dream_settings(old).step_rule == core.DreamSettings().step_rule
+
+
+def test_preset_changes_the_dream(tiny):
+    images = image_batch()
+    assert not torch.equal(dream(tiny, images, preset="gentle"), dream(tiny, images, preset="legacy"))
+    # What the web extension shows in the widgets after choosing the preset is what the preset runs.
+    assert torch.equal(dream(tiny, images, preset="legacy"), dream(tiny, images, **core.presets.preset_look("legacy")))
+
+
+def test_presets_payload_for_the_web_extension():
+    payload = nodes.common.presets_payload()
+    assert payload["custom"] == "custom" and payload["fields"] == list(core.presets.LOOK_FIELDS)
+    assert payload["presets"]["legacy"]["values"]["step_rule"] == "plain"
+    for name, entry in payload["presets"].items():
+        assert set(entry["values"]) == set(payload["fields"]) and entry["description"]
+    import json
+
+    json.dumps(payload)
 
 
 # --------------------------------------------------------------------------- model loader

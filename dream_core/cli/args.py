@@ -17,6 +17,8 @@ import torch
 from ..dream import AUTOCAST_DTYPES, DreamSettings
 from ..errors import InvalidParameterError
 from ..models import DEFAULT_MODEL
+from ..presets import DEFAULT_PRESET, LOOK_FIELDS, PRESETS, preset_look, preset_settings
+from ..step import STEP_RULES
 
 log = logging.getLogger("dream_core")
 
@@ -26,12 +28,14 @@ _D = DreamSettings()
 FLAGS = {
     "num_octaves": "--octaves", "octave_scale": "--octave-scale", "num_iterations": "--iterations",
     "learning_rate": "--lr", "jitter": "--jitter", "gradient_smoothing": "--smoothing", "seed": "--seed",
+    "step_rule": "--step-rule", "colour_decorrelation": "--colour-decorrelation",
+    "laplacian_levels": "--laplacian-levels",
     "luminance_only": "--luminance-only", "autocast": "--autocast", "tile_size": "--tile-size",
     "tile_overlap": "--tile-overlap", "max_side": "--max-side", "model": "--model", "weights": "--weights",
     "objective": "--layers", "guide": "--guide", "mode": "--mode", "carry": "--carry",
     "temporal_weight": "--temporal-weight", "later_iterations": "--later-iterations",
     "occlusion_feather": "--occlusion-feather", "flow_method": "--flow", "flow_weights": "--flow-weights",
-    "start": "--start", "end": "--end", "start_image": "--start-image", "crf": "--crf", "preset": "--preset",
+    "start": "--start", "end": "--end", "start_image": "--start-image", "crf": "--crf", "x264_preset": "--x264-preset", "preset": "--preset",
     "segment_frames": "--segment-frames",
 }
 
@@ -49,7 +53,17 @@ REMEDIES = {
 
 
 class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
-    """Shows every flag's default, ``(default: ...)``, after its help."""
+    """Shows every flag's default, ``(default: ...)``, after its help (unless the help already says it)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        return text if "(default: " in text else super()._get_help_string(action)
+
+
+def _look_default(field: str) -> str:
+    """``(default: the preset's: gentle 0.006, classic 0.01, ...)`` for a flag a preset decides."""
+    values = ", ".join(f"{name} {preset_look(name)[field]}" for name in PRESETS)
+    return f"(default: the --preset's; {values})"
 
 
 def add_dream_arguments(p: argparse.ArgumentParser, defaults: DreamSettings = _D) -> None:
@@ -62,13 +76,27 @@ def add_dream_arguments(p: argparse.ArgumentParser, defaults: DreamSettings = _D
                    help="objective, e.g. 'block10_dw' or 'block8_dw:12, 0.5*block12_dw:[3,7,10-20]'; "
                         "none: the model's own (see --list-layers MODEL)")
     g.add_argument("--guide", default=None, help="guide image: dream towards its features")
-    d = p.add_argument_group("dream")
-    d.add_argument("--octaves", type=int, default=defaults.num_octaves, help="number of scales (more = larger patterns)")
-    d.add_argument("--octave-scale", type=float, default=defaults.octave_scale, help="size ratio between octaves (>1)")
-    d.add_argument("--iterations", type=int, default=defaults.num_iterations, help="gradient steps per octave")
-    d.add_argument("--lr", type=float, default=defaults.learning_rate, help="step size per iteration (larger = stronger)")
+    d = p.add_argument_group("dream", "A --preset sets the look; the flags marked 'the --preset's' override it one by one.")
+    d.add_argument("--preset", choices=list(PRESETS), default=DEFAULT_PRESET,
+                   help="the look: " + "; ".join(f"{p.name}: {p.description.rstrip('.')}" for p in PRESETS.values()))
+    look = {
+        "num_octaves": (("--octaves",), int, "number of scales (more = larger patterns)"),
+        "octave_scale": (("--octave-scale",), float, "size ratio between octaves (>1)"),
+        "num_iterations": (("--iterations",), int, "gradient steps per octave"),
+        "learning_rate": (("--lr",), float, "step size per iteration (larger = stronger)"),
+        "gradient_smoothing": (("--smoothing",), float, "blur sigma of each step, pixels (0 = off)"),
+        "step_rule": (("--step-rule",), str, "lapnorm: colour-decorrelated, Laplacian-normalised (clean, painterly); "
+                                             "plain: per-pixel steps (crisper, colour speckle)"),
+        "colour_decorrelation": (("--colour-decorrelation",), float,
+                                 "0..1: higher keeps the picture's own colours, lower lets the network's in"),
+        "laplacian_levels": (("--laplacian-levels",), int, "lapnorm: frequency bands normalised apart (1..8)"),
+    }
+    assert set(look) == set(LOOK_FIELDS)
+    for field, (names, kind, text) in look.items():
+        extra = {"choices": STEP_RULES} if field == "step_rule" else {}
+        d.add_argument(*names, dest=field, type=kind, default=None, metavar=names[0][2:].upper().replace("-", "_"),
+                       help=f"{text} {_look_default(field)}", **extra)
     d.add_argument("--jitter", type=int, default=defaults.jitter, help="max random shift per step, pixels")
-    d.add_argument("--smoothing", type=float, default=defaults.gradient_smoothing, help="gradient blur sigma, pixels (0=off)")
     d.add_argument("--seed", type=int, default=defaults.seed, help="random seed (same seed -> same result)")
     d.add_argument("--luminance-only", action="store_true", help="keep the original colours")
     d.add_argument("--autocast", choices=list(AUTOCAST_DTYPES), default=defaults.autocast, help="mixed precision")
@@ -87,22 +115,17 @@ def add_dream_arguments(p: argparse.ArgumentParser, defaults: DreamSettings = _D
 
 
 def settings_from_args(args: argparse.Namespace) -> DreamSettings:
-    """The :class:`DreamSettings` the dream flags describe, validated."""
-    settings = DreamSettings(
-        num_octaves=args.octaves,
-        octave_scale=args.octave_scale,
-        num_iterations=args.iterations,
-        learning_rate=args.lr,
+    """The :class:`DreamSettings` the dream flags describe: ``--preset``'s look, flags given override it; validated."""
+    base = DreamSettings(
         jitter=args.jitter,
-        gradient_smoothing=args.smoothing,
         seed=args.seed,
         luminance_only=args.luminance_only,
         autocast=args.autocast,
         tile_size=args.tile_size,
         tile_overlap=args.tile_overlap,
     )
-    settings.validate()
-    return settings
+    given = {field: getattr(args, field) for field in LOOK_FIELDS if getattr(args, field) is not None}
+    return preset_settings(args.preset, base, **given)
 
 
 def pick_device(name: Optional[str]) -> torch.device:

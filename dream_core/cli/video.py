@@ -67,8 +67,11 @@ def add_video_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--start", type=int, default=0, help="first frame to dream (0-based)")
     g.add_argument("--end", type=int, default=None, help="stop before this frame; none: the end of the clip")
     g.add_argument("--start-image", default=None, help="dreamed version of the first frame (e.g. from an earlier run)")
-    g.add_argument("--crf", type=float, default=18, help="x264 quality, 0..51 (lower = better)")
-    g.add_argument("--preset", choices=X264_PRESETS, default="medium", help="x264 preset (slower = smaller file)")
+    g.add_argument("--crf", type=float, default=18,
+                   help="x264 quality of the output, 0..51 (lower = better, 0 = lossless); segments are kept near "
+                        "lossless until the run finishes, then encoded once at this quality")
+    g.add_argument("--x264-preset", choices=X264_PRESETS, default="medium",
+                   help="x264 speed preset of the output (slower = smaller file)")
     g.add_argument("--segment-frames", type=int, default=DEFAULT_SEGMENT_FRAMES,
                    help="frames per committed output segment (at most this many are redone after a crash)")
     g.add_argument("--no-resume", action="store_true", help="start over even if an unfinished run exists")
@@ -107,7 +110,7 @@ def run_video(args: argparse.Namespace) -> int:
         "size": size, "flow": args.flow, "start_image": args.start_image,
     }
     writer = VideoWriter(args.output, info.frame_rate, source=args.input, start_frame=frames.start,
-                         settings=run_settings, crf=args.crf, preset=args.preset,
+                         settings=run_settings, crf=args.crf, x264_preset=args.x264_preset,
                          segment_frames=args.segment_frames, resume=not args.no_resume, audio=not args.no_audio)
     with writer, FrameDreamer(model, objective, settings, video, start_image=start_image) as dreamer:
         point = writer.resume_point()

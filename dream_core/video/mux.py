@@ -1,11 +1,10 @@
-"""Joining committed segments into one file, with the source's audio for the written frames.
+"""Making the output from the committed segments: one encode, with the source's audio for the written frames.
 
-:func:`join_segments` first copies the segments' packets onto one timeline
-(pictures bit-identical to the segments, no second encoding); if the segments
-cannot be joined that way (their encoder headers differ, e.g. x264 was upgraded
-between a run and its resume) they are decoded and encoded once more, with a
-warning. Audio the container cannot hold (or that fails to mux) is re-encoded
-to AAC 192 kb/s.
+:func:`join_segments` decodes the near-lossless segments (see
+:func:`~dream_core.video.encoder.segment_crf`) and encodes their pictures once, as
+one stream at the output's quality, so the output has no join: its keyframes
+fall where x264 puts them, not at every segment start. Audio the container
+cannot hold (or that fails to mux) is re-encoded to AAC 192 kb/s.
 """
 
 from __future__ import annotations
@@ -22,16 +21,11 @@ import av
 from ..errors import VideoError
 from .encoder import H264Encoder
 from .probe import VideoInfo, first_line
-from .reader import frame_to_rgb
 
 logger = logging.getLogger(__name__)
 
 #: A packet to mux, keyed for interleaving: (decode time in seconds, 0 = video / 1 = audio, packet).
 _Timed = tuple[Fraction, int, av.Packet]
-
-
-class RemuxUnsupported(Exception):
-    """The segments cannot be joined packet for packet; re-encode instead."""
 
 
 @dataclass(frozen=True)
@@ -64,37 +58,32 @@ class AudioSource:
 
 def join_segments(out: Path, pieces: Sequence[Piece], encoding: Encoding, audio: Optional[AudioSource],
                   *, name: Optional[Path] = None) -> None:
-    """Write the segments (and the audio) into ``out``, copying packets when possible.
+    """Encode the segments' pictures once into ``out``, with the audio.
 
     Args:
         out: the file to write (a temporary name; the caller moves it into place).
         pieces: the committed segments, in order.
-        encoding: container format, rate, size and x264 options (for the re-encoding fallback).
+        encoding: container format, rate, size and x264 options of the output.
         audio: the source's audio and the window to copy, or ``None``.
         name: the output as the user knows it, for the message.
 
     Raises:
-        VideoError: every way of writing failed (``out`` is removed).
+        VideoError: writing failed with the audio copied and re-encoded, or a
+            segment does not hold the frames it was committed with (``out`` is removed).
     """
-    audio_modes = ("copy", "transcode") if audio is not None else ("copy",)
-    remux_ok = True
     errors: list[str] = []
-    for video_mode in ("copy", "transcode"):
-        for audio_mode in audio_modes:
-            if video_mode == "copy" and not remux_ok:
-                continue
+    for audio_mode in ("copy", "transcode") if audio is not None else ("copy",):
+        out.unlink(missing_ok=True)
+        try:
+            _assemble(out, pieces, encoding, audio, audio_mode)
+        except (av.FFmpegError, OSError) as exc:
+            errors.append(f"audio={audio_mode}: {first_line(exc)}")
+            logger.warning("Writing '%s' (%s) failed.", out, errors[-1])
+            continue
+        except VideoError:
             out.unlink(missing_ok=True)
-            try:
-                _assemble(out, pieces, encoding, audio, video_mode, audio_mode)
-            except RemuxUnsupported as exc:
-                logger.warning("Cannot join the segments without re-encoding (%s); re-encoding them once.", exc)
-                remux_ok = False
-                continue
-            except (av.FFmpegError, OSError) as exc:
-                errors.append(f"video={video_mode}, audio={audio_mode}: {first_line(exc)}")
-                logger.warning("Writing '%s' (%s) failed.", out, errors[-1])
-                continue
-            return
+            raise
+        return
     out.unlink(missing_ok=True)
     raise VideoError(
         f"Could not write '{name or out}' ({'; '.join(errors) or 'no attempt succeeded'}); the output was not created."
@@ -102,92 +91,38 @@ def join_segments(out: Path, pieces: Sequence[Piece], encoding: Encoding, audio:
 
 
 def _assemble(out_path: Path, pieces: Sequence[Piece], encoding: Encoding, audio: Optional[AudioSource],
-              video_mode: str, audio_mode: str) -> None:
-    """Write the joined video (and audio) into ``out_path``."""
-    plan = plan_remux(pieces, encoding.rate) if video_mode == "copy" else None
+              audio_mode: str) -> None:
+    """Write the video (and audio) into ``out_path``."""
     options = {"movflags": "+faststart"} if encoding.format in ("mp4", "mov") else {}
     with av.open(str(out_path), "w", format=encoding.format, container_options=options) as out:
-        if plan is not None:
-            with av.open(str(pieces[0].path)) as first:
-                vstream = out.add_stream_from_template(first.streams.video[0])
-            vstream.time_base = 1 / encoding.rate
-            video = _remux_packets(vstream, pieces, encoding.rate, plan)
-        else:
-            w, h = encoding.size
-            video = _transcode_packets(pieces, H264Encoder(out, encoding.rate, w, h, encoding.crf, encoding.preset))
+        w, h = encoding.size
+        video = _encoded_pictures(pieces, H264Encoder(out, encoding.rate, w, h, encoding.crf, encoding.preset))
         sound = _audio_packets(out, audio, audio_mode) if audio is not None else None
         streams = [video] + ([sound] if sound is not None else [])
         for _, _, packet in heapq.merge(*streams, key=lambda item: (item[0], item[1])):
             out.mux(packet)
 
 
-def plan_remux(pieces: Sequence[Piece], rate: Fraction) -> int:
-    """Check the segments can be concatenated as packets; return the largest decode delay (in frames).
+def _encoded_pictures(pieces: Sequence[Piece], encoder: H264Encoder) -> Iterator[_Timed]:
+    """Packets of the segments' pictures encoded as one stream, keyed by time.
 
     Raises:
-        RemuxUnsupported: different stream headers, sizes, frame counts or
-            timestamps that are not whole frames.
+        VideoError: a segment decodes to another number of frames than it was committed with.
     """
-    extradata: bytes | None = None
-    size = None
-    delays: list[int] = []
     for piece in pieces:
-        name = piece.path.name
-        with av.open(str(piece.path)) as container:
-            stream = container.streams.video[0]
-            ctx = stream.codec_context
-            if extradata is None:
-                extradata, size = bytes(ctx.extradata or b""), (ctx.width, ctx.height)
-            elif bytes(ctx.extradata or b"") != extradata or (ctx.width, ctx.height) != size:
-                raise RemuxUnsupported(f"{name} has other stream headers than the first segment")
-            scale = Fraction(stream.time_base) * rate
-            dts_frames = []
-            pts_frames = []
-            for packet in container.demux(stream):
-                if packet.size == 0:
-                    continue
-                for value, stamps in ((packet.pts, pts_frames), (packet.dts, dts_frames)):
-                    if value is None or (value * scale).denominator != 1:
-                        raise RemuxUnsupported(f"{name}: timestamp {value} is not a whole frame")
-                    stamps.append(int(value * scale))
-            if len(pts_frames) != piece.frames or sorted(pts_frames) != list(range(piece.frames)):
-                raise RemuxUnsupported(f"{name}: frames {len(pts_frames)} != {piece.frames} or gaps")
-            delay = -dts_frames[0]
-            if dts_frames != [j - delay for j in range(len(dts_frames))] or delay < 0:
-                raise RemuxUnsupported(f"{name}: decode timestamps are not consecutive")
-            delays.append(delay)
-    return max(delays)
-
-
-def _remux_packets(vstream, pieces: Sequence[Piece], rate: Fraction, max_delay: int) -> Iterator[_Timed]:
-    """Yield the segments' packets renumbered onto one timeline (in frames), keyed by time."""
-    unit = 1 / rate
-    decode_index = 0
-    for piece in pieces:
-        with av.open(str(piece.path)) as container:
-            stream = container.streams.video[0]
-            scale = Fraction(stream.time_base) * rate
-            for packet in container.demux(stream):
-                if packet.size == 0:
-                    continue
-                packet.pts = piece.start + int(packet.pts * scale)
-                # One packet per frame, in decode order: number them consecutively and
-                # shift by the largest reorder delay so dts <= pts in every segment.
-                packet.dts = decode_index - max_delay
-                packet.duration = 1
-                packet.time_base = unit
-                packet.stream = vstream
-                decode_index += 1
-                yield packet.dts * unit, 0, packet
-
-
-def _transcode_packets(pieces: Sequence[Piece], encoder: H264Encoder) -> Iterator[_Timed]:
-    """Yield packets of the segments decoded and encoded once more (fallback path)."""
-    for piece in pieces:
+        count = 0
         with av.open(str(piece.path)) as container:
             for frame in container.decode(video=0):
-                for packet in encoder.encode(frame_to_rgb(frame)):
+                if frame.format.name != "yuv420p":
+                    frame = frame.reformat(format="yuv420p")
+                count += 1
+                for packet in encoder.encode_picture(frame):
                     yield _packet_time(packet), 0, packet
+        if count != piece.frames:
+            raise VideoError(
+                f"Segment '{piece.path.name}' holds {count} frames but was committed with {piece.frames}; "
+                "the work folder is damaged."
+            )
     for packet in encoder.flush():
         yield _packet_time(packet), 0, packet
 

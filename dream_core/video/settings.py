@@ -49,7 +49,7 @@ class VideoSettings:
     mode: str = DEFAULT_VIDEO_MODE
     carry: float = 0.95
     temporal_weight: float = 0.3
-    later_iterations: float = 0.6
+    later_iterations: float = 0.4
     occlusion_feather: float = 2.0
 
     def validate(self) -> None:

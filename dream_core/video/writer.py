@@ -31,7 +31,7 @@ import av
 import numpy as np
 
 from ..errors import InvalidImageError, InvalidParameterError, VideoError
-from .encoder import X264_PRESETS, H264Encoder, check_frame, pad_to_even
+from .encoder import SEGMENT_CRF, SEGMENT_PRESET, X264_PRESETS, H264Encoder, check_frame, pad_to_even, segment_crf
 from .journal import MANIFEST_VERSION, RunJournal, canonical_settings, fsync_path
 from .mux import AudioSource, Encoding, Piece, join_segments
 from .output import OUTPUT_FORMATS, check_output_writable, parse_rate
@@ -70,12 +70,15 @@ class VideoWriter:
     full it is closed and committed, together with the caller's latest
     ``carry`` state, by rewriting a small JSON manifest (the commit point,
     replaced atomically). A new writer for the same output, source, start
-    frame, encoder and ``settings`` picks the work up: :meth:`resume_point`
+    frame, segment quality and ``settings`` picks the work up: :meth:`resume_point`
     says which source frame to continue at and hands back the saved carry.
-    :meth:`finish` joins the segments packet for packet (no second encoding),
-    copies the source's audio for the written frame range, writes all of it
-    to a temporary file in the work folder, checks the frame count, renames
-    it onto the output and deletes the work folder.
+    Segments are near lossless (:func:`~dream_core.video.encoder.segment_crf`);
+    :meth:`finish` encodes their pictures once more, as one stream at ``crf``
+    (so the output has no quality jump where segments meet), copies the source's
+    audio for the written frame range, writes all of it to a temporary file in
+    the work folder, checks the frame count, renames it onto the output and
+    deletes the work folder. The work folder holds about 3-4x the output's size
+    while the run lasts.
 
     Used as a context manager, a clean exit calls :meth:`finish`; an exception
     calls :meth:`close`, which commits the frames written so far (so nothing
@@ -96,9 +99,11 @@ class VideoWriter:
             written (audio is cut to the same window).
         settings: the caller's dream settings (JSON-serialisable mapping); a
             resume with different settings is refused.
-        crf: x264 constant rate factor, 0 (lossless) .. 51; 18 is visually
-            near lossless, higher = smaller file.
-        preset: x264 preset, one of :data:`X264_PRESETS`; slower = smaller file.
+        crf: x264 constant rate factor of the output, 0 (lossless) .. 51; 18 is
+            visually near lossless, higher = smaller file. A resume may change it
+            (the segments do not depend on it above :data:`SEGMENT_CRF`).
+        x264_preset: x264 preset of the output, one of :data:`X264_PRESETS`;
+            slower = smaller file.
         segment_frames: frames per committed segment (what a hard crash can lose).
         resume: continue a matching unfinished run. ``False`` deletes an
             existing work folder and starts over.
@@ -120,7 +125,7 @@ class VideoWriter:
         start_frame: int = 0,
         settings: Mapping[str, Any] | None = None,
         crf: float = 18,
-        preset: str = "medium",
+        x264_preset: str = "medium",
         segment_frames: int = DEFAULT_SEGMENT_FRAMES,
         resume: bool = True,
         audio: bool = True,
@@ -129,9 +134,9 @@ class VideoWriter:
         if isinstance(crf, bool) or not isinstance(crf, (int, float)) or not 0 <= crf <= 51:
             raise InvalidParameterError(f"crf must be a number in 0..51 (18 = near lossless), got {crf!r}.",
                                         parameter="crf")
-        if preset not in X264_PRESETS:
-            raise InvalidParameterError(f"preset must be one of {', '.join(X264_PRESETS)}; got {preset!r}.",
-                                        parameter="preset")
+        if x264_preset not in X264_PRESETS:
+            raise InvalidParameterError(
+                f"x264_preset must be one of {', '.join(X264_PRESETS)}; got {x264_preset!r}.", parameter="x264_preset")
         if isinstance(segment_frames, bool) or not isinstance(segment_frames, int) or segment_frames < 1:
             raise InvalidParameterError(f"segment_frames must be an int >= 1, got {segment_frames!r}.",
                                         parameter="segment_frames")
@@ -139,7 +144,7 @@ class VideoWriter:
         self.path = check_output_writable(path, source)
         self.format = OUTPUT_FORMATS[self.path.suffix.lower()]
         self.crf = float(crf)
-        self.preset = preset
+        self.x264_preset = x264_preset
         self.segment_frames = segment_frames
         self.start_frame = int(start_frame)
         self.copy_audio = audio
@@ -175,7 +180,8 @@ class VideoWriter:
             "source": source,
             "start_frame": self.start_frame,
             "frame_rate": f"{self.rate.numerator}/{self.rate.denominator}",
-            "encoder": {"codec": "libx264", "pix_fmt": "yuv420p", "crf": self.crf, "preset": self.preset},
+            "encoder": {"codec": "libx264", "pix_fmt": "yuv420p", "segment_crf": segment_crf(self.crf),
+                        "segment_preset": SEGMENT_PRESET},
             "settings_sha256": hashlib.sha256(settings_json.encode("utf-8")).hexdigest(),
         }
 
@@ -280,7 +286,8 @@ class VideoWriter:
         tmp = self._journal.segment_path(len(self._journal.segments), partial=True)
         try:
             self._segment_container = av.open(str(tmp), "w", format=_SEGMENT_FORMAT)
-            self._encoder = H264Encoder(self._segment_container, self.rate, width, height, self.crf, self.preset)
+            self._encoder = H264Encoder(self._segment_container, self.rate, width, height,
+                                        segment_crf(self.crf), SEGMENT_PRESET)
         except (av.FFmpegError, OSError) as exc:
             self._broken = True
             raise VideoError(f"Could not start encoding into '{tmp}': {first_line(exc)}.") from exc
@@ -345,12 +352,11 @@ class VideoWriter:
     # -- finishing -----------------------------------------------------------------------
 
     def finish(self) -> Path:
-        """Join the segments, add the audio, and move the result onto the output path.
+        """Encode the segments' pictures once at ``crf``, add the audio, move the result onto the output path.
 
-        The segments' packets are copied with their timestamps renumbered onto one
-        timeline of exactly ``frames_done`` frames at ``frame_rate`` (pictures are
-        bit-identical to the segments); see :func:`~dream_core.video.mux.join_segments`
-        for the fallbacks. The result is counted before it replaces the output.
+        One stream of exactly ``frames_done`` frames at ``frame_rate``; see
+        :func:`~dream_core.video.mux.join_segments`. The result is counted before it
+        replaces the output.
 
         Returns:
             The output path.
@@ -371,7 +377,7 @@ class VideoWriter:
         tmp = self.work_dir / f"final.partial{self.path.suffix.lower()}"
         assert self._journal.size is not None
         w, h = self._journal.size
-        encoding = Encoding(self.format, self.rate, (w + w % 2, h + h % 2), self.crf, self.preset)
+        encoding = Encoding(self.format, self.rate, (w + w % 2, h + h % 2), self.crf, self.x264_preset)
         pieces = [Piece(self.work_dir / s.file, s.start, s.frames) for s in self._journal.segments]
         audio = None
         if self.copy_audio and self.source_info is not None and self.source_info.has_audio:

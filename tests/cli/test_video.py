@@ -35,7 +35,7 @@ def test_video_command_is_the_frame_loop_with_the_estimated_flow(lite0, tmp_path
     which differs from what it gives when the flow is dropped; count, rate and size are kept."""
     src = write_clip(tmp_path / "pan.mp4", panning_clip(5, 48, 64, step=3))
     out = tmp_path / "out.mp4"
-    assert main(["video", str(src), str(out), *QUICK, "--crf", "0", "--preset", "ultrafast"]) == 0
+    assert main(["video", str(src), str(out), *QUICK, "--crf", "0", "--x264-preset", "ultrafast"]) == 0
     info = probe_video(out)
     assert info.num_frames == 5 and info.frame_rate == NTSC and (info.width, info.height) == (64, 48)
     assert not (tmp_path / "out.mp4.dream-work").exists()
@@ -47,7 +47,7 @@ def test_video_command_is_the_frame_loop_with_the_estimated_flow(lite0, tmp_path
     def loop_then_encode(flow_source, name):
         with FrameDreamer(lite0, None, DreamSettings(num_octaves=2, num_iterations=2), VideoSettings()) as dreamer:
             dreamed = torch.cat([d.image for d in dream_clip(dreamer, enumerate(frames), flow_source)])
-        with VideoWriter(tmp_path / name, NTSC, crf=0, preset="ultrafast", resume=False) as writer:
+        with VideoWriter(tmp_path / name, NTSC, crf=0, x264_preset="ultrafast", resume=False) as writer:
             for frame in dreamed:
                 writer.write(to_uint8_hwc(frame))
         return np.stack(list(read_frames(tmp_path / name))).astype(float)
@@ -67,7 +67,7 @@ def test_video_frame_range(small_clip, tmp_path):
 def test_video_resume_after_interruption(small_clip, tmp_path, monkeypatch):
     from dream_core.video.frame_dreamer import FrameDreamer as Dreamer
 
-    lossless = [*QUICK, "--segment-frames", "2", "--crf", "0", "--preset", "ultrafast"]
+    lossless = [*QUICK, "--segment-frames", "2", "--crf", "0", "--x264-preset", "ultrafast"]
     full = tmp_path / "full.mp4"
     assert main(["video", str(small_clip), str(full), *lossless]) == 0
 

@@ -110,7 +110,10 @@ def test_resume_with_other_settings_is_refused_or_restarted(clip, tmp_path):
     writer.close()
     with pytest.raises(InvalidParameterError, match="lr"):
         vio.VideoWriter(out, NTSC, source=clip, segment_frames=2, settings={"layer": "a", "lr": 0.2})
-    with pytest.raises(InvalidParameterError, match="crf"):
-        vio.VideoWriter(out, NTSC, source=clip, segment_frames=2, settings={"layer": "a", "lr": 0.1}, crf=23)
+    with pytest.raises(InvalidParameterError, match="segment_crf"):  # lossless segments are other segments
+        vio.VideoWriter(out, NTSC, source=clip, segment_frames=2, settings={"layer": "a", "lr": 0.1}, crf=0)
+    # The output's own quality is applied when the run finishes: another --crf resumes the same segments.
+    other_crf = vio.VideoWriter(out, NTSC, source=clip, segment_frames=2, settings={"layer": "a", "lr": 0.1}, crf=23)
+    assert other_crf.resume_point().frames_done == 4
     fresh = vio.VideoWriter(out, NTSC, source=clip, settings={"lr": 0.2}, resume=False)
     assert fresh.resume_point().next_frame == 0 and not fresh.work_dir.exists()

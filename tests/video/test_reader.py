@@ -45,7 +45,7 @@ def test_decoded_colours_are_unbiased(tmp_path):
     """A lossless round trip returns the colours written (swscale's default path is ~1 level dark)."""
     out = tmp_path / "lossless.mp4"
     colours = [(200, 50, 30), (128, 128, 128), (20, 180, 240), (255, 255, 255), (0, 0, 0)]
-    with vio.VideoWriter(out, 30, crf=0, preset="ultrafast") as writer:
+    with vio.VideoWriter(out, 30, crf=0, x264_preset="ultrafast") as writer:
         for c in colours:
             writer.write(np.broadcast_to(np.array(c, np.uint8), (32, 48, 3)))
     for c, frame in zip(colours, vio.read_frames(out)):

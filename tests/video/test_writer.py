@@ -38,8 +38,8 @@ def test_bad_parameters(tmp_path):
         vio.VideoWriter(tmp_path / "x.mp4", 29.97)
     with pytest.raises(InvalidParameterError, match="crf"):
         vio.VideoWriter(tmp_path / "x.mp4", 25, crf=60)
-    with pytest.raises(InvalidParameterError, match="preset"):
-        vio.VideoWriter(tmp_path / "x.mp4", 25, preset="warp")
+    with pytest.raises(InvalidParameterError, match="x264_preset"):
+        vio.VideoWriter(tmp_path / "x.mp4", 25, x264_preset="warp")
     with pytest.raises(InvalidParameterError, match="JSON"):
         vio.VideoWriter(tmp_path / "x.mp4", 25, settings={"f": object()})
 
@@ -59,7 +59,7 @@ def test_real_clip_probe_and_copy_with_audio(tmp_path):
     assert len(check) == 7
 
     out = tmp_path / "balcony_15.mp4"
-    with vio.VideoWriter(out, info.frame_rate, source=src, preset="ultrafast", segment_frames=8) as writer:
+    with vio.VideoWriter(out, info.frame_rate, source=src, x264_preset="ultrafast", segment_frames=8) as writer:
         for frame in vio.read_frames(src, end=15):
             writer.write(frame)
     got = vio.probe_video(out)
