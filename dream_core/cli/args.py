@@ -60,6 +60,16 @@ class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
         return text if "(default: " in text else super()._get_help_string(action)
 
 
+def _preset_name(value: str) -> str:
+    """``--preset``'s type: a look preset; an x264 speed preset is pointed to ``--x264-preset``."""
+    from ..video.encoder import X264_PRESETS
+
+    if value in PRESETS:
+        return value
+    hint = " (the x264 speed preset is set with --x264-preset)" if value in X264_PRESETS else ""
+    raise argparse.ArgumentTypeError(f"unknown look preset {value!r}; choose from {', '.join(PRESETS)}{hint}")
+
+
 def _look_default(field: str) -> str:
     """``(default: the preset's: gentle 0.006, classic 0.01, ...)`` for a flag a preset decides."""
     values = ", ".join(f"{name} {preset_look(name)[field]}" for name in PRESETS)
@@ -77,7 +87,7 @@ def add_dream_arguments(p: argparse.ArgumentParser, defaults: DreamSettings = _D
                         "none: the model's own (see --list-layers MODEL)")
     g.add_argument("--guide", default=None, help="guide image: dream towards its features")
     d = p.add_argument_group("dream", "A --preset sets the look; the flags marked 'the --preset's' override it one by one.")
-    d.add_argument("--preset", choices=list(PRESETS), default=DEFAULT_PRESET,
+    d.add_argument("--preset", type=_preset_name, metavar="{" + ",".join(PRESETS) + "}", default=DEFAULT_PRESET,
                    help="the look: " + "; ".join(f"{p.name}: {p.description.rstrip('.')}" for p in PRESETS.values()))
     look = {
         "num_octaves": (("--octaves",), int, "number of scales (more = larger patterns)"),

@@ -46,3 +46,28 @@ def test_help_shows_every_flags_default(command, monkeypatch):
 def test_no_command_prints_help(capsys):
     assert main([]) == 2
     assert "usage: deepdream-video" in capsys.readouterr().out
+
+
+def _dream_settings(*flags: str):
+    from dream_core.cli.args import settings_from_args
+
+    return settings_from_args(build_parser().parse_args(["image", "in.png", "out.png", *flags]))
+
+
+def test_preset_sets_the_look_and_flags_override_it():
+    from dream_core import DreamSettings
+    from dream_core.presets import preset_settings
+
+    assert _dream_settings() == DreamSettings()
+    assert _dream_settings("--preset", "intense") == preset_settings("intense")
+    s = _dream_settings("--preset", "intense", "--lr", "0.005", "--octaves", "3", "--seed", "4")
+    assert (s.learning_rate, s.num_octaves, s.seed) == (0.005, 3, 4)
+    assert s.num_iterations == preset_settings("intense").num_iterations
+    legacy = _dream_settings("--preset", "legacy", "--step-rule", "lapnorm", "--colour-decorrelation", "0.7")
+    assert (legacy.step_rule, legacy.colour_decorrelation, legacy.learning_rate) == ("lapnorm", 0.7, 0.02)
+
+
+def test_an_x264_preset_given_to_preset_points_to_the_new_flag(capsys):
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["video", "in.mp4", "out.mp4", "--preset", "slow"])
+    assert "--x264-preset" in capsys.readouterr().err
