@@ -27,23 +27,35 @@ candidates the default was chosen from, all at the default learning rate:
 
 ``--out DIR`` writes one comparison strip per picture (input, then every variant,
 each labelled) as JPEG, for looking at.
+
+``--video`` measures what users see of a clip instead: the command line dreams the
+shared clip into an ``.mp4`` exactly as a user runs it (``--frames`` frames,
+``--max-side``, the default ``stable`` mode and ``independent`` for comparison, same
+settings), then the encoded files are decoded and measured against the input with
+:func:`dream_core.stability.stability_metrics` (DIS flow of the input,
+forward-backward reliable pixels): excess flicker over strength, strength against
+``independent``, the first frame's strength over the later frames' mean (the "pop"),
+and the worst pair at a 30-frame mark (where segments of the resumable writer join)
+over the median pair (the "pulse").
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import sys
 import time
 from pathlib import Path
 from typing import Optional, Sequence
 
-import _bench  # noqa: F401  (puts the repository on sys.path)
-import torch
-from _bench import REPO, add_common_args, apply_malloc, machine_line, pick_device, table
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from dream_core import DreamSettings, dream_image, load_model
-from dream_core.image_ops import gaussian_blur, resize
-from dream_core.presets import PRESETS, preset_settings
+import torch  # noqa: E402
+from _bench import REPO, add_common_args, apply_malloc, machine_line, pick_device, table  # noqa: E402
+
+from dream_core import DreamSettings, dream_image, load_model  # noqa: E402
+from dream_core.image_ops import gaussian_blur, resize  # noqa: E402
+from dream_core.presets import PRESETS, preset_settings  # noqa: E402
 
 DATA = REPO.parent / "shared" / "data"
 PICTURES = {"golden_gate": DATA / "golden_gate.jpg", "tubingen": DATA / "tubingen.jpg",
@@ -140,6 +152,60 @@ def strip(images: Sequence[torch.Tensor], labels: Sequence[str], width: int = 48
     return sheet
 
 
+def _decoded(path: Path, end: int, max_side: int) -> list[torch.Tensor]:
+    from dream_core.image_io import from_uint8_hwc
+    from dream_core.image_ops import fit_max_side
+    from dream_core.video import read_frames
+
+    return [fit_max_side(from_uint8_hwc(arr), max_side, multiple=2) for arr in read_frames(path, 0, end)]
+
+
+def video_look(args: argparse.Namespace, out_dir: Optional[Path]) -> None:
+    """Dream the clip with the CLI in ``stable`` and ``independent`` mode; measure the encoded files."""
+    import statistics
+    import subprocess
+    import tempfile
+
+    from dream_core.stability import stability_metrics
+
+    clip = PICTURES["balcony_frame0"]
+    frames, max_side = (4, 96) if args.quick else (args.frames, args.video_max_side)
+    extra = ["--octaves", "2", "--iterations", "2"] if args.quick else []
+    threads = ["--threads", str(args.threads)] if args.threads else []
+    inputs = _decoded(clip, frames, max_side)
+    rows, outputs = [], {}
+    with tempfile.TemporaryDirectory(prefix="look-video-") as tmp:
+        for mode in ("stable", "independent"):
+            out = Path(tmp) / f"{mode}.mp4"
+            cmd = [sys.executable, "-m", "dream_core", "video", str(clip), str(out), "--end", str(frames),
+                   "--max-side", str(max_side), "--mode", mode, "--preset", args.video_preset, "--no-resume",
+                   *threads, *extra]
+            t0 = time.perf_counter()
+            subprocess.run(cmd, cwd=REPO, check=True, capture_output=True)
+            seconds = (time.perf_counter() - t0) / frames
+            outputs[mode] = _decoded(out, frames, 0)
+            m = stability_metrics(inputs, outputs[mode], method="dis")
+            pairs = [e for e in m.pair_warp_err_out if e == e]
+            median = statistics.median(pairs)
+            marks = [m.pair_warp_err_out[t - 1] / median for t in range(30, frames, 30)]
+            later = statistics.mean(m.frame_strength[1:])
+            rows.append([mode, m.excess_flicker, m.strength, m.ratio, m.frame_strength[0] / later,
+                         max(marks) if marks else float("nan"), seconds])
+    independent = rows[1][2]
+    h, w = inputs[0].shape[-2:]
+    print(table(
+        ("mode", "excess flicker", "strength", "strength / independent", "excess / strength",
+         "first frame / later mean", "worst 30-frame mark / median pair", "s/frame (CLI, incl. load)"),
+        [[r[0], f"{r[1]:.4f}", f"{r[2]:.4f}", f"{r[2] / independent:.2f}x", f"{r[3]:.3f}", f"{r[4]:.2f}",
+          f"{r[5]:.2f}", f"{r[6]:.2f}"] for r in rows],
+        title=f"video: {clip.name}, {frames} frames at {w}x{h}, preset {args.video_preset}, encoded .mp4 (crf 18)"))
+    if out_dir:
+        picks = [0, frames // 2, frames - 1]
+        sheet = strip([x for t in picks for x in (inputs[t], outputs["stable"][t], outputs["independent"][t])],
+                      [f"{name} {t}" for t in picks for name in ("input", "stable", "independent")])
+        sheet.save(out_dir / "look_video.jpg", quality=90)
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
@@ -148,6 +214,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     p.add_argument("--pictures", default=",".join(PICTURES), help="comma-separated: " + ", ".join(PICTURES))
     p.add_argument("--max-side", type=int, default=0, help="shrink pictures to this longer side (0 = as they are)")
     p.add_argument("--out", default=None, help="folder for comparison strips (JPEG)")
+    p.add_argument("--video", action="store_true", help="measure the clip dreamed by the CLI to .mp4 instead")
+    p.add_argument("--frames", type=int, default=64, help="--video: frames of the clip")
+    p.add_argument("--video-max-side", type=int, default=640, help="--video: the CLI's --max-side")
+    p.add_argument("--video-preset", default="classic", help="--video: the CLI's --preset")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     apply_malloc(args.default_malloc)
@@ -165,11 +235,14 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     missing = [n for n in names if not PICTURES[n].is_file()]
     if missing:
         raise SystemExit(f"Missing inputs {missing}: the real pictures live in {DATA}.")
-    model = load_model(device=device)
     print(machine_line(device))
     out_dir = Path(args.out) if args.out else None
     if out_dir:
         out_dir.mkdir(parents=True, exist_ok=True)
+    if args.video:
+        video_look(args, out_dir)
+        return 0
+    model = load_model(device=device)
     for name in names:
         image = load_picture(PICTURES[name], max_side).to(device)
         rows, results = [], []

@@ -55,6 +55,11 @@ class StabilityMetrics:
         num_pairs: frame pairs that contributed (pairs without any reliable
             pixel are skipped).
         reliable_fraction: mean fraction of reliable pixels over those pairs.
+        pair_warp_err_out: the output's warp error of every pair ``(t-1, t)``, ``t = 1..N-1``
+            (``nan`` for a skipped pair): where in the clip the flicker is (segment joins,
+            scene cuts).
+        frame_strength: mean ``|out - in|`` of every frame: how the dream's strength
+            develops over the clip (a first frame stronger than the rest "pops").
     """
 
     warp_err_in: float
@@ -64,6 +69,8 @@ class StabilityMetrics:
     ratio: float
     num_pairs: int
     reliable_fraction: float
+    pair_warp_err_out: tuple[float, ...] = ()
+    frame_strength: tuple[float, ...] = ()
 
     def as_dict(self) -> dict[str, float]:
         """The metrics as a plain ``dict`` (e.g. for JSON or a table row)."""
@@ -148,6 +155,8 @@ def stability_metrics(
     abs_sum = 0.0
     numel = 0
     count = 0
+    pair_out: list[float] = []
+    frame_strength: list[float] = []
     for index, x, y in _paired(inputs, outputs):
         count = index + 1
         if x.shape != y.shape:
@@ -164,6 +173,7 @@ def stability_metrics(
             raise InvalidImageError(f"input frame {index} is {tuple(x.shape[-2:])} but frame 0 is {size} (HxW).")
         abs_sum += float((y - x).abs().sum())
         numel += y.numel()
+        frame_strength.append(float((y - x).abs().mean()))
         if prev_in is not None and prev_out is not None:
             if flows is not None:
                 if index > len(flows):
@@ -181,9 +191,11 @@ def stability_metrics(
             reliable = rel.sum()
             if float(reliable) < 1.0:
                 skipped += 1
+                pair_out.append(float("nan"))
             else:
                 err_in += _masked_mean((x - warp(prev_in, bw, padding_mode="border")).abs(), rel, reliable)
-                err_out += _masked_mean((y - warp(prev_out, bw, padding_mode="border")).abs(), rel, reliable)
+                pair_out.append(_masked_mean((y - warp(prev_out, bw, padding_mode="border")).abs(), rel, reliable))
+                err_out += pair_out[-1]
                 frac += float(reliable) / rel.numel()
                 pairs += 1
         prev_in, prev_out = x, y
@@ -206,4 +218,6 @@ def stability_metrics(
         ratio=ratio,
         num_pairs=pairs,
         reliable_fraction=frac / pairs if pairs else 0.0,
+        pair_warp_err_out=tuple(pair_out),
+        frame_strength=tuple(frame_strength),
     )

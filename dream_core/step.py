@@ -37,7 +37,7 @@ import functools
 import torch
 import torch.nn.functional as F
 
-from .image_ops import gaussian_blur
+from .image_ops import gaussian_blur, separable_filter
 
 STEP_RULES = ("lapnorm", "plain")
 DEFAULT_STEP_RULE = "lapnorm"
@@ -51,7 +51,7 @@ _IMAGENET_COLOUR_SQRT = (
 )
 
 #: Binomial taps of the Laplacian pyramid's low-pass filter (Burt & Adelson).
-_BINOMIAL = (1.0, 4.0, 6.0, 4.0, 1.0)
+_BINOMIAL = (1 / 16, 4 / 16, 6 / 16, 4 / 16, 1 / 16)
 
 #: A pyramid band is not split further once its shorter side is below this.
 _MIN_BAND_SIDE = 8
@@ -82,21 +82,9 @@ def decorrelate_colours(grad: torch.Tensor, strength: float) -> torch.Tensor:
     return torch.einsum("ij,bjhw->bihw", p, grad)
 
 
-@functools.lru_cache(maxsize=16)
-def _binomial_taps(device: torch.device, dtype: torch.dtype) -> torch.Tensor:
-    with torch.inference_mode(False), torch.no_grad():
-        taps = torch.tensor(_BINOMIAL, dtype=torch.float64)
-        return (taps / taps.sum()).to(device=device, dtype=dtype)
-
-
 def _downsample(x: torch.Tensor) -> torch.Tensor:
-    """Binomial low-pass (reflect padding) and every second pixel: ``[B,C,H,W]`` -> ``[B,C,ceil(H/2),ceil(W/2)]``."""
-    c = x.shape[1]
-    taps = _binomial_taps(x.device, x.dtype)
-    x = F.pad(x, (2, 2, 2, 2), mode="reflect")
-    x = F.conv2d(x, taps.view(1, 1, 1, 5).expand(c, 1, 1, 5), groups=c)
-    x = F.conv2d(x, taps.view(1, 1, 5, 1).expand(c, 1, 5, 1), groups=c)
-    return x[:, :, ::2, ::2]
+    """Binomial low-pass (reflect padding), every second pixel: ``[B,C,H,W]`` -> ``[B,C,ceil(H/2),ceil(W/2)]``."""
+    return separable_filter(x, _BINOMIAL, stride=2)
 
 
 def _upsample(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:

@@ -13,7 +13,8 @@ import pytest
 import torch
 
 BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
-SCRIPTS = ["compute_floor", "dream_speed", "baseline_original", "memory", "autocast_check", "allocator", "gpu_check"]
+SCRIPTS = ["compute_floor", "dream_speed", "baseline_original", "memory", "autocast_check", "allocator", "gpu_check",
+           "look"]
 # allocator.py's quick mode starts two child processes (~9 s on the 2-core machine): --help only here.
 QUICK = [name for name in SCRIPTS if name != "allocator"]
 
@@ -64,3 +65,13 @@ def test_baseline_runs_the_original_pipeline_in_its_own_process():
     assert "Original pipeline: its own process" in proc.stdout
     rows = [line for line in proc.stdout.splitlines() if line.startswith("| original") or line.startswith("| ours")]
     assert len(rows) == 2, proc.stdout
+
+
+def test_look_video_mode_measures_the_encoded_clip(capsys, restore_threads):
+    """benchmarks/look.py --video: the CLI dreams the clip to .mp4 in both modes, the table compares them."""
+    from conftest import shared_file
+
+    shared_file("balcony_view.mp4")
+    assert _load("look").main(["--video", "--quick"]) == 0
+    rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| stable") or line.startswith("| independent")]
+    assert len(rows) == 2

@@ -85,3 +85,16 @@ def test_errors(clip, flows):
         stability_metrics(clip[..., :32, :], clip[..., :32, :], flows)
     with pytest.raises(InvalidImageError, match="No frames"):
         stability_metrics([], [], flows)
+
+
+def test_per_pair_errors_find_the_pair_that_jumps_and_per_frame_strength_the_pop(clip, flows):
+    out = clip.clone()
+    out[3] = (out[3] + 0.2 * torch.rand(out[3].shape, generator=torch.Generator().manual_seed(0))).clamp(0, 1)
+    out[0] = (out[0] + 0.3).clamp(0, 1)
+    m = stability_metrics(clip, out, flows)
+    assert len(m.pair_warp_err_out) == N - 1 and len(m.frame_strength) == N
+    worst = max(range(N - 1), key=lambda k: m.pair_warp_err_out[k])
+    assert worst + 1 in (1, 3, 4)  # pairs (0,1), (2,3), (3,4) touch a changed frame
+    assert m.pair_warp_err_out[1] < m.pair_warp_err_out[2]  # pair (1,2) is clean, (2,3) is not
+    assert m.frame_strength[0] > m.frame_strength[3] > m.frame_strength[1] == 0.0
+    assert sum(m.pair_warp_err_out) / (N - 1) == pytest.approx(m.warp_err_out, rel=1e-6)

@@ -101,3 +101,23 @@ def test_unknown_rule_and_out_of_range_settings_are_refused():
     for bad in ({"step_rule": "adam"}, {"colour_decorrelation": 1.5}, {"laplacian_levels": 0}):
         with pytest.raises(InvalidParameterError):
             DreamSettings(**bad).validate()
+
+
+def test_separable_filter_equals_the_convolution_it_replaces():
+    import torch.nn.functional as F
+
+    from dream_core.image_ops import separable_filter
+
+    x = torch.randn(2, 3, 23, 31, dtype=torch.float64)
+    taps = (0.1, 0.2, 0.4, 0.2, 0.1)
+    k = torch.tensor(taps, dtype=torch.float64)
+    ref = F.conv2d(F.pad(x, (2, 2, 0, 0), mode="reflect"), k.view(1, 1, 1, 5).expand(3, 1, 1, 5), groups=3)
+    ref = F.conv2d(F.pad(ref, (0, 0, 2, 2), mode="reflect"), k.view(1, 1, 5, 1).expand(3, 1, 5, 1), groups=3)
+    assert torch.allclose(separable_filter(x, taps), ref, atol=1e-12)
+    assert torch.allclose(separable_filter(x, taps, stride=2), ref[..., ::2, ::2], atol=1e-12)
+    assert torch.allclose(separable_filter(x.contiguous(memory_format=torch.channels_last), taps), ref, atol=1e-12)
+    long = tuple([1 / 19] * 19)  # the convolution path
+    k = torch.tensor(long, dtype=torch.float64)
+    ref = F.conv2d(F.pad(x, (9, 9, 0, 0), mode="reflect"), k.view(1, 1, 1, 19).expand(3, 1, 1, 19), groups=3)
+    ref = F.conv2d(F.pad(ref, (0, 0, 9, 9), mode="reflect"), k.view(1, 1, 19, 1).expand(3, 1, 19, 1), groups=3)
+    assert torch.allclose(separable_filter(x, long, stride=3), ref[..., ::3, ::3], atol=1e-12)
