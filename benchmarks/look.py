@@ -117,7 +117,7 @@ def load_picture(path: Path, max_side: int) -> torch.Tensor:
     from dream_core.image_io import load_image
 
     if path.suffix == ".mp4":
-        from dream_core.video_io import read_frames
+        from dream_core.video import read_frames
 
         arr = next(iter(read_frames(path, 0, 1)))
         image = torch.from_numpy(arr).permute(2, 0, 1)[None].float() / 255

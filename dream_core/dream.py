@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import logging
 from contextlib import nullcontext
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Callable, Optional
 
 import torch
@@ -37,7 +37,8 @@ from .features import FeatureHooks, grad_enabled_outside_inference
 from .image_ops import fit_max_side, keep_colours, octave_sizes, resize, to_rgb
 from .models.spec import DreamModel
 from .objectives import GuideObjective, Objective, SumObjective, resolve_objective
-from .step import DEFAULT_STEP_RULE, STEP_RULES, step_direction
+from .settings import AUTOCAST_DTYPES, DreamSettings
+from .step import step_direction
 
 log = logging.getLogger(__name__)
 
@@ -45,8 +46,6 @@ log = logging.getLogger(__name__)
 #: 1-based step count over all octaves, the total, and the current image
 #: ``[B,3,h,w]`` (detached; the current octave's size). May raise to cancel.
 StepCallback = Callable[[int, int, torch.Tensor], None]
-
-AUTOCAST_DTYPES = {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 #: Extended tiles start on multiples of this (the largest total stride of the registered nets).
 _TILE_ALIGN = 32
@@ -56,77 +55,6 @@ MAX_PIXELS = 8192 * 8192
 
 #: Out-of-memory back-off halves ``tile_size`` down to this, then gives up.
 _MIN_TILE = 128
-
-
-@dataclass(frozen=True)
-class DreamSettings:
-    """Every knob of the dream, with defaults that look good on the offline model.
-
-    Attributes:
-        num_octaves: number of scales (1 = full size only). More octaves -> larger, coarser patterns.
-        octave_scale: size ratio between octaves (> 1). Larger -> octaves further apart.
-        num_iterations: gradient steps per octave. More -> stronger dream, slower.
-        learning_rate: step size in ``0..1`` image units per step (direction normalised
-            to mean |d| = 1). Larger -> stronger, harsher dream.
-        jitter: maximum random roll in pixels per step. Larger -> fewer grid artefacts.
-        gradient_smoothing: Gaussian sigma (pixels) applied to the step direction; larger ->
-            smoother, less noisy patterns. 0 disables.
-        step_rule: ``"lapnorm"`` (colour-decorrelated, Laplacian-normalised: clean,
-            painterly) or ``"plain"`` (the per-pixel RGB step: crisper, with colour
-            speckle); see :mod:`dream_core.step`.
-        colour_decorrelation: ``0..1``, how much the step favours the
-            luminance direction over chroma. Higher -> colours stay the picture's
-            own; lower -> more of the network's colours (and fine colour noise).
-        laplacian_levels: ``lapnorm``: frequency bands normalised separately (1..8).
-            More -> coarser structures get a larger share of each step.
-        seed: seeds the jitter; same seed + inputs -> same output.
-        luminance_only: keep the original colours, dream only brightness.
-        autocast: ``"none"``, ``"bf16"`` or ``"fp16"``: mixed precision for the forward pass.
-        tile_size: images larger than this (either side, pixels) get their gradient
-            computed tile by tile with ``tile_overlap`` pixels of context; bounds memory.
-        tile_overlap: context margin around each tile (pixels).
-    """
-
-    num_octaves: int = 4
-    octave_scale: float = 1.4
-    num_iterations: int = 10
-    learning_rate: float = 0.01
-    jitter: int = 32
-    gradient_smoothing: float = 0.5
-    step_rule: str = DEFAULT_STEP_RULE
-    colour_decorrelation: float = 0.5
-    laplacian_levels: int = 4
-    seed: int = 0
-    luminance_only: bool = False
-    autocast: str = "none"
-    tile_size: int = 1024
-    tile_overlap: int = 64
-
-    def validate(self) -> None:
-        """Raise :class:`InvalidParameterError` naming the bad value and the valid range."""
-        checks = [
-            (self.num_octaves >= 1, f"num_octaves must be >= 1; got {self.num_octaves}"),
-            (self.octave_scale > 1.0, f"octave_scale must be > 1 (e.g. 1.4); got {self.octave_scale}"),
-            (self.num_iterations >= 1, f"num_iterations must be >= 1 (0 would return the input unchanged); got {self.num_iterations}"),
-            (self.learning_rate > 0, f"learning_rate must be > 0 (e.g. 0.02); got {self.learning_rate}"),
-            (self.jitter >= 0, f"jitter must be >= 0 pixels; got {self.jitter}"),
-            (self.gradient_smoothing >= 0, f"gradient_smoothing must be >= 0; got {self.gradient_smoothing}"),
-            (self.step_rule in STEP_RULES, f"step_rule must be one of {list(STEP_RULES)}; got {self.step_rule!r}"),
-            (0.0 <= self.colour_decorrelation <= 1.0,
-             f"colour_decorrelation must be in 0..1; got {self.colour_decorrelation}"),
-            (1 <= self.laplacian_levels <= 8, f"laplacian_levels must be in 1..8; got {self.laplacian_levels}"),
-            (self.autocast in AUTOCAST_DTYPES, f"autocast must be one of {list(AUTOCAST_DTYPES)}; got {self.autocast!r}"),
-            (self.tile_size >= 64, f"tile_size must be >= 64 pixels; got {self.tile_size}"),
-            (0 <= self.tile_overlap < self.tile_size // 2, f"tile_overlap must be in 0..{self.tile_size // 2 - 1}; got {self.tile_overlap}"),
-        ]
-        for ok, msg in checks:
-            if not ok:
-                # Every message starts with its field's name, which is the parameter front ends map.
-                raise InvalidParameterError(msg + ".", parameter=msg.split(" ", 1)[0])
-
-    def with_(self, **changes: object) -> "DreamSettings":
-        """Copy with some fields changed."""
-        return replace(self, **changes)  # type: ignore[arg-type]
 
 
 @dataclass

@@ -18,7 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 from typing import Any, Mapping
 
-from .dream import DreamSettings
+from .settings import DreamSettings
 from .errors import InvalidParameterError, did_you_mean
 
 
@@ -42,13 +42,13 @@ PRESETS: dict[str, Preset] = {
     for p in (
         Preset(
             "gentle",
-            "Soft patterns over a clearly readable scene: fewer, lighter steps (strength about 0.04).",
+            "Soft patterns over a clearly readable scene: fewer, lighter steps (strength about 0.045).",
             {"learning_rate": 0.006, "num_iterations": 8},
         ),
         Preset(
             "classic",
             "The defaults: creatures and patterns in the picture's own colours, the scene still readable, "
-            "no colour static (strength about 0.07).",
+            "no colour static (strength about 0.08).",
             {},
         ),
         Preset(

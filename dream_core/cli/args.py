@@ -14,7 +14,7 @@ from typing import Callable, Optional
 
 import torch
 
-from ..dream import AUTOCAST_DTYPES, DreamSettings
+from ..settings import AUTOCAST_DTYPES, DreamSettings
 from ..errors import InvalidParameterError
 from ..models import DEFAULT_MODEL
 from ..presets import DEFAULT_PRESET, LOOK_FIELDS, PRESETS, preset_look, preset_settings
