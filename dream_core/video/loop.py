@@ -19,7 +19,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from functools import partial
-from typing import Callable, Iterable, Iterator, Optional, Protocol, Union
+from typing import TYPE_CHECKING, Callable, Iterable, Iterator, Optional, Protocol, Union
 
 import numpy as np
 import torch
@@ -34,11 +34,23 @@ from ..objectives import Objective
 from .frame_dreamer import FrameDreamer, missing_flow_error
 from .settings import VideoSettings
 
+if TYPE_CHECKING:  # pragma: no cover
+    from ..animation.plan import FramePlan
+
 log = logging.getLogger(__name__)
 
 #: ``on_step(index, step, total, current)``: after every gradient step of the frame with global index
 #: ``index`` (``step`` 1-based over that frame's octaves, ``current`` its image so far); may raise to cancel.
 ClipStepCallback = Callable[[int, int, int, torch.Tensor], None]
+
+#: ``plan(index)``: the :class:`~dream_core.animation.plan.FramePlan` of the frame with global ``index``
+#: (per-frame settings from schedules, objective, drift, cadence), e.g. a
+#: :class:`~dream_core.animation.plan.ClipPlan`.
+PlanSource = Callable[[int], "FramePlan"]
+
+#: ``mask(index)``: where to dream in the frame with global ``index`` (``[H,W]`` or ``[1,1,H,W]`` in
+#: ``0..1``, 1 = dream), or ``None`` for the whole frame; e.g. a :class:`~dream_core.animation.masks.MaskSource`.
+MaskProvider = Callable[[int], Optional[torch.Tensor]]
 
 
 @dataclass(frozen=True)
@@ -214,6 +226,8 @@ def dream_clip(
     *,
     start: Optional[ClipState] = None,
     on_step: Optional[ClipStepCallback] = None,
+    plan: Optional[PlanSource] = None,
+    masks: Optional[MaskProvider] = None,
 ) -> Iterator[DreamedFrame]:
     """Dream a clip lazily, one frame at a time (constant memory), carrying each dream onto the next frame.
 
@@ -230,6 +244,10 @@ def dream_clip(
         start: the state of the frame before the first one given (a resumed run): the first frame is
             then carried from it instead of being dreamed afresh.
         on_step: progress per gradient step, with the frame's global index; raise in it to cancel.
+        plan: per-frame settings, objective, drift and cadence by global index (a
+            :class:`~dream_core.animation.plan.ClipPlan`); ``None``: the dreamer's own settings for
+            every frame, every frame dreamed.
+        masks: where to dream in each frame, by global index; ``None``: everywhere.
 
     Yields:
         :class:`DreamedFrame` per frame: index, dreamed ``[1,3,H,W]`` on the model's device, carry state.
@@ -256,7 +274,9 @@ def dream_clip(
                 raise missing_flow_error(dreamer.video.mode)
             backward, reliable = source(previous, index, raw)
         step = None if on_step is None else partial(on_step, index)
-        dreamed = dreamer.dream_next(raw, backward, reliable, on_step=step)
+        frame_plan = None if plan is None else plan(index)
+        mask = None if masks is None else masks(index)
+        dreamed = dreamer.dream_next(raw, backward, reliable, on_step=step, plan=frame_plan, mask=mask)
         assert dreamer.prev_raw is not None
         previous = ClipState(index, dreamer.prev_raw, dreamed)
         yield DreamedFrame(index, dreamed, previous)
