@@ -17,6 +17,7 @@ from ..errors import DreamCancelled, DreamError, with_remedy
 from ..catalog import layer_catalog
 from ..models import get_spec, list_models
 from .args import REMEDIES, HelpFormatter, apply_threads
+from .animate import add_animate_command
 from .demo import add_demo_command
 from .image import add_image_command
 from .video import add_video_command
@@ -58,6 +59,7 @@ def build_parser(prog: Optional[str] = None) -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command")
     add_image_command(sub)
     add_video_command(sub)
+    add_animate_command(sub)
     add_demo_command(sub)
     return p
 
