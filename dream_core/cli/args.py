@@ -38,7 +38,9 @@ FLAGS = {
     "temporal_weight": "--temporal-weight", "later_iterations": "--later-iterations",
     "occlusion_feather": "--occlusion-feather", "flow_method": "--flow", "flow_weights": "--flow-weights",
     "start": "--start", "end": "--end", "start_image": "--start-image", "crf": "--crf", "x264_preset": "--x264-preset", "preset": "--preset",
-    "segment_frames": "--segment-frames",
+    "segment_frames": "--segment-frames", "zoom": "--zoom", "rotate": "--rotate", "translate": "--translate",
+    "cadence": "--cadence", "mask": "--mask", "interpolation": "--interpolation", "frames": "--frames",
+    "fps": "--fps",
 }
 
 #: Core parameter -> what the command line adds to an error about it.
