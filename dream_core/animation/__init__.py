@@ -8,7 +8,7 @@ feedback animation ("infinite zoom").
 * :mod:`.feedback`: :class:`FeedbackFrames`, the frames of a zoom animation from a still image.
 """
 
-from .feedback import FeedbackFrames
+from .feedback import FeedbackFrames, feedback_plan
 from .masks import MaskBatch, MaskSource, VideoMask, load_mask
 from ..flow.motion import Motion, apply_motion, compose_backward, motion_flow
 from .plan import SCHEDULABLE, ClipPlan, FramePlan
@@ -16,6 +16,6 @@ from .schedule import INTERPOLATIONS, Schedule, is_keyed, parse_schedule
 
 __all__ = [
     "SCHEDULABLE", "INTERPOLATIONS", "ClipPlan", "FeedbackFrames", "FramePlan", "MaskBatch", "MaskSource", "Motion",
-    "Schedule", "VideoMask", "apply_motion", "compose_backward", "is_keyed", "load_mask", "motion_flow",
+    "Schedule", "VideoMask", "apply_motion", "compose_backward", "feedback_plan", "is_keyed", "load_mask", "motion_flow",
     "parse_schedule",
 ]

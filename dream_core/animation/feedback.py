@@ -15,6 +15,7 @@ With no motion (zoom 1, no rotation, no translation) frame ``k`` is exactly fram
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Callable, Iterator, Optional
 
 import torch
@@ -22,6 +23,10 @@ import torch
 from ..errors import InvalidParameterError
 from ..video.frame_dreamer import FrameDreamer
 from ..flow.motion import Motion, apply_motion
+from .plan import FramePlan
+
+#: A feedback animation's frames after the first dream with this share of their iterations by default.
+DEFAULT_LATER_ITERATIONS = 0.3
 
 #: Areas that come into view (zooming out, rotating, translating) reflect the picture at its edge.
 EDGE_MODE = "reflection"
@@ -72,3 +77,26 @@ class FeedbackFrames:
             previous = self.dreamer.prev_dream if index > self.first else self.previous
             assert previous is not None, "dream_clip dreams each frame before it asks for the next"
             yield index, apply_motion(previous, self.motion(index), padding_mode=EDGE_MODE).clamp(0, 1)
+
+
+def feedback_plan(plan: Callable[[int], FramePlan],
+                  later_iterations: float = DEFAULT_LATER_ITERATIONS) -> Callable[[int], FramePlan]:
+    """``plan`` with frames after the first dreamed with ``later_iterations`` of their iterations: each frame
+    starts from the previous dream, which already holds most of the pattern (a full dream per frame
+    compounds into a saturated picture within a few frames).
+
+    Raises:
+        InvalidParameterError: ``later_iterations`` outside ``(0, 1]``.
+    """
+    if not 0 < later_iterations <= 1:
+        raise InvalidParameterError(f"later_iterations must be in (0, 1]; got {later_iterations}.",
+                                    parameter="later_iterations")
+
+    def frame(index: int) -> FramePlan:
+        p = plan(index)
+        if index == 0:
+            return p
+        iterations = max(1, round(p.settings.num_iterations * later_iterations))
+        return dataclasses.replace(p, settings=p.settings.with_(num_iterations=iterations))
+
+    return frame

@@ -14,9 +14,8 @@ import dataclasses
 import logging
 import time
 
-from typing import TYPE_CHECKING, Callable
-
-from ..animation import FeedbackFrames
+from ..animation import FeedbackFrames, feedback_plan
+from ..animation.feedback import DEFAULT_LATER_ITERATIONS
 from ..dream import check_image_for_dream
 from ..image_io import load_image, to_uint8_hwc
 from ..image_ops import fit_max_side
@@ -28,28 +27,10 @@ from .animation_args import add_animation_arguments, animation_identity, masks_f
 from .args import HelpFormatter, add_dream_arguments, pick_device, settings_from_args
 from .video import add_output_arguments
 
-if TYPE_CHECKING:  # pragma: no cover
-    from ..animation import ClipPlan, FramePlan
-
 log = logging.getLogger("dream_core")
 
 #: Frame sides of the animation are rounded to multiples of this (H.264 yuv420p).
 _EVEN = 2
-
-
-def feedback_plan(plan: "ClipPlan", later_iterations: float) -> "Callable[[int], FramePlan]":
-    """``plan`` with frames after the first dreamed with ``later_iterations`` of their iterations: each frame
-    starts from the previous dream, which already holds most of the pattern (a full dream per frame
-    compounds into a saturated picture within a few frames)."""
-
-    def frame(index: int) -> "FramePlan":
-        p = plan(index)
-        if index == 0:
-            return p
-        iterations = max(1, round(p.settings.num_iterations * later_iterations))
-        return dataclasses.replace(p, settings=p.settings.with_(num_iterations=iterations))
-
-    return frame
 
 
 def run_animate(args: argparse.Namespace) -> int:
@@ -70,9 +51,6 @@ def run_animate(args: argparse.Namespace) -> int:
         start = start[..., : h - h % 2, : w - w % 2]
     device = pick_device(args.device)
     model = load_model(args.model, weights=args.weights, device=device)
-    if not 0 < args.later_iterations <= 1:
-        raise InvalidParameterError(f"later_iterations must be in (0, 1]; got {args.later_iterations}.",
-                                    parameter="later_iterations")
     clip_plan = plan_from_args(args, model, settings, video, fps=rate)
     clip_plan.check(range(args.frames))
     plan = feedback_plan(clip_plan, args.later_iterations)
@@ -115,7 +93,7 @@ def add_animate_command(sub: "argparse._SubParsersAction[argparse.ArgumentParser
     p.add_argument("output", help="output video (.mp4, .mov, .mkv)")
     p.add_argument("--frames", type=int, default=120, help="number of frames")
     p.add_argument("--fps", default="30", help="frame rate, e.g. 30, 24 or 30000/1001")
-    p.add_argument("--later-iterations", type=float, default=0.3,
+    p.add_argument("--later-iterations", type=float, default=DEFAULT_LATER_ITERATIONS,
                    help="iterations of the frames after the first, as a fraction: each starts from the previous "
                         "dream (higher -> the picture saturates with creatures sooner)")
     add_dream_arguments(p, schedules=True)

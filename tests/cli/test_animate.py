@@ -36,7 +36,7 @@ def test_animate_is_the_feedback_loop_and_keeps_the_rate(lite0, tmp_path):
     assert info.num_frames == 4 and info.frame_rate == Fraction(30000, 1001) and (info.width, info.height) == (64, 48)
 
     from dream_core.animation import Motion
-    from dream_core.cli.animate import feedback_plan
+    from dream_core.animation import feedback_plan
 
     raw = from_uint8_hwc(np.asarray(Image.open(tmp_path / "start.png").convert("RGB")))
     settings = DreamSettings(num_octaves=2, num_iterations=2)
