@@ -25,7 +25,8 @@ def test_image_dream_keeps_black_and_scales_grey(tiny_model):
     assert torch.equal(out[..., :16], x[..., :16])
     half = (out[..., 18:30] - x[..., 18:30]).abs().mean()
     assert 0 < half < (out[..., 34:] - x[..., 34:]).abs().mean()
-    assert not torch.equal(out, full)
+    # The steps themselves are masked (patterns form inside the mask), not only the result blended afterwards.
+    assert not torch.allclose(out, torch.lerp(x, full, mask), atol=1e-4)
     small = torch.zeros(12, 16)  # another size: resized to the image
     assert torch.equal(dream_image(tiny_model, x, "conv2", FAST, mask=small), x)
 
