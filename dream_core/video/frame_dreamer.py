@@ -16,7 +16,7 @@ and dreamed frames live there and flows are moved there once per frame.
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Optional
+from typing import TYPE_CHECKING, Mapping, Optional
 
 import torch
 
@@ -88,6 +88,8 @@ class FrameDreamer:
         self.prev_dream: Optional[torch.Tensor] = None
         #: The tile size that fitted in memory, kept for the rest of the clip.
         self.tiles = TileBudget()
+        #: After a cadence's in-between frames: the way back to the last dreamed frame.
+        self._path: Optional[_CarryPath] = None
         self._hooks: Optional[FeatureHooks] = None
 
     def __enter__(self) -> "FrameDreamer":
@@ -113,9 +115,21 @@ class FrameDreamer:
         """Whether a previous frame is known (dreamed, or restored), so the next one is carried."""
         return self.prev_dream is not None
 
-    def restore(self, prev_raw: torch.Tensor, prev_dream: torch.Tensor) -> None:
-        """Continue a clip from a saved state (raw and dreamed previous frame, ``[1,3,H,W]``)."""
+    def carry_path(self) -> dict[str, torch.Tensor]:
+        """After a cadence's in-between frame, what :meth:`restore` needs to continue exactly (the way back
+        to the last dreamed frame: ``diff``, ``flow``, ``reliable``); empty otherwise."""
+        if self._path is None:
+            return {}
+        return {"diff": self._path.diff, "flow": self._path.flow, "reliable": self._path.reliable}
+
+    def restore(self, prev_raw: torch.Tensor, prev_dream: torch.Tensor,
+                path: Optional[Mapping[str, torch.Tensor]] = None) -> None:
+        """Continue a clip from a saved state (raw and dreamed previous frame, ``[1,3,H,W]``, and the
+        :meth:`carry_path` saved with them)."""
         dev, dt = self.model.device, self.model.dtype
+        self._path = None
+        if path:
+            self._path = _CarryPath(*(path[k].to(device=dev, dtype=dt) for k in ("diff", "flow", "reliable")))
         with grad_enabled_outside_inference():
             self.prev_raw = to_rgb(prev_raw).to(device=dev, dtype=dt).clone()
             self.prev_dream = to_rgb(prev_dream).to(device=dev, dtype=dt).clone()
@@ -221,32 +235,48 @@ class FrameDreamer:
             start = resize(start, tuple(raw.shape[-2:]))
         return start.clamp(0, 1)
 
+    def _carried_diff(self, flow: torch.Tensor, reliable: Optional[torch.Tensor], video: VideoSettings,
+                      padding_mode: str = "border") -> tuple[torch.Tensor, torch.Tensor, "_CarryPath"]:
+        """The last dreamed frame's difference carried onto this frame, and where it is trusted.
+
+        After a cadence's in-between frames the difference is warped once, from the last dreamed
+        frame, along the composed flows (a flow field is smooth, so composing it barely blurs; warping
+        the dream at every frame would blur its fine detail once per frame), and it is trusted where
+        every step of the way was reliable.
+
+        Returns:
+            ``(carried [1,3,H,W], weight [1,1,H,W] in 0..1, the path to continue from)``.
+        """
+        step = torch.ones_like(flow[..., 0]) if reliable is None else reliable.to(flow).view(*flow.shape[:2])
+        path = self._path
+        if path is None:
+            path = _CarryPath(self.prev_dream - self.prev_raw, flow, step[None, None])
+        else:
+            path = _CarryPath(path.diff, compose_backward(path.flow, flow),
+                              warp(path.reliable, flow, padding_mode="zeros") * step[None, None])
+        carried, inside = warp_with_mask(path.diff, path.flow, padding_mode=padding_mode)
+        weight = inside[:, None] * path.reliable
+        if video.occlusion_feather > 0:
+            # Erode-then-blur: a soft edge that never reaches into unreliable pixels.
+            weight = gaussian_blur(weight, video.occlusion_feather).clamp(0, 1) * weight
+        return carried, weight, path
+
     def _seed_rule(self, raw: torch.Tensor, flow: torch.Tensor, run: "_FrameRun") -> torch.Tensor:
-        diff = self.prev_dream - self.prev_raw
-        carried = warp(diff, flow, padding_mode="zeros")
+        if self._path is None:
+            carried = warp(self.prev_dream - self.prev_raw, flow, padding_mode="zeros")
+        else:  # after in-between frames: from the last dreamed frame along the composed flow
+            carried = warp(self._path.diff, compose_backward(self._path.flow, flow), padding_mode="zeros")
+        self._path = None
         start = (raw + carried).clamp(0, 1)
         if run.mask is not None:  # outside the mask the frame stays raw
             start = torch.lerp(raw, start, run.mask)
         return self._dream(start, run, run.settings)
 
-    def _carried_weight(self, inside: torch.Tensor, reliable: Optional[torch.Tensor],
-                        video: VideoSettings) -> torch.Tensor:
-        """Where the carried dream is trusted: inside the frame and reliable, with a soft (eroded) edge."""
-        weight = inside[:, None]
-        if reliable is not None:
-            rel = reliable.to(device=weight.device, dtype=weight.dtype)
-            weight = weight * rel.view(1, 1, *rel.shape[-2:])
-        if video.occlusion_feather > 0:
-            # Erode-then-blur: a soft edge that never reaches into unreliable pixels.
-            weight = gaussian_blur(weight, video.occlusion_feather).clamp(0, 1) * weight
-        return weight
-
     def _stable(self, raw: torch.Tensor, flow: torch.Tensor, reliable: Optional[torch.Tensor],
                 run: "_FrameRun") -> torch.Tensor:
         video = run.video
-        diff = self.prev_dream - self.prev_raw
-        carried, inside = warp_with_mask(diff, flow, padding_mode="border")
-        weight = self._carried_weight(inside, reliable, video)
+        carried, weight, _ = self._carried_diff(flow, reliable, video)
+        self._path = None
         target = (raw + carried).clamp(0, 1)
         start = (raw + video.carry * weight * carried).clamp(0, 1)
         if run.mask is not None:
@@ -257,7 +287,7 @@ class FrameDreamer:
 
     def _carried_only(self, raw: torch.Tensor, backward_flow: Optional[torch.Tensor], reliable: Optional[torch.Tensor],
                       plan: "FramePlan", run: "_FrameRun") -> torch.Tensor:
-        """A cadence's in-between frame: the previous dream carried along the flow where it is reliable
+        """A cadence's in-between frame: the last dream carried along the flow where it is reliable
         (undecayed, so the strength holds until the next dreamed frame), no gradient steps."""
         if run.video.mode == "independent":
             raise InvalidParameterError(
@@ -265,10 +295,19 @@ class FrameDreamer:
                 "mode 'independent' has no flow. Use mode 'stable' or 'seed', or a cadence of 1.",
                 parameter="cadence",
             )
-        diff = self.prev_dream - self.prev_raw
-        carried, inside = warp_with_mask(diff, self._flow(backward_flow, plan), padding_mode="border")
-        out = (raw + self._carried_weight(inside, reliable, run.video) * carried).clamp(0, 1)
+        carried, weight, self._path = self._carried_diff(self._flow(backward_flow, plan), reliable, run.video)
+        out = (raw + weight * carried).clamp(0, 1)
         return out if run.mask is None else torch.lerp(raw, out, run.mask)
+
+
+class _CarryPath:
+    """From the last dreamed frame to the current one: its dream difference, the composed backward flow
+    onto it, and where every step was reliable (``[1,1,H,W]``)."""
+
+    __slots__ = ("diff", "flow", "reliable")
+
+    def __init__(self, diff: torch.Tensor, flow: torch.Tensor, reliable: torch.Tensor) -> None:
+        self.diff, self.flow, self.reliable = diff, flow, reliable
 
 
 class _FrameRun:

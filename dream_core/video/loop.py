@@ -17,9 +17,9 @@ carry state to resume from (:class:`DreamedFrame`).
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
-from typing import TYPE_CHECKING, Callable, Iterable, Iterator, Optional, Protocol, Union
+from typing import TYPE_CHECKING, Callable, Iterable, Iterator, Mapping, Optional, Protocol, Union
 
 import numpy as np
 import torch
@@ -61,21 +61,28 @@ class ClipState:
         index: global index of the frame this state belongs to.
         raw: that frame's raw RGB ``[1,3,H,W]`` in ``0..1`` (as dreamed, i.e. after resizing).
         dream: its dreamed version, same shape.
+        path: after a cadence's in-between frame, the way back to the last dreamed frame
+            (``diff``, ``flow``, ``reliable`` tensors; see :meth:`FrameDreamer.carry_path`), else empty.
     """
 
     index: int
     raw: torch.Tensor
     dream: torch.Tensor
+    path: Mapping[str, torch.Tensor] = field(default_factory=dict)
 
     def carry(self) -> dict[str, torch.Tensor]:
         """The state as the mapping :meth:`VideoWriter.write <dream_core.video.writer.VideoWriter.write>` saves
-        (``prev_raw``, ``prev_dream``; tensors, copied to the host only when a segment is committed)."""
-        return {"prev_raw": self.raw, "prev_dream": self.dream}
+        (``prev_raw``, ``prev_dream`` and any ``path_*``; tensors, copied to the host only when a segment
+        is committed)."""
+        return {"prev_raw": self.raw, "prev_dream": self.dream, **{f"path_{k}": v for k, v in self.path.items()}}
 
     @classmethod
-    def from_carry(cls, index: int, carry: dict[str, np.ndarray], device: torch.device | str = "cpu") -> "ClipState":
+    def from_carry(cls, index: int, carry: Mapping[str, np.ndarray], device: torch.device | str = "cpu") -> "ClipState":
         """The state saved by :meth:`carry` (e.g. ``ResumePoint.carry``) for the frame with global ``index``."""
-        return cls(index, torch.from_numpy(carry["prev_raw"]).to(device), torch.from_numpy(carry["prev_dream"]).to(device))
+        path = {k[len("path_"):]: torch.from_numpy(np.asarray(v)).to(device) for k, v in carry.items()
+                if k.startswith("path_")}
+        return cls(index, torch.from_numpy(carry["prev_raw"]).to(device), torch.from_numpy(carry["prev_dream"]).to(device),
+                   path)
 
 
 @dataclass(frozen=True)
@@ -265,7 +272,7 @@ def dream_clip(
     source = as_flow_source(flows)
     previous = start
     if start is not None:
-        dreamer.restore(start.raw, start.dream)
+        dreamer.restore(start.raw, start.dream, start.path)
     for index, frame in frames:
         raw = frame if frame.dim() == 4 else frame.unsqueeze(0)
         backward = reliable = None
@@ -278,7 +285,7 @@ def dream_clip(
         mask = None if masks is None else masks(index)
         dreamed = dreamer.dream_next(raw, backward, reliable, on_step=step, plan=frame_plan, mask=mask)
         assert dreamer.prev_raw is not None
-        previous = ClipState(index, dreamer.prev_raw, dreamed)
+        previous = ClipState(index, dreamer.prev_raw, dreamed, dreamer.carry_path())
         yield DreamedFrame(index, dreamed, previous)
 
 

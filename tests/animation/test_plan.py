@@ -155,3 +155,29 @@ def test_plan_check_names_the_frame_and_the_schedule(tiny_model):
     with pytest.raises(ScheduleSyntaxError, match="frame rate"):
         ClipPlan(tiny_model, FAST, objective="conv2", schedules={"zoom": "0s:(1), 1s:(1.1)"})(3)
     assert ClipPlan(tiny_model, FAST, objective="conv2", schedules={"zoom": "0s:(1), 1s:(1.1)"}, fps=10)(5).motion.zoom == pytest.approx(1.05)
+
+
+def test_cadence_carries_from_the_last_dreamed_frame_in_one_warp_and_resumes_exactly(tiny_model):
+    from dream_core.video.loop import ClipState, FlowPairs
+
+    clip = panning_clip(6)
+    plan = ClipPlan(tiny_model, FAST, objective="conv2", cadence=3)
+    pairs = flows_of(6)
+    with FrameDreamer(tiny_model, "conv2", FAST, VideoSettings()) as dreamer:
+        whole = list(dream_clip(dreamer, enumerate(clip), FlowPairs(pairs), plan=plan))
+    assert set(whole[1].state.path) == {"diff", "flow", "reliable"} and not whole[3].state.path
+    # Half-pixel steps: frame 2 is frame 0's dream moved 3 px in one warp, as sharp as frame 0's (warped at
+    # each frame it would be blurred twice by bilinear sampling at half a pixel).
+    half = flows_of(3, step=1.5)
+    with FrameDreamer(tiny_model, "conv2", FAST, VideoSettings()) as dreamer:
+        sharp = [d.image for d in dream_clip(dreamer, enumerate(clip[:3]), FlowPairs(half), plan=plan)]
+    d0, d2 = sharp[0] - clip[:1], sharp[2] - clip[2:3]
+    moved = (d2[..., 4:-8] - d0[..., 7:-5]).abs().mean()
+    assert moved < 0.05 * d0.abs().mean()
+    # Saved after an in-between frame (as the writer saves it: numpy arrays), resumed: the same frames.
+    saved = {k: v.cpu().numpy() for k, v in whole[1].state.carry().items()}
+    start = ClipState.from_carry(1, saved)
+    with FrameDreamer(tiny_model, "conv2", FAST, VideoSettings()) as dreamer:
+        resumed = list(dream_clip(dreamer, ((k, clip[k:k + 1]) for k in range(2, 6)), FlowPairs(pairs[1:]),
+                                  start=start, plan=plan))
+    assert all(torch.equal(a.image, b.image) for a, b in zip(resumed, whole[2:]))
