@@ -22,6 +22,7 @@ from ..dream_core.animation import (
 )
 from ..dream_core.animation.feedback import DEFAULT_LATER_ITERATIONS
 from ..dream_core.video import VideoSettings
+from ..dream_core.video.settings import RECOMMENDED_COLOUR_COHERENCE
 from . import comfy_adapter as host
 from .common import (
     CATEGORY,
@@ -29,6 +30,7 @@ from .common import (
     OBJECTIVE_TYPE,
     SCHEDULE_TYPE,
     check_image,
+    colour_coherence_input,
     dream_inputs,
     dream_settings,
     explained,
@@ -176,6 +178,7 @@ class DDVAnimate:
                     "tooltip": "The animation's frame rate (give Create Video the same), for schedule keys in "
                                "seconds.",
                 }),
+                **colour_coherence_input("the start image's"),
             },
         }
 
@@ -194,13 +197,15 @@ class DDVAnimate:
         schedule: Optional[Mapping[str, Schedule]] = None,
         mask: Optional[torch.Tensor] = None,
         fps: float = 30.0,
+        colour_coherence: float = RECOMMENDED_COLOUR_COHERENCE,
         **widgets: Any,
     ) -> tuple[torch.Tensor]:
         # validation
         image = check_image(image, "image")
         model = check_model(model)
         settings = dream_settings(widgets)
-        video = VideoSettings(mode="independent")
+        video = VideoSettings(mode="independent", colour_coherence=float(colour_coherence))
+        video.validate()
         clip_plan = ClipPlan(model, settings, objective=objective, video=video, schedules=dict(schedule or {}),
                              motion=Motion(zoom=zoom, rotate=rotate, translate=(translate_x, translate_y)), fps=fps)
         count = int(frames)
@@ -221,7 +226,7 @@ class DDVAnimate:
 
         started = time.perf_counter()
         try:
-            with FrameDreamer(model, plan(0).objective, settings, video) as dreamer:
+            with FrameDreamer(model, plan(0).objective, settings, video, colour_reference=start) as dreamer:
                 feedback = FeedbackFrames(dreamer, start, count, lambda k: plan(k).motion)
                 for done in dream_clip(dreamer, feedback, None, on_step=on_step, plan=plan, masks=masks):
                     out[done.index].copy_(done.image[0].permute(1, 2, 0))

@@ -14,6 +14,7 @@ import torch
 
 from ..dream_core import VIDEO_MODES, DreamError, DreamSettings, InvalidImageError, VideoSettings
 from ..dream_core.errors import with_remedy
+from ..dream_core.video.settings import RECOMMENDED_COLOUR_COHERENCE
 from ..dream_core.presets import LOOK_FIELDS, PRESETS, preset_look, preset_settings
 from ..dream_core.step import STEP_RULES
 from . import comfy_adapter as host
@@ -264,11 +265,21 @@ def video_inputs(defaults: VideoSettings = _V) -> dict[str, tuple]:
     }
 
 
+def colour_coherence_input(reference: str) -> dict[str, Any]:
+    """The optional ``colour_coherence`` widget (after the others, so saved workflows keep their values)."""
+    return {"colour_coherence": ("FLOAT", {
+        "default": RECOMMENDED_COLOUR_COHERENCE, "min": 0.0, "max": 1.0, "step": 0.05,
+        "tooltip": f"Pull each frame's brightness, contrast and colour cast towards {reference}, so colours do not "
+                   "drift over a long clip (the dream's own colours stay). 0 = off, 1 = fully.",
+    })}
+
+
 VIDEO_KEYS = tuple(video_inputs())
 
 
 def video_settings(values: dict[str, Any]) -> VideoSettings:
     """Build and validate :class:`VideoSettings` from the node's widget values."""
-    settings = VideoSettings(**{k: values[k] for k in VIDEO_KEYS})
+    coherence = float(values.get("colour_coherence", RECOMMENDED_COLOUR_COHERENCE))  # optional widget
+    settings = VideoSettings(**{k: values[k] for k in VIDEO_KEYS}, colour_coherence=coherence)
     settings.validate()
     return settings

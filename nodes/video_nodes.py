@@ -19,6 +19,7 @@ from .common import (
     OBJECTIVE_TYPE,
     SCHEDULE_TYPE,
     check_image,
+    colour_coherence_input,
     dream_inputs,
     look_inputs,
     dream_settings,
@@ -99,6 +100,7 @@ class DDVVideoDream:
                     "tooltip": "The clip's frame rate (connect Get Video Components' fps), for schedule keys in "
                                "seconds; 0 = not known.",
                 }),
+                **colour_coherence_input("its source frame's"),
             },
         }
 

@@ -75,3 +75,13 @@ def test_look_video_mode_measures_the_encoded_clip(capsys, restore_threads):
     assert _load("look").main(["--video", "--quick"]) == 0
     rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| stable") or line.startswith("| independent")]
     assert len(rows) == 2
+
+
+def test_animation_colour_mode_compares_coherence_settings(capsys, restore_threads):
+    """benchmarks/animation.py colour: an animation and the clip with and without --colour-coherence."""
+    from conftest import shared_file
+
+    shared_file("balcony_view.mp4")
+    assert _load("animation").main(["colour", "--quick", "--coherence", "0,1"]) == 0
+    rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| 0.0") or line.startswith("| 1.0")]
+    assert len(rows) == 4  # two settings, two tables

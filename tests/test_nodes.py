@@ -156,6 +156,7 @@ def test_dream_widget_defaults_are_the_core_defaults():
     vs = core.VideoSettings()
     for field in ("mode", "carry", "temporal_weight", "later_iterations", "occlusion_feather"):
         assert v[field] == getattr(vs, field), field
+    assert v["colour_coherence"] == core.video.settings.RECOMMENDED_COLOUR_COHERENCE  # the CLI's too
     assert v["start_frame"] == 0 and v["frame_count"] == 0
     assert M["DDVVideoDream"].INPUT_TYPES()["required"]["mode"][0] == ["stable", "seed", "independent"]
 
@@ -165,7 +166,7 @@ def test_step_and_preset_widgets_come_last_and_are_optional(node_id):
     """Workflows saved before these widgets keep their positional widget values and still queue."""
     spec = M[node_id].INPUT_TYPES()
     later = ["step_rule", "colour_decorrelation", "laplacian_levels", "preset"]
-    later += ["cadence", "fps"] if node_id == "DDVVideoDream" else []  # widgets added after the look's
+    later += ["cadence", "fps", "colour_coherence"] if node_id == "DDVVideoDream" else []  # added after the look's
     widgets = [n for n, (kind, *_) in spec["optional"].items() if isinstance(kind, list) or kind in ("INT", "FLOAT")]
     assert widgets == later
     assert spec["optional"]["preset"][0][0] == "custom" and defaults(M[node_id])["preset"] == "custom"
@@ -598,12 +599,25 @@ def animate(model, image, **over):
 
 def test_zoom_animation_node_frames_and_no_motion_is_re_dreaming(tiny):
     image = image_batch()
-    out = animate(tiny, image, zoom=1.0, later_iterations=1.0)
+    out = animate(tiny, image, zoom=1.0, later_iterations=1.0, colour_coherence=0.0)  # the plain rule
     assert out.shape == (3, 48, 64, 3) and out.device.type == "cpu"
     settings = core.DreamSettings(num_octaves=2, num_iterations=2, jitter=4)
     x = image.permute(0, 3, 1, 2)
     for k in range(3):
         x = core.dream_image(tiny, x, None, settings)
         assert torch.allclose(out[k], x[0].permute(1, 2, 0), atol=1e-6)
-    zoomed = animate(tiny, image, zoom=1.2, rotate=5.0, schedule=schedule("translate", "0:(0,0), 2:(3,-2)"))
+    zoomed = animate(tiny, image, zoom=1.2, rotate=5.0, schedule=schedule("translate", "0:(0,0), 2:(3,-2)"),
+                     colour_coherence=0.0)
     assert torch.equal(zoomed[0], out[0]) and not torch.equal(zoomed[2], out[2])
+
+
+def test_colour_coherence_reaches_the_frames_from_the_video_and_animation_nodes(tiny):
+    """The widget is passed on: each frame keeps its source frame's (the start image's) colour balance."""
+    from dream_core.colour import colour_balance
+
+    images = image_batch(3) * 0.5 + 0.25
+    loud = {"learning_rate": 0.3}
+    for run, source in ((lambda **o: video(tiny, images, mode="independent", **loud, **o), images),
+                        (lambda **o: animate(tiny, images[:1], zoom=1.05, **loud, **o), images[:1].expand(3, -1, -1, -1))):
+        off = lambda out: (colour_balance(out.permute(0, 3, 1, 2)) - colour_balance(source.permute(0, 3, 1, 2))).abs().max()  # noqa: E731
+        assert off(run(colour_coherence=1.0)) < 1.0 < off(run(colour_coherence=0.0))

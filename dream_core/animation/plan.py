@@ -28,7 +28,8 @@ SCHEDULABLE: dict[str, tuple[str, str]] = {
     **{name: ("dream", "number") for name in (
         "num_octaves", "octave_scale", "num_iterations", "learning_rate", "jitter", "gradient_smoothing",
         "colour_decorrelation", "laplacian_levels")},
-    **{name: ("video", "number") for name in ("carry", "temporal_weight", "later_iterations", "occlusion_feather")},
+    **{name: ("video", "number") for name in ("carry", "temporal_weight", "later_iterations", "occlusion_feather",
+                                                      "colour_coherence")},
     "zoom": ("motion", "number"),
     "rotate": ("motion", "number"),
     "translate": ("motion", "pair"),

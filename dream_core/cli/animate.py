@@ -23,7 +23,7 @@ from ..models import load_model
 from ..video import VideoSettings, VideoWriter, dream_clip
 from ..video.frame_dreamer import FrameDreamer
 from ..video.output import parse_rate
-from .animation_args import add_animation_arguments, animation_identity, masks_from_args, plan_from_args
+from .animation_args import add_animation_arguments, animation_identity, colour_coherence_from_args, masks_from_args, plan_from_args
 from .args import HelpFormatter, add_dream_arguments, pick_device, settings_from_args
 from .video import add_output_arguments
 
@@ -44,7 +44,7 @@ def run_animate(args: argparse.Namespace) -> int:
         raise InvalidParameterError(f"An animation needs at least 1 frame; got {args.frames}.", parameter="frames")
     rate = parse_rate(args.fps)
     settings = settings_from_args(args)
-    video = VideoSettings(mode="independent")
+    video = VideoSettings(mode="independent", colour_coherence=colour_coherence_from_args(args))
     start = fit_max_side(load_image(args.input), args.max_side, multiple=_EVEN)
     h, w = start.shape[-2:]
     if h % 2 or w % 2:  # yuv420p: trim an odd row/column rather than stretch the picture
@@ -64,7 +64,7 @@ def run_animate(args: argparse.Namespace) -> int:
     }
     writer = VideoWriter(args.output, rate, source=None, settings=run_settings, crf=args.crf,
                          x264_preset=args.x264_preset, segment_frames=args.segment_frames, resume=not args.no_resume)
-    with writer, FrameDreamer(model, plan(0).objective, settings, video) as dreamer:
+    with writer, FrameDreamer(model, plan(0).objective, settings, video, colour_reference=start.to(device)) as dreamer:
         point = writer.resume_point()
         previous = None
         if point.frames_done and point.carry is not None:

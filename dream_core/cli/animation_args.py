@@ -9,7 +9,7 @@ from typing import Any, Optional
 from ..animation import INTERPOLATIONS, SCHEDULABLE, ClipPlan, MaskSource, Motion, VideoMask, is_keyed, load_mask
 from ..models.spec import DreamModel
 from ..settings import DreamSettings
-from ..video.settings import VideoSettings
+from ..video.settings import RECOMMENDED_COLOUR_COHERENCE, VideoSettings
 from .args import SCHEDULE_HINT, Keyed, number_or_schedule
 
 #: Schedulable setting -> the argparse dest of its flag (where they differ).
@@ -35,6 +35,10 @@ def add_animation_arguments(p: argparse.ArgumentParser, *, cadence: bool, motion
     g.add_argument("--mask", default=None,
                    help="where to dream: an image (white = dream, black = keep, grey = weaker; resized to the frames) "
                         "or a video with one mask per frame; none: everywhere")
+    g.add_argument("--colour-coherence", type=number_or_schedule(float, True), default=None, metavar="0..1",
+                   help="pull each frame's brightness, contrast and colour cast towards its source frame's (an "
+                        "animation: the start image's) so colours do not drift over a long clip; 0 = off"
+                        f"{SCHEDULE_HINT} (default: {RECOMMENDED_COLOUR_COHERENCE})")
     if cadence:
         g.add_argument("--cadence", type=int, default=1,
                        help="dream every Nth frame and carry the dream along the optical flow to the frames between "
@@ -76,6 +80,11 @@ def masks_from_args(args: argparse.Namespace) -> Optional[MaskSource | VideoMask
     return load_mask(args.mask) if args.mask else None
 
 
+def colour_coherence_from_args(args: argparse.Namespace) -> float:
+    """``--colour-coherence`` as a constant (a schedule's value comes from the plan, frame by frame)."""
+    return _constant(args, "colour_coherence", RECOMMENDED_COLOUR_COHERENCE)
+
+
 def animation_identity(args: argparse.Namespace) -> dict[str, Any]:
     """What of the animation flags a resumed run must share with the first one."""
     return {
@@ -85,4 +94,5 @@ def animation_identity(args: argparse.Namespace) -> dict[str, Any]:
                    list(_constant(args, "translate", (0.0, 0.0)))],
         "cadence": getattr(args, "cadence", 1),
         "mask": args.mask,
+        "colour_coherence": colour_coherence_from_args(args),
     }

@@ -40,7 +40,7 @@ FLAGS = {
     "start": "--start", "end": "--end", "start_image": "--start-image", "crf": "--crf", "x264_preset": "--x264-preset", "preset": "--preset",
     "segment_frames": "--segment-frames", "zoom": "--zoom", "rotate": "--rotate", "translate": "--translate",
     "cadence": "--cadence", "mask": "--mask", "interpolation": "--interpolation", "frames": "--frames",
-    "fps": "--fps",
+    "fps": "--fps", "colour_coherence": "--colour-coherence",
 }
 
 #: Core parameter -> what the command line adds to an error about it.

@@ -38,7 +38,7 @@ from ..video import (
     probe_video,
     read_frames,
 )
-from .animation_args import add_animation_arguments, animation_identity, masks_from_args, plan_from_args
+from .animation_args import add_animation_arguments, animation_identity, colour_coherence_from_args, masks_from_args, plan_from_args
 from .args import (
     SCHEDULE_HINT,
     HelpFormatter,
@@ -96,7 +96,8 @@ def add_output_arguments(g: "argparse._ArgumentGroup | argparse.ArgumentParser")
 def video_settings_from_args(args: argparse.Namespace) -> VideoSettings:
     """The :class:`VideoSettings` the video flags describe, validated."""
     values = {name: getattr(args, name) for name in ("carry", "temporal_weight", "later_iterations", "occlusion_feather")}
-    video = VideoSettings(mode=args.mode, **{k: getattr(_V, k) if isinstance(v, Keyed) else v for k, v in values.items()})
+    video = VideoSettings(mode=args.mode, colour_coherence=colour_coherence_from_args(args),
+                          **{k: getattr(_V, k) if isinstance(v, Keyed) else v for k, v in values.items()})
     video.validate()
     return video
 

@@ -29,6 +29,12 @@ from ..errors import InvalidParameterError
 VIDEO_MODES = ("stable", "seed", "independent")
 DEFAULT_VIDEO_MODE = "stable"
 
+#: ``colour_coherence`` of the command line and the nodes. The library's default stays 0, so a mode
+#: is exactly its rule (``seed`` the original tool's, a zoom of 1 plain re-dreaming); at 0.5 a
+#: feedback zoom's colour cast drifts 1.6 instead of 16.4 (a*b*) over 64 frames and the shared clip's
+#: 1.3 instead of 5.2, with the same flicker (``benchmarks/animation.py colour``).
+RECOMMENDED_COLOUR_COHERENCE = 0.5
+
 
 @dataclass(frozen=True)
 class VideoSettings:
@@ -44,6 +50,11 @@ class VideoSettings:
             of ``num_iterations`` (the carried dream already holds most of the pattern).
         occlusion_feather: ``stable``: blur (pixels) of the reliability mask edge, so
             occluded regions blend in without seams.
+        colour_coherence: every mode: how far each dreamed frame's colour balance (lightness
+            mean and contrast, colour cast) is pulled to its source frame's - or, in a feedback
+            animation, the start image's - so colours do not drift over a long clip
+            (``0..1``; 0 = off; :func:`dream_core.colour.match_colour_balance`; the CLI and the
+            nodes start at :data:`RECOMMENDED_COLOUR_COHERENCE`).
     """
 
     mode: str = DEFAULT_VIDEO_MODE
@@ -51,13 +62,14 @@ class VideoSettings:
     temporal_weight: float = 0.3
     later_iterations: float = 0.4
     occlusion_feather: float = 2.0
+    colour_coherence: float = 0.0
 
     def validate(self) -> None:
         """Raise :class:`InvalidParameterError` naming the bad field and its valid range."""
         if self.mode not in VIDEO_MODES:
             raise InvalidParameterError(f"Unknown video mode {self.mode!r}; choose one of {', '.join(VIDEO_MODES)}.",
                                         parameter="mode")
-        for name in ("carry", "temporal_weight"):
+        for name in ("carry", "temporal_weight", "colour_coherence"):
             v = getattr(self, name)
             if not 0.0 <= v <= 1.0:
                 raise InvalidParameterError(f"{name} must be in 0..1; got {v}.", parameter=name)

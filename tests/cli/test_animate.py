@@ -13,6 +13,7 @@ from dream_core.animation import ClipPlan, FeedbackFrames, MaskSource
 from dream_core.cli import build_parser, main
 from dream_core.flow import FlowEstimator
 from dream_core.image_io import from_uint8_hwc, save_image, to_uint8_hwc
+from dream_core.video.settings import RECOMMENDED_COLOUR_COHERENCE
 from dream_core.video import FrameDreamer, VideoSettings, VideoWriter, dream_clip, probe_video, read_frames
 
 QUICK = ["--octaves", "2", "--iterations", "2", "--crf", "0", "--x264-preset", "ultrafast"]
@@ -40,11 +41,11 @@ def test_animate_is_the_feedback_loop_and_keeps_the_rate(lite0, tmp_path):
 
     raw = from_uint8_hwc(np.asarray(Image.open(tmp_path / "start.png").convert("RGB")))
     settings = DreamSettings(num_octaves=2, num_iterations=2)
-    video = VideoSettings(mode="independent")
+    video = VideoSettings(mode="independent", colour_coherence=RECOMMENDED_COLOUR_COHERENCE)  # the CLI's default
     clip_plan = ClipPlan(lite0, settings, video=video, schedules={"zoom": "0:(1.0), 3:(1.1)"}, motion=Motion(rotate=2))
     plan = feedback_plan(clip_plan, 0.3)
     assert plan(2).settings.num_iterations == 1 and plan(0).settings.num_iterations == 2
-    with FrameDreamer(lite0, None, settings, video) as dreamer:
+    with FrameDreamer(lite0, None, settings, video, colour_reference=raw) as dreamer:
         frames = FeedbackFrames(dreamer, raw, 4, lambda k: plan(k).motion)
         loop = torch.cat([d.image for d in dream_clip(dreamer, frames, None, plan=plan)])
     assert np.array_equal(np.stack(list(read_frames(out))).astype(float), _encode(tmp_path / "loop.mp4", loop, 30))
@@ -62,10 +63,11 @@ def test_video_with_schedule_cadence_and_mask_is_the_loop_with_that_plan(lite0, 
 
     frames = [from_uint8_hwc(arr) for arr in read_frames(src)]
     settings = DreamSettings(num_octaves=2, num_iterations=2)
+    video = VideoSettings(colour_coherence=RECOMMENDED_COLOUR_COHERENCE)  # the CLI's default
     plan = ClipPlan(lite0, settings, schedules={"learning_rate": "0:(0.005), 4:(0.03)", "carry": "1s:(0.9)"},
-                    cadence=2, fps=24)
+                    cadence=2, fps=24, video=video)
     masks = MaskSource(torch.from_numpy(mask[..., 0] / 255.0).float())
-    with FrameDreamer(lite0, None, settings, VideoSettings()) as dreamer:
+    with FrameDreamer(lite0, None, settings, video) as dreamer:
         loop = torch.cat([d.image for d in dream_clip(dreamer, enumerate(frames), FlowEstimator("dis"), plan=plan,
                                                       masks=masks)])
     cli = np.stack(list(read_frames(out))).astype(float)

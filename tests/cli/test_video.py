@@ -11,6 +11,7 @@ from dream_core import DreamSettings, FlowSet
 from dream_core.cli import main
 from dream_core.flow import FlowEstimator, compute_flows
 from dream_core.image_io import from_uint8_hwc, to_uint8_hwc
+from dream_core.video.settings import RECOMMENDED_COLOUR_COHERENCE
 from dream_core.video import FrameDreamer, VideoSettings, VideoWriter, dream_clip, probe_video, read_frames
 
 QUICK = ["--octaves", "2", "--iterations", "2"]
@@ -45,7 +46,8 @@ def test_video_command_is_the_frame_loop_with_the_estimated_flow(lite0, tmp_path
     still = FlowSet(torch.zeros_like(flows.backward), None, torch.ones_like(flows.reliable))
 
     def loop_then_encode(flow_source, name):
-        with FrameDreamer(lite0, None, DreamSettings(num_octaves=2, num_iterations=2), VideoSettings()) as dreamer:
+        video = VideoSettings(colour_coherence=RECOMMENDED_COLOUR_COHERENCE)  # the CLI's default
+        with FrameDreamer(lite0, None, DreamSettings(num_octaves=2, num_iterations=2), video) as dreamer:
             dreamed = torch.cat([d.image for d in dream_clip(dreamer, enumerate(frames), flow_source)])
         with VideoWriter(tmp_path / name, NTSC, crf=0, x264_preset="ultrafast", resume=False) as writer:
             for frame in dreamed:

@@ -1,0 +1,114 @@
+"""Colour balance in CIELAB: keeping a dreamed clip's brightness, contrast and colour cast from drifting.
+
+Frame after frame, a carried or fed-back dream can drift: a feedback zoom washes
+out (lightness contrast falls by a third over 48 frames) and takes a yellow cast;
+a long clip slowly warms. :func:`match_colour_balance` pulls an image's *colour
+balance* towards a reference: the mean and spread of its lightness ``L*`` and the
+means of ``a*`` / ``b*`` (its cast). The spread of ``a*`` / ``b*`` - the colours
+the dream painted - is left alone, so the dream keeps its look.
+
+Conventions: RGB tensors are ``[N,3,H,W]`` sRGB in ``0..1``; LAB tensors are
+``[N,3,H,W]`` with ``L*`` in ``0..100`` and ``a*``, ``b*`` roughly ``-128..127``
+(D65 white). Device and dtype follow the input.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from .errors import InvalidParameterError
+
+#: sRGB (linear) -> CIE XYZ, D65 white.
+_RGB_TO_XYZ = (
+    (0.4124564, 0.3575761, 0.1804375),
+    (0.2126729, 0.7151522, 0.0721750),
+    (0.0193339, 0.1191920, 0.9503041),
+)
+#: The D65 reference white in XYZ.
+_WHITE = (0.95047, 1.0, 1.08883)
+#: CIELAB's linear-segment threshold (6/29).
+_DELTA = 6.0 / 29.0
+#: A lightness contrast is never scaled by more than this factor (or its inverse) in one match.
+MAX_CONTRAST_GAIN = 2.0
+#: Corrections per match: colours pushed out of the sRGB gamut are clipped, so the first one falls short.
+MATCH_ROUNDS = 3
+
+
+def _matrix(rows: tuple[tuple[float, ...], ...], like: torch.Tensor) -> torch.Tensor:
+    return torch.tensor(rows, device=like.device, dtype=like.dtype)
+
+
+def rgb_to_lab(rgb: torch.Tensor) -> torch.Tensor:
+    """sRGB ``[N,3,H,W]`` in ``0..1`` -> CIELAB ``[N,3,H,W]`` (``L*`` 0..100)."""
+    c = rgb.clamp(0, 1)
+    linear = torch.where(c <= 0.04045, c / 12.92, ((c + 0.055) / 1.055) ** 2.4)
+    xyz = torch.einsum("ij,njhw->nihw", _matrix(_RGB_TO_XYZ, c), linear)
+    xyz = xyz / torch.tensor(_WHITE, device=c.device, dtype=c.dtype).view(1, 3, 1, 1)
+    f = torch.where(xyz > _DELTA ** 3, xyz.clamp_min(1e-12) ** (1 / 3), xyz / (3 * _DELTA ** 2) + 4 / 29)
+    fx, fy, fz = f.unbind(1)
+    return torch.stack((116 * fy - 16, 500 * (fx - fy), 200 * (fy - fz)), dim=1)
+
+
+def lab_to_rgb(lab: torch.Tensor) -> torch.Tensor:
+    """CIELAB ``[N,3,H,W]`` -> sRGB ``[N,3,H,W]`` in ``0..1`` (out-of-gamut colours clipped)."""
+    L, a, b = lab.unbind(1)
+    fy = (L + 16) / 116
+    f = torch.stack((fy + a / 500, fy, fy - b / 200), dim=1)
+    xyz = torch.where(f > _DELTA, f ** 3, 3 * _DELTA ** 2 * (f - 4 / 29))
+    xyz = xyz * torch.tensor(_WHITE, device=lab.device, dtype=lab.dtype).view(1, 3, 1, 1)
+    linear = torch.einsum("ij,njhw->nihw", torch.linalg.inv(_matrix(_RGB_TO_XYZ, lab)), xyz).clamp(0, 1)
+    return torch.where(linear <= 0.0031308, linear * 12.92, 1.055 * linear.clamp_min(1e-12) ** (1 / 2.4) - 0.055).clamp(0, 1)
+
+
+def colour_balance(rgb: torch.Tensor) -> torch.Tensor:
+    """The colour balance of each image: ``[N,4]`` = (mean ``L*``, std ``L*``, mean ``a*``, mean ``b*``)."""
+    lab = rgb_to_lab(rgb)
+    L, a, b = lab.unbind(1)
+    dims = (-2, -1)
+    return torch.stack((L.mean(dims), L.std(dims), a.mean(dims), b.mean(dims)), dim=1)
+
+
+def match_colour_balance(image: torch.Tensor, reference: torch.Tensor, strength: float = 1.0) -> torch.Tensor:
+    """Pull ``image``'s colour balance towards ``reference``'s.
+
+    ``L*`` is shifted and scaled to the reference's mean and spread (the gain kept within
+    ``1/MAX_CONTRAST_GAIN .. MAX_CONTRAST_GAIN``), ``a*`` and ``b*`` are shifted to the
+    reference's means. The target is ``strength`` of the way from ``image``'s balance to the
+    reference's; colours clipped at the edge of the sRGB gamut are corrected again
+    (:data:`MATCH_ROUNDS` rounds).
+
+    Args:
+        image: RGB ``[N,3,H,W]`` in ``0..1``.
+        reference: RGB ``[1,3,h,w]`` or ``[N,3,h,w]`` in ``0..1``; any size (only its statistics count).
+        strength: ``0`` returns ``image`` unchanged, ``1`` matches fully.
+
+    Returns:
+        RGB ``[N,3,H,W]`` in ``0..1``, same device and dtype as ``image``.
+
+    Raises:
+        InvalidParameterError: ``strength`` outside ``0..1``.
+    """
+    if not 0.0 <= strength <= 1.0:
+        raise InvalidParameterError(f"colour_coherence must be in 0..1; got {strength}.", parameter="colour_coherence")
+    if strength == 0.0:
+        return image
+    have = colour_balance(image)
+    want = torch.lerp(have, colour_balance(reference.to(device=image.device, dtype=image.dtype)).expand_as(have),
+                      strength)
+    out = image
+    for _ in range(MATCH_ROUNDS):  # colours pushed out of gamut are clipped: measure again and correct the rest
+        out = _shift_balance(out, want)
+    return out
+
+
+def _shift_balance(image: torch.Tensor, want: torch.Tensor) -> torch.Tensor:
+    """One LAB correction of ``image`` ``[N,3,H,W]`` towards the balance ``want`` ``[N,4]``."""
+    lab = rgb_to_lab(image)
+    have = colour_balance(image).view(-1, 4, 1, 1)
+    want = want.view(-1, 4, 1, 1)
+    gain = (want[:, 1:2] / have[:, 1:2].clamp_min(1e-3)).clamp(1 / MAX_CONTRAST_GAIN, MAX_CONTRAST_GAIN)
+    return lab_to_rgb(torch.cat((
+        (lab[:, 0:1] - have[:, 0:1]) * gain + want[:, 0:1],
+        lab[:, 1:2] - have[:, 2:3] + want[:, 2:3],
+        lab[:, 2:3] - have[:, 3:4] + want[:, 3:4],
+    ), dim=1))
