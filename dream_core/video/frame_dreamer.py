@@ -20,14 +20,16 @@ from typing import TYPE_CHECKING, Mapping, Optional
 
 import torch
 
+from ..colour import match_colour_balance
 from ..dream import DreamSettings, StepCallback, TemporalAnchor, TileBudget, check_image_for_dream, dream_image
 from ..errors import FlowError, InvalidImageError, InvalidParameterError
 from ..features import FeatureHooks, grad_enabled_outside_inference
 from ..flow.motion import compose_backward, motion_flow
 from ..flow.warp import warp, warp_with_mask
-from ..image_ops import as_mask, gaussian_blur, resize, to_rgb
+from ..image_ops import as_mask, resize, to_rgb
 from ..models.spec import DreamModel
 from ..objectives import Objective, resolve_objective
+from .cadence import Between, CarryPath, feathered, forward_only, settle
 from .settings import VideoSettings
 
 if TYPE_CHECKING:  # pragma: no cover - the animation wing builds on this module
@@ -64,6 +66,9 @@ class FrameDreamer:
             (resized to the frames' size with a warning when it differs).
         on_step: per-step callback forwarded to :func:`~dream_core.dream.dream_image`
             (progress, cancel); :meth:`dream_next` can override it per frame.
+        colour_reference: RGB ``[1,3,h,w]`` whose colour balance every frame keeps when
+            ``video.colour_coherence`` is above 0 (a feedback animation's start image);
+            ``None``: each frame keeps its own raw frame's.
     """
 
     def __init__(
@@ -75,6 +80,7 @@ class FrameDreamer:
         *,
         start_image: Optional[torch.Tensor] = None,
         on_step: Optional[StepCallback] = None,
+        colour_reference: Optional[torch.Tensor] = None,
     ) -> None:
         settings.validate()
         video.validate()
@@ -84,12 +90,17 @@ class FrameDreamer:
         self.video = video
         self.start_image = start_image
         self.on_step = on_step
+        self.colour_reference = colour_reference
         self.prev_raw: Optional[torch.Tensor] = None
         self.prev_dream: Optional[torch.Tensor] = None
         #: The tile size that fitted in memory, kept for the rest of the clip.
         self.tiles = TileBudget()
         #: After a cadence's in-between frames: the way back to the last dreamed frame.
-        self._path: Optional[_CarryPath] = None
+        self._path: Optional[CarryPath] = None
+        #: A cadence's in-between frames since the last dreamed frame, finished by :meth:`settle_between`.
+        self._between: list[Between] = []
+        #: The backward flow and reliability of the dreamed frame that follows them.
+        self._key_link: Optional[tuple[torch.Tensor, torch.Tensor]] = None
         self._hooks: Optional[FeatureHooks] = None
 
     def __enter__(self) -> "FrameDreamer":
@@ -120,7 +131,8 @@ class FrameDreamer:
         to the last dreamed frame: ``diff``, ``flow``, ``reliable``); empty otherwise."""
         if self._path is None:
             return {}
-        return {"diff": self._path.diff, "flow": self._path.flow, "reliable": self._path.reliable}
+        return {"diff": self._path.diff, "flow": self._path.flow, "reliable": self._path.reliable,
+                "age": torch.tensor(self._path.age)}
 
     def restore(self, prev_raw: torch.Tensor, prev_dream: torch.Tensor,
                 path: Optional[Mapping[str, torch.Tensor]] = None) -> None:
@@ -128,8 +140,10 @@ class FrameDreamer:
         :meth:`carry_path` saved with them)."""
         dev, dt = self.model.device, self.model.dtype
         self._path = None
+        self._between, self._key_link = [], None
         if path:
-            self._path = _CarryPath(*(path[k].to(device=dev, dtype=dt) for k in ("diff", "flow", "reliable")))
+            self._path = CarryPath(*(path[k].to(device=dev, dtype=dt) for k in ("diff", "flow", "reliable")),
+                                   age=int(path["age"]) if "age" in path else 1)
         with grad_enabled_outside_inference():
             self.prev_raw = to_rgb(prev_raw).to(device=dev, dtype=dt).clone()
             self.prev_dream = to_rgb(prev_dream).to(device=dev, dtype=dt).clone()
@@ -197,12 +211,46 @@ class FrameDreamer:
                 out = self._carried_only(raw, backward_flow, reliable, plan, run)
             elif video.mode == "independent":
                 out = self._dream(raw, run, settings)
-            elif video.mode == "seed":
-                out = self._seed_rule(raw, self._flow(backward_flow, plan), run)
             else:
-                out = self._stable(raw, self._flow(backward_flow, plan), reliable, run)
+                flow = self._flow(backward_flow, plan)
+                if self._between:  # the key after in-between frames: they are finished from both sides
+                    self._key_link = (flow, _reliability(flow, reliable))
+                if video.mode == "seed":
+                    out = self._seed_rule(raw, flow, run)
+                else:
+                    out = self._stable(raw, flow, reliable, run)
+            keeps_colour = video.colour_coherence > 0 and not (plan is not None and not plan.dream)
+            if keeps_colour and not (self.prev_dream is None and self.start_image is not None):
+                out = self._keep_colour_balance(out, raw, where, video.colour_coherence)
             self.prev_raw, self.prev_dream = raw, out.detach()
         return self.prev_dream
+
+    @property
+    def pending_between(self) -> int:
+        """How many in-between frames of a cadence wait for the next dreamed frame (:meth:`settle_between`)."""
+        return len(self._between)
+
+    def settle_between(self) -> list[torch.Tensor]:
+        """Finish the in-between frames since the last dreamed frame (oldest first).
+
+        Called after the next dreamed frame: each is then carried from the dreams on both sides
+        (:func:`~dream_core.video.cadence.settle`); called with no dreamed frame after them (the end
+        of a run), each keeps the earlier dream's carry alone. Returns ``[1,3,H,W]`` frames.
+        """
+        pending, self._between = self._between, []
+        link, self._key_link = self._key_link, None
+        if not pending:
+            return []
+        if link is None or self.prev_dream is None or self.prev_raw is None:
+            return forward_only(pending, self.colour_reference)
+        return settle(pending, self.prev_dream - self.prev_raw, *link, colour_reference=self.colour_reference)
+
+    def _keep_colour_balance(self, out: torch.Tensor, raw: torch.Tensor, where: Optional[torch.Tensor],
+                             strength: float) -> torch.Tensor:
+        """``out`` with its colour balance pulled to the reference's (inside the mask only)."""
+        reference = raw if self.colour_reference is None else self.colour_reference
+        matched = match_colour_balance(out.detach(), reference, strength)
+        return matched if where is None else torch.lerp(out.detach(), matched, where)
 
     def _flow(self, backward_flow: Optional[torch.Tensor], plan: Optional["FramePlan"]) -> torch.Tensor:
         """This frame's backward flow on the model's device, with the plan's drift composed onto it."""
@@ -236,7 +284,7 @@ class FrameDreamer:
         return start.clamp(0, 1)
 
     def _carried_diff(self, flow: torch.Tensor, reliable: Optional[torch.Tensor], video: VideoSettings,
-                      padding_mode: str = "border") -> tuple[torch.Tensor, torch.Tensor, "_CarryPath"]:
+                      padding_mode: str = "border") -> tuple[torch.Tensor, torch.Tensor, "CarryPath"]:
         """The last dreamed frame's difference carried onto this frame, and where it is trusted.
 
         After a cadence's in-between frames the difference is warped once, from the last dreamed
@@ -247,19 +295,15 @@ class FrameDreamer:
         Returns:
             ``(carried [1,3,H,W], weight [1,1,H,W] in 0..1, the path to continue from)``.
         """
-        step = torch.ones_like(flow[..., 0]) if reliable is None else reliable.to(flow).view(*flow.shape[:2])
+        step = _reliability(flow, reliable)
         path = self._path
         if path is None:
-            path = _CarryPath(self.prev_dream - self.prev_raw, flow, step[None, None])
+            path = CarryPath(self.prev_dream - self.prev_raw, flow, step)
         else:
-            path = _CarryPath(path.diff, compose_backward(path.flow, flow),
-                              warp(path.reliable, flow, padding_mode="zeros") * step[None, None])
+            path = CarryPath(path.diff, compose_backward(path.flow, flow),
+                             warp(path.reliable, flow, padding_mode="zeros") * step, path.age + 1)
         carried, inside = warp_with_mask(path.diff, path.flow, padding_mode=padding_mode)
-        weight = inside[:, None] * path.reliable
-        if video.occlusion_feather > 0:
-            # Erode-then-blur: a soft edge that never reaches into unreliable pixels.
-            weight = gaussian_blur(weight, video.occlusion_feather).clamp(0, 1) * weight
-        return carried, weight, path
+        return carried, feathered(inside[:, None] * path.reliable, video.occlusion_feather), path
 
     def _seed_rule(self, raw: torch.Tensor, flow: torch.Tensor, run: "_FrameRun") -> torch.Tensor:
         if self._path is None:
@@ -295,19 +339,18 @@ class FrameDreamer:
                 "mode 'independent' has no flow. Use mode 'stable' or 'seed', or a cadence of 1.",
                 parameter="cadence",
             )
-        carried, weight, self._path = self._carried_diff(self._flow(backward_flow, plan), reliable, run.video)
-        out = (raw + weight * carried).clamp(0, 1)
-        return out if run.mask is None else torch.lerp(raw, out, run.mask)
+        flow = self._flow(backward_flow, plan)
+        carried, weight, self._path = self._carried_diff(flow, reliable, run.video)
+        frame = Between(raw, flow, _reliability(flow, reliable), weight * carried, run.mask, run.video, self._path.age)
+        self._between.append(frame)
+        return forward_only([frame], self.colour_reference)[0]  # until the next dreamed frame settles it
 
 
-class _CarryPath:
-    """From the last dreamed frame to the current one: its dream difference, the composed backward flow
-    onto it, and where every step was reliable (``[1,1,H,W]``)."""
-
-    __slots__ = ("diff", "flow", "reliable")
-
-    def __init__(self, diff: torch.Tensor, flow: torch.Tensor, reliable: torch.Tensor) -> None:
-        self.diff, self.flow, self.reliable = diff, flow, reliable
+def _reliability(flow: torch.Tensor, reliable: Optional[torch.Tensor]) -> torch.Tensor:
+    """A flow's reliability as ``[1,1,H,W]`` (all reliable when ``None``)."""
+    if reliable is None:
+        return torch.ones_like(flow[..., 0])[None, None]
+    return reliable.to(flow).view(1, 1, *flow.shape[:2])
 
 
 class _FrameRun:

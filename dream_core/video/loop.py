@@ -17,7 +17,7 @@ carry state to resume from (:class:`DreamedFrame`).
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import partial
 from typing import TYPE_CHECKING, Callable, Iterable, Iterator, Mapping, Optional, Protocol, Union
 
@@ -257,7 +257,10 @@ def dream_clip(
         masks: where to dream in each frame, by global index; ``None``: everywhere.
 
     Yields:
-        :class:`DreamedFrame` per frame: index, dreamed ``[1,3,H,W]`` on the model's device, carry state.
+        :class:`DreamedFrame` per frame, in order: index, dreamed ``[1,3,H,W]`` on the model's device,
+        carry state. A cadence's in-between frames come out together after the next dreamed frame is
+        made (they are carried from the dreams on both sides: :mod:`dream_core.video.cadence`), so up
+        to ``cadence - 1`` frames are held at a time.
 
     Raises:
         FlowError: a flow-based mode without flows (when the second frame arrives), or flows that do
@@ -271,6 +274,7 @@ def dream_clip(
     """
     source = as_flow_source(flows)
     previous = start
+    held: list[ClipState] = []  # in-between frames waiting for the next dreamed frame
     if start is not None:
         dreamer.restore(start.raw, start.dream, start.path)
     for index, frame in frames:
@@ -286,7 +290,21 @@ def dream_clip(
         dreamed = dreamer.dream_next(raw, backward, reliable, on_step=step, plan=frame_plan, mask=mask)
         assert dreamer.prev_raw is not None
         previous = ClipState(index, dreamer.prev_raw, dreamed, dreamer.carry_path())
+        if dreamer.pending_between > len(held):  # a cadence's in-between frame: finished after the next key
+            held.append(previous)
+            continue
+        yield from _settled(dreamer, held)
+        held = []
         yield DreamedFrame(index, dreamed, previous)
+    yield from _settled(dreamer, held)  # frames after the last key keep the earlier dream alone
+
+
+def _settled(dreamer: FrameDreamer, held: list[ClipState]) -> Iterator[DreamedFrame]:
+    """The held in-between frames, finished by the dreamer (:meth:`FrameDreamer.settle_between`)."""
+    if not held:
+        return
+    for state, image in zip(held, dreamer.settle_between(), strict=True):
+        yield DreamedFrame(state.index, image, replace(state, dream=image))
 
 
 def dream_frames(

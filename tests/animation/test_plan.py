@@ -165,7 +165,7 @@ def test_cadence_carries_from_the_last_dreamed_frame_in_one_warp_and_resumes_exa
     pairs = flows_of(6)
     with FrameDreamer(tiny_model, "conv2", FAST, VideoSettings()) as dreamer:
         whole = list(dream_clip(dreamer, enumerate(clip), FlowPairs(pairs), plan=plan))
-    assert set(whole[1].state.path) == {"diff", "flow", "reliable"} and not whole[3].state.path
+    assert set(whole[1].state.path) == {"diff", "flow", "reliable", "age"} and not whole[3].state.path
     # Half-pixel steps: frame 2 is frame 0's dream moved 3 px in one warp, as sharp as frame 0's (warped at
     # each frame it would be blurred twice by bilinear sampling at half a pixel).
     half = flows_of(3, step=1.5)

@@ -50,3 +50,20 @@ def test_bad_motion_is_refused():
     for bad in (Motion(zoom=0), Motion(zoom=float("nan")), Motion(rotate=float("inf")), Motion(translate=(1, float("nan")))):
         with pytest.raises(InvalidParameterError):
             bad.validate()
+
+
+def test_inverting_a_backward_flow_undoes_it_and_flags_folds():
+    from dream_core.flow.motion import compose_backward, invert_backward
+
+    h, w = 40, 48
+    zoom = motion_flow(h, w, Motion(zoom=1.05, rotate=3.0, translate=(2.0, -1.0)))
+    inverse, residual = invert_backward(zoom)
+    inner = (slice(6, -6), slice(6, -6))
+    assert compose_backward(zoom, inverse)[inner].abs().max() < 0.05  # there and back: nowhere
+    assert residual[inner].max() < 0.05
+    # two halves sliding into each other: the left half's right edge is covered, nothing maps back there
+    fold = torch.zeros(h, w, 2)
+    fold[:, : w // 2, 0] = -4.0
+    fold[:, w // 2:, 0] = 4.0
+    _, residual = invert_backward(fold)
+    assert residual[:, w // 2 - 3: w // 2 + 3].min() > 1.0 and residual[:, :10].max() < 1e-5
