@@ -23,7 +23,7 @@ from __future__ import annotations
 import logging
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Optional, Sequence
 
 from ..errors import DreamError, MissingDependencyError, VideoError
@@ -104,14 +104,20 @@ class _Progress:
 
     def __init__(self) -> None:
         self.kept: dict[int, int] = {}
+        self.starts: dict[int, int] = {}  # segment -> times a worker began it (retries count again)
         self.workers: dict[str, list[float]] = {}  # worker -> [dreamed, first time, last time]
 
     def report(self, worker: str, segment: int, kept: int, dreamed: int) -> None:
         self.kept[segment] = max(self.kept.get(segment, 0), kept)  # a retried segment counts once
+        if dreamed == 1:
+            self.starts[segment] = self.starts.get(segment, 0) + 1
         now = time.time()
         entry = self.workers.setdefault(worker, [0.0, now, now])
         entry[0] += 1
         entry[2] = now
+
+    def started(self) -> dict[int, int]:
+        return dict(self.starts)
 
     def snapshot(self) -> tuple[int, dict[str, float]]:
         rates = {w: (n - 1) / (t1 - t0) if t1 > t0 and n > 1 else 0.0 for w, (n, t0, t1) in self.workers.items()}
@@ -133,7 +139,9 @@ def _task_dream_segment(job: SegmentJob, segment: Segment, threads: int, progres
 
 @dataclass
 class RenderStats:
-    """What :func:`render_segments` did: segments dreamed (and their results' timings), frames committed."""
+    """What :func:`render_segments` did: segments dreamed (in the order they finished), bodies committed,
+    per segment its worker time, frames dreamed (burn-in included) and worker, how many times a worker
+    began it (``starts``: 2 for a segment whose first worker died), and the wall time."""
 
     dreamed: list[int]
     committed: list[int]
@@ -141,6 +149,7 @@ class RenderStats:
     frames_dreamed: dict[int, int]
     workers: dict[int, str]
     wall: float
+    starts: dict[int, int] = field(default_factory=dict)
 
 
 def render_segments(job: SegmentJob, plan: Sequence[Segment], assembler: Assembler, *, workers: int,
@@ -204,6 +213,11 @@ def render_segments(job: SegmentJob, plan: Sequence[Segment], assembler: Assembl
             ray.cancel(ref, force=True)
         if bar is not None:
             bar.close()
+        try:
+            # Reports are fire-and-forget; an actor call is served after the ones sent before it.
+            stats.starts = ray.get(tracker.started.remote(), timeout=10)
+        except Exception:  # noqa: BLE001 - statistics only
+            log.debug("Could not read the start counts.", exc_info=True)
         ray.kill(tracker)
     if not assembler.done:
         raise VideoError("Internal error: every segment was dreamed but the output is not complete.")
