@@ -109,12 +109,13 @@ class _Progress:
 
     def report(self, worker: str, segment: int, kept: int, dreamed: int) -> None:
         self.kept[segment] = max(self.kept.get(segment, 0), kept)  # a retried segment counts once
-        if dreamed == 1:
-            self.starts[segment] = self.starts.get(segment, 0) + 1
         now = time.time()
         entry = self.workers.setdefault(worker, [0.0, now, now])
         entry[0] += 1
         entry[2] = now
+
+    def begin(self, segment: int) -> None:
+        self.starts[segment] = self.starts.get(segment, 0) + 1
 
     def started(self) -> dict[int, int]:
         return dict(self.starts)
@@ -126,10 +127,12 @@ class _Progress:
 
 def _task_dream_segment(job: SegmentJob, segment: Segment, threads: int, progress: Any) -> SegmentResult:
     """The Ray task: set torch's threads, dream the segment, report progress to the actor."""
+    import ray
     import torch
 
     torch.set_num_threads(threads)
     me = worker_name()
+    ray.get(progress.begin.remote(segment.number))  # waited for: counted even if this process dies next
 
     def report(number: int, kept: int, dreamed: int) -> None:
         progress.report.remote(me, number, kept, dreamed)
@@ -214,7 +217,6 @@ def render_segments(job: SegmentJob, plan: Sequence[Segment], assembler: Assembl
         if bar is not None:
             bar.close()
         try:
-            # Reports are fire-and-forget; an actor call is served after the ones sent before it.
             stats.starts = ray.get(tracker.started.remote(), timeout=10)
         except Exception:  # noqa: BLE001 - statistics only
             log.debug("Could not read the start counts.", exc_info=True)
