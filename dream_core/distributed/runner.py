@@ -23,6 +23,7 @@ from __future__ import annotations
 import logging
 import os
 import time
+from pathlib import Path
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Optional, Sequence
 
@@ -81,15 +82,20 @@ def start_ray(workers: int, address: Optional[str] = None, threads: Optional[int
     """
     ray = require_ray()
     if not ray.is_initialized():
+        package = Path(__file__).resolve().parents[1]  # dream_core/
         if address:
+            # The nodes need torch and the other dependencies; this code travels with the job.
             log.info("Joining the Ray cluster at %s.", address)
-            ray.init(address=address, log_to_driver=True)
+            ray.init(address=address, log_to_driver=True, runtime_env={"py_modules": [str(package)]})
         else:
             import torch
 
             gpus = torch.cuda.device_count() if use_gpu else 0
             log.info("Starting a local Ray runtime (%d CPUs, %d GPUs).", os.cpu_count() or 1, gpus)
-            ray.init(num_cpus=os.cpu_count() or 1, num_gpus=gpus, include_dashboard=False, log_to_driver=True)
+            # Workers import dream_core from where this process found it (installed or not).
+            path = os.pathsep.join(p for p in (str(package.parent), os.environ.get("PYTHONPATH")) if p)
+            ray.init(num_cpus=os.cpu_count() or 1, num_gpus=gpus, include_dashboard=False, log_to_driver=True,
+                     runtime_env={"env_vars": {"PYTHONPATH": path}})
     resources = ray.cluster_resources()
     cpus = int(resources.get("CPU", 1))
     gpus = float(resources.get("GPU", 0)) if use_gpu else 0.0
