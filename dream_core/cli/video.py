@@ -158,7 +158,7 @@ def run_video(args: argparse.Namespace) -> int:
     """Dream a video file to a video file: reader -> :func:`dream_clip` -> writer (or segments on Ray workers)."""
     from tqdm import tqdm
 
-    if args.workers > 1 or args.ray_address:
+    if getattr(args, "workers", 1) > 1 or getattr(args, "ray_address", None):  # demo and animate have neither
         from .distributed import run_video_distributed
 
         return run_video_distributed(args)
