@@ -98,6 +98,10 @@ class VideoError(DreamError):
     """A video file that cannot be read or written."""
 
 
+class MissingDependencyError(DreamError):
+    """An optional dependency a feature needs is not installed (the message gives the install command)."""
+
+
 class DreamCancelled(RuntimeError):
     """Raised by a progress callback to stop a dream between two steps."""
 

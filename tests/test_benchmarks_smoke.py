@@ -14,9 +14,10 @@ import torch
 
 BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
 SCRIPTS = ["compute_floor", "dream_speed", "baseline_original", "memory", "autocast_check", "allocator", "gpu_check",
-           "look", "animation"]
-# allocator.py's quick mode starts two child processes (~9 s on the 2-core machine): --help only here.
-QUICK = [name for name in SCRIPTS if name != "allocator"]
+           "look", "animation", "distributed"]
+# allocator.py's quick mode starts two child processes (~9 s on the 2-core machine), distributed.py a Ray
+# runtime (tests/distributed/test_runner.py runs the same paths): --help only here.
+QUICK = [name for name in SCRIPTS if name not in ("allocator", "distributed")]
 
 
 def _load(name: str):

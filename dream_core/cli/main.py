@@ -1,4 +1,4 @@
-"""The command line's entry: ``deepdream-video`` / ``python -m dream_core {image,video,demo} ...``.
+"""The command line's entry: ``deepdream-video`` / ``python -m dream_core {image,video,animate,demo,batch} ...``.
 
 Parses, sets up logging, threads, the fast-path switch and malloc, runs the
 command, and turns core errors into one line with the command line's own
@@ -18,6 +18,7 @@ from ..catalog import layer_catalog
 from ..models import get_spec, list_models
 from .args import REMEDIES, HelpFormatter, apply_threads
 from .animate import add_animate_command
+from .batch import add_batch_command
 from .demo import add_demo_command
 from .image import add_image_command
 from .video import add_video_command
@@ -61,6 +62,7 @@ def build_parser(prog: Optional[str] = None) -> argparse.ArgumentParser:
     add_video_command(sub)
     add_animate_command(sub)
     add_demo_command(sub)
+    add_batch_command(sub)
     return p
 
 

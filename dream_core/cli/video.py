@@ -14,14 +14,18 @@ import argparse
 import dataclasses
 import logging
 import time
+from typing import Any, Optional
 
 import torch
 
-from ..dream import check_image_for_dream
+from ..animation.plan import ClipPlan
+from ..dream import DreamSettings, check_image_for_dream
 from ..flow import DEFAULT_FLOW_METHOD, FLOW_METHODS, FlowEstimator
 from ..image_io import from_uint8_hwc, load_image, to_uint8_hwc
 from ..image_ops import fit_max_side, fit_size
 from ..models import load_model
+from ..models.spec import DreamModel
+from ..objectives import Objective
 from ..video import (
     DEFAULT_SEGMENT_FRAMES,
     DEFAULT_VIDEO_MODE,
@@ -30,6 +34,7 @@ from ..video import (
     ClipState,
     FrameDreamer,
     VideoSettings,
+    VideoInfo,
     VideoWriter,
     check_frame_count,
     check_output_writable,
@@ -38,7 +43,9 @@ from ..video import (
     probe_video,
     read_frames,
 )
+from ..video.loop import MaskProvider
 from .animation_args import add_animation_arguments, animation_identity, colour_coherence_from_args, masks_from_args, plan_from_args
+from .distributed_args import add_distributed_arguments
 from .args import (
     SCHEDULE_HINT,
     HelpFormatter,
@@ -102,10 +109,29 @@ def video_settings_from_args(args: argparse.Namespace) -> VideoSettings:
     return video
 
 
-def run_video(args: argparse.Namespace) -> int:
-    """Dream a video file to a video file: reader -> :func:`dream_clip` -> writer."""
-    from tqdm import tqdm
+@dataclasses.dataclass
+class VideoRun:
+    """What the flags of ``video`` describe, checked before any frame is dreamed (shared by one and many workers)."""
 
+    settings: DreamSettings
+    video: VideoSettings
+    info: VideoInfo
+    frames: range
+    size: tuple[int, int]
+    model: DreamModel
+    objective: Objective
+    plan: ClipPlan
+    masks: Optional[MaskProvider]
+    #: What a resumed run must share with this one (the writer's ``settings``).
+    identity: dict[str, Any]
+
+
+def check_video_run(args: argparse.Namespace, device: torch.device) -> VideoRun:
+    """Parse and check the ``video`` flags against the input and the model (loaded on ``device``).
+
+    Raises:
+        DreamError: bad flags, an unreadable input or output, a model or objective that does not fit.
+    """
     settings = settings_from_args(args)
     video = video_settings_from_args(args)
     check_output_writable(args.output, args.input)
@@ -113,7 +139,6 @@ def run_video(args: argparse.Namespace) -> int:
     frames = frame_range(info.num_frames, args.start, args.end)
     if video.needs_flow:
         check_frame_count(info, purpose=f"video mode '{video.mode}'")
-    device = pick_device(args.device)
     model = load_model(args.model, weights=args.weights, device=device)
     plan = plan_from_args(args, model, settings, video, fps=info.frame_rate, cadence_start=frames.start)
     plan.check(frames)
@@ -122,13 +147,29 @@ def run_video(args: argparse.Namespace) -> int:
     size = fit_size(info.height, info.width, args.max_side, multiple=_EVEN)
     for index in (frames.start, frames.stop - 1):
         check_image_for_dream(torch.zeros(1, 3, *size), model, plan(index).settings)
-    estimator = FlowEstimator(args.flow, weights=args.flow_weights) if video.needs_flow else None
-    start_image = load_image(args.start_image) if args.start_image else None
-    run_settings = {
+    identity = {
         "model": model.name, "weights": str(args.weights), "objective": objective.to_string(),
         "dream": dataclasses.asdict(settings), "video": dataclasses.asdict(video), "end": frames.stop,
         "size": size, "flow": args.flow, "start_image": args.start_image, "animation": animation_identity(args),
     }
+    return VideoRun(settings, video, info, frames, size, model, objective, plan, masks, identity)
+
+
+def run_video(args: argparse.Namespace) -> int:
+    """Dream a video file to a video file: reader -> :func:`dream_clip` -> writer (or segments on Ray workers)."""
+    from tqdm import tqdm
+
+    if getattr(args, "workers", 1) > 1 or getattr(args, "ray_address", None):  # demo and animate have neither
+        from .distributed import run_video_distributed
+
+        return run_video_distributed(args)
+    device = pick_device(args.device)
+    run = check_video_run(args, device)
+    settings, video, info, frames, model, plan, masks = (run.settings, run.video, run.info, run.frames, run.model,
+                                                         run.plan, run.masks)
+    objective, run_settings = run.objective, run.identity
+    estimator = FlowEstimator(args.flow, weights=args.flow_weights) if video.needs_flow else None
+    start_image = load_image(args.start_image) if args.start_image else None
     writer = VideoWriter(args.output, info.frame_rate, source=args.input, start_frame=frames.start,
                          settings=run_settings, crf=args.crf, x264_preset=args.x264_preset,
                          segment_frames=args.segment_frames, resume=not args.no_resume, audio=not args.no_audio)
@@ -162,4 +203,5 @@ def add_video_command(sub: "argparse._SubParsersAction[argparse.ArgumentParser]"
     add_dream_arguments(p, schedules=True)
     add_video_arguments(p)
     add_animation_arguments(p, cadence=True, motion_help="drift of the carried dream over the scene")
+    add_distributed_arguments(p)
     p.set_defaults(func=run_video)

@@ -121,3 +121,38 @@ def plan_segments(frames: range, segment_length: int, burn_in: int, overlap: int
 def crossfade_weights(overlap: int) -> list[float]:
     """Weight of the *next* segment at each of ``overlap`` blended frames: a ramp strictly between 0 and 1."""
     return [(k + 1) / (overlap + 1) for k in range(overlap)]
+
+
+#: Frames cross-faded at each join by default (see benchmarks/distributed.py for the measured seams).
+DEFAULT_OVERLAP = 8
+#: Burn-in frames by default: the overlap plus as many again for the carried dream to settle.
+DEFAULT_BURN_IN = 16
+#: Longest segment by default: a killed worker loses at most this many frames' work.
+MAX_SEGMENT_LENGTH = 240
+
+
+def choose_plan(frames: range, workers: int, *, mode: str = "stable", segment_length: int | None = None,
+                burn_in: int | None = None, overlap: int | None = None) -> list[Segment]:
+    """The segment plan of a run on ``workers`` workers: explicit values win, the rest are defaults.
+
+    Defaults: segments of ``ceil(len(frames) / workers)`` kept frames (split further so none is longer
+    than :data:`MAX_SEGMENT_LENGTH`), :data:`DEFAULT_OVERLAP` cross-faded frames (fewer when the
+    segments are shorter) and :data:`DEFAULT_BURN_IN` burn-in frames. Mode ``independent`` carries
+    nothing between frames, so its segments need neither (an exact split).
+
+    Raises:
+        InvalidParameterError: ``workers`` < 1, or the explicit lengths do not fit together.
+    """
+    if workers < 1:
+        raise InvalidParameterError(f"workers must be >= 1; got {workers}.", parameter="workers")
+    n = len(frames)
+    if segment_length is None:
+        pieces = workers * max(1, math.ceil(n / (workers * MAX_SEGMENT_LENGTH)))
+        segment_length = max(1, math.ceil(n / pieces))
+    if mode == "independent":
+        overlap = 0 if overlap is None else overlap
+        burn_in = overlap if burn_in is None else burn_in
+    else:
+        overlap = min(DEFAULT_OVERLAP, segment_length - 1) if overlap is None else overlap
+        burn_in = max(DEFAULT_BURN_IN, overlap) if burn_in is None else burn_in
+    return plan_segments(frames, segment_length, burn_in, overlap)

@@ -43,6 +43,8 @@ logger = logging.getLogger(__name__)
 #: Frames per resumable segment: at most this many frames are redone after a hard crash.
 DEFAULT_SEGMENT_FRAMES = 30
 _SEGMENT_FORMAT = "mp4"
+#: Container of the committed segments; a segment encoded elsewhere (:meth:`VideoWriter.commit_encoded`) uses it too.
+SEGMENT_FORMAT = _SEGMENT_FORMAT
 
 
 @dataclass
@@ -269,6 +271,38 @@ class VideoWriter:
         self._pending_carry = carry
         if self._encoder.count >= self.segment_frames:
             self._commit_segment()
+
+    def commit_encoded(self, data: bytes, frames: int, size: tuple[int, int],
+                       carry: Mapping[str, Any] | None = None) -> None:
+        """Commit a segment encoded elsewhere (e.g. by a distributed worker) as the next ``frames`` frames.
+
+        Args:
+            data: a :data:`SEGMENT_FORMAT` file holding one H.264 ``yuv420p`` stream at the writer's rate,
+                :func:`~dream_core.video.encoder.segment_crf` quality and ``SEGMENT_PRESET``.
+            frames: how many frames it holds (checked against its packets before the commit).
+            size: ``(width, height)`` of its frames (even sides); all segments of a run share one size.
+            carry: the state saved with it, as in :meth:`write`.
+
+        Raises:
+            VideoError: frames written with :meth:`write` are not committed yet, the writer is finished or
+                broken, or ``data`` does not hold ``frames`` frames.
+            InvalidImageError: ``size`` differs from the earlier segments'.
+        """
+        if self._finished or self._broken or self._encoder is not None:
+            raise VideoError(f"The writer for '{self.path}' cannot take an encoded segment now: it is "
+                             f"{'finished' if self._finished else 'broken' if self._broken else 'encoding frames'}.")
+        known = self._journal.size
+        if known is not None and tuple(size) != known:
+            raise InvalidImageError(f"The segment is {size[0]}x{size[1]} but the video is {known[0]}x{known[1]}.")
+        self._journal.size = (int(size[0]), int(size[1]))
+        self.work_dir.mkdir(exist_ok=True)
+        tmp = self._journal.segment_path(len(self._journal.segments), partial=True)
+        tmp.write_bytes(data)
+        count = len(scan_packets(tmp)[0])
+        if count != frames:
+            tmp.unlink(missing_ok=True)
+            raise VideoError(f"An encoded segment for '{self.path}' holds {count} frames, expected {frames}.")
+        self._journal.commit(tmp, frames, carry)
 
     def _pad_even(self, arr: np.ndarray) -> np.ndarray:
         padded = pad_to_even(arr)

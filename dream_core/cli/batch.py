@@ -1,0 +1,138 @@
+"""``batch IN_DIR OUT_DIR --workers N``: every clip and image of a folder, same settings, on Ray workers.
+
+Images are independent Ray tasks, run first, ``--workers`` at a time; clips follow
+one after the other, each split into segments over all workers (``video --workers``).
+An output that exists with no unfinished work folder next to it is finished and
+skipped; an unfinished clip resumes. A summary table ends the run; the exit status
+is 0 when every file is done or skipped, 1 when one failed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..distributed.runner import require_ray, run_tasks
+from ..errors import DreamError, InvalidParameterError
+from ..video.journal import WORK_SUFFIX
+from ..video.output import OUTPUT_FORMATS
+from .args import HelpFormatter, add_dream_arguments
+from .animation_args import add_animation_arguments
+from .distributed import run_video_distributed
+from .distributed_args import add_distributed_arguments
+from .image import run_image
+from .video import add_video_arguments
+
+log = logging.getLogger("dream_core")
+
+#: Input extensions taken as clips and as images.
+VIDEO_SUFFIXES = (".mp4", ".mov", ".mkv", ".m4v", ".avi", ".webm")
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
+
+
+@dataclass
+class BatchItem:
+    """One input file, where its output goes, and how it went (``status``: todo/skipped/done/failed)."""
+
+    source: Path
+    output: Path
+    kind: str
+    status: str = "todo"
+    seconds: float = 0.0
+    note: str = ""
+
+
+def batch_items(in_dir: Path, out_dir: Path) -> list[BatchItem]:
+    """The clips and images directly in ``in_dir`` (sorted by name) and their outputs in ``out_dir``.
+
+    A clip keeps its container when the writer supports it, else becomes ``.mp4``; an image keeps its
+    name. An output that exists with no unfinished work folder is marked ``skipped``.
+    """
+    items = []
+    for path in sorted(p for p in in_dir.iterdir() if p.is_file()):
+        suffix = path.suffix.lower()
+        if suffix in VIDEO_SUFFIXES:
+            out = out_dir / (path.name if suffix in OUTPUT_FORMATS else path.stem + ".mp4")
+            items.append(BatchItem(path, out, "video"))
+        elif suffix in IMAGE_SUFFIXES:
+            items.append(BatchItem(path, out_dir / path.name, "image"))
+    for item in items:
+        if item.output.exists() and not item.output.with_name(item.output.name + WORK_SUFFIX).exists():
+            item.status = "skipped"
+            item.note = "finished earlier"
+    return items
+
+
+def summary_table(items: list[BatchItem]) -> str:
+    """A plain-text table of the batch: file, kind, status, seconds, note."""
+    rows = [("file", "kind", "status", "seconds", "note")]
+    rows += [(i.source.name, i.kind, i.status, f"{i.seconds:.1f}", i.note) for i in items]
+    widths = [max(len(r[c]) for r in rows) for c in range(5)]
+    lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def _with(args: argparse.Namespace, item: BatchItem) -> argparse.Namespace:
+    return argparse.Namespace(**{**vars(args), "input": str(item.source), "output": str(item.output)})
+
+
+def _image_task(args: argparse.Namespace) -> float:
+    t0 = time.perf_counter()
+    run_image(args)
+    return time.perf_counter() - t0
+
+
+def run_batch(args: argparse.Namespace) -> int:
+    """Dream every clip and image of ``args.input_dir`` into ``args.output_dir``."""
+    require_ray()
+    in_dir, out_dir = Path(args.input_dir), Path(args.output_dir)
+    if not in_dir.is_dir():
+        raise InvalidParameterError(f"Input folder '{in_dir}' does not exist or is not a folder.")
+    if in_dir.resolve() == out_dir.resolve():
+        raise InvalidParameterError(f"The output folder is the input folder '{in_dir}'; choose another one.")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    items = batch_items(in_dir, out_dir)
+    todo = [i for i in items if i.status == "todo"]
+    log.info("%d file(s) in %s: %d to dream, %d finished earlier.", len(items), in_dir, len(todo),
+             len(items) - len(todo))
+    images = [i for i in todo if i.kind == "image"]
+    if images:
+        def done(index: int, result: object, error: BaseException | None) -> None:
+            item = images[index]
+            item.status, item.note = ("failed", str(error).splitlines()[0][:80]) if error else ("done", "")
+            item.seconds = 0.0 if error else float(result)  # type: ignore[arg-type]
+            log.info("%s: %s", item.source.name, item.status)
+
+        run_tasks([functools.partial(_image_task, _with(args, i)) for i in images], workers=args.workers,
+                  address=args.ray_address, threads=args.threads, max_retries=args.max_retries, on_done=done)
+    for item in (i for i in todo if i.kind == "video"):
+        t0 = time.perf_counter()
+        try:
+            run_video_distributed(_with(args, item))
+            item.status = "done"
+        except DreamError as exc:
+            item.status, item.note = "failed", str(exc).splitlines()[0][:80]
+            log.error("%s: %s", item.source.name, exc)
+        item.seconds = time.perf_counter() - t0
+    print(summary_table(items))
+    return 1 if any(i.status == "failed" for i in items) else 0
+
+
+def add_batch_command(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
+    p = sub.add_parser("batch", help="dream every clip and image of a folder on Ray workers",
+                       description="Dream every clip (.mp4 .mov .mkv .m4v .avi .webm) and image (.png .jpg .jpeg "
+                                   ".webp) of a folder with the same settings on Ray workers; finished outputs are "
+                                   "skipped, unfinished clips resume.",
+                       formatter_class=HelpFormatter)
+    p.add_argument("input_dir", help="folder of clips and images")
+    p.add_argument("output_dir", help="folder for the results (created; same file names)")
+    add_dream_arguments(p, schedules=True)
+    add_video_arguments(p)
+    add_animation_arguments(p, cadence=True, motion_help="drift of the carried dream over the scene")
+    add_distributed_arguments(p)
+    p.set_defaults(func=run_batch)

@@ -1,0 +1,67 @@
+"""A segment dreamed on its own (dream_core.distributed.job): seeded by frame, so a redone segment is identical."""
+
+import av
+import io
+from fractions import Fraction
+
+import numpy as np
+import pytest
+
+from conftest import textured_image
+from dream_core import DreamSettings
+from dream_core.distributed.job import SegmentJob, dream_segment
+from dream_core.distributed.segments import plan_segments
+from dream_core.image_io import to_uint8_hwc
+from dream_core.video import VideoSettings, VideoWriter
+
+RATE = Fraction(24)
+N = 8
+
+
+@pytest.fixture(scope="module")
+def clip(tmp_path_factory):
+    """A lossless panning clip of N frames, 64x48."""
+    wide = textured_image(48, 64 + 3 * N, seed=3)
+    path = tmp_path_factory.mktemp("clip") / "pan.mp4"
+    with VideoWriter(path, RATE, crf=0, resume=False) as writer:
+        for t in range(N):
+            writer.write(to_uint8_hwc(wide[0, :, :, 3 * t: 3 * t + 64]))
+    return path
+
+
+def job(clip, mode: str) -> SegmentJob:
+    # jitter on: the random rolls are what a per-run generator would get wrong
+    return SegmentJob(source=str(clip), rate=RATE, first_frame=0, max_side=None, model="efficientnet_lite0",
+                      weights=None, objective=None, device="cpu", crf=0,
+                      settings=DreamSettings(num_octaves=1, num_iterations=2, jitter=4),
+                      video=VideoSettings(mode=mode))
+
+
+def frames_of(result) -> dict[str, np.ndarray]:
+    with av.open(io.BytesIO(result.body)) as container:
+        body = np.stack([f.to_ndarray(format="rgb24") for f in container.decode(video=0)])
+    return {"body": body, "blend_in": result.blend_in, "blend_out": result.blend_out}
+
+
+def test_a_segment_alone_equals_the_unbroken_run_when_nothing_is_carried(clip):
+    """Mode independent carries nothing: any randomness tied to where a run starts would show here."""
+    whole = dream_segment(job(clip, "independent"), plan_segments(range(N), N, 0, 0)[0])
+    second = plan_segments(range(N), 4, 0, 0)[1]
+    alone = dream_segment(job(clip, "independent"), second)
+    assert alone.body_frames == len(second.body) == 4
+    np.testing.assert_array_equal(frames_of(alone)["body"], frames_of(whole)["body"][4:])
+
+
+def test_a_redone_segment_gives_the_same_frames(clip):
+    seg = plan_segments(range(N), 4, 3, 2)[1]
+    assert (seg.dream, seg.blend_in) == (range(1, 8), range(2, 4))
+    first, again = (frames_of(dream_segment(job(clip, "stable"), seg)) for _ in range(2))
+    for part in ("body", "blend_in", "blend_out"):
+        np.testing.assert_array_equal(first[part], again[part])
+    assert first["blend_in"].shape == (2, 48, 64, 3)
+
+
+def test_a_short_source_is_an_error(clip):
+    seg = plan_segments(range(N + 4), 6, 2, 1)[1]
+    with pytest.raises(Exception, match="needs frames"):
+        dream_segment(job(clip, "independent"), seg)
