@@ -14,6 +14,8 @@ Conventions: RGB tensors are ``[N,3,H,W]`` sRGB in ``0..1``; LAB tensors are
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 from .errors import InvalidParameterError
@@ -32,6 +34,8 @@ _DELTA = 6.0 / 29.0
 MAX_CONTRAST_GAIN = 2.0
 #: Corrections per match: colours pushed out of the sRGB gamut are clipped, so the first one falls short.
 MATCH_ROUNDS = 3
+#: Pixels sampled for the statistics of :func:`match_colour_balance`.
+SAMPLE_PIXELS = 16384
 
 
 def _matrix(rows: tuple[tuple[float, ...], ...], like: torch.Tensor) -> torch.Tensor:
@@ -62,10 +66,38 @@ def lab_to_rgb(lab: torch.Tensor) -> torch.Tensor:
 
 def colour_balance(rgb: torch.Tensor) -> torch.Tensor:
     """The colour balance of each image: ``[N,4]`` = (mean ``L*``, std ``L*``, mean ``a*``, mean ``b*``)."""
-    lab = rgb_to_lab(rgb)
+    return _balance(rgb_to_lab(rgb))
+
+
+def _balance(lab: torch.Tensor) -> torch.Tensor:
     L, a, b = lab.unbind(1)
     dims = (-2, -1)
     return torch.stack((L.mean(dims), L.std(dims), a.mean(dims), b.mean(dims)), dim=1)
+
+
+def _sample(rgb: torch.Tensor) -> torch.Tensor:
+    """Every k-th pixel in both directions, at most about :data:`SAMPLE_PIXELS` of them (statistics only)."""
+    stride = max(1, math.ceil(math.sqrt(rgb.shape[-2] * rgb.shape[-1] / SAMPLE_PIXELS)))
+    return rgb[..., ::stride, ::stride]
+
+
+class _BalanceShift:
+    """``L* -> (L* - centre) * gain + centre + shift_L``, ``a* += shift_a``, ``b* += shift_b``, per image."""
+
+    def __init__(self, centre: torch.Tensor) -> None:
+        self.centre = centre.view(-1, 1, 1, 1)
+        self.gain = torch.ones_like(self.centre)
+        self.shift = torch.zeros(centre.shape[0], 3, 1, 1, device=centre.device, dtype=centre.dtype)
+
+    def apply(self, lab: torch.Tensor) -> torch.Tensor:
+        L = (lab[:, :1] - self.centre) * self.gain + self.centre
+        return torch.cat((L, lab[:, 1:]), dim=1) + self.shift
+
+    def correct(self, have: torch.Tensor, want: torch.Tensor) -> None:
+        """Move the result's balance ``have`` ``[N,4]`` (as measured) towards ``want``."""
+        ratio = want[:, 1] / have[:, 1].clamp_min(1e-3)
+        self.gain = (self.gain * ratio.view(-1, 1, 1, 1)).clamp(1 / MAX_CONTRAST_GAIN, MAX_CONTRAST_GAIN)
+        self.shift = self.shift + (want - have)[:, [0, 2, 3]].view(-1, 3, 1, 1)
 
 
 def match_colour_balance(image: torch.Tensor, reference: torch.Tensor, strength: float = 1.0) -> torch.Tensor:
@@ -74,8 +106,9 @@ def match_colour_balance(image: torch.Tensor, reference: torch.Tensor, strength:
     ``L*`` is shifted and scaled to the reference's mean and spread (the gain kept within
     ``1/MAX_CONTRAST_GAIN .. MAX_CONTRAST_GAIN``), ``a*`` and ``b*`` are shifted to the
     reference's means. The target is ``strength`` of the way from ``image``'s balance to the
-    reference's; colours clipped at the edge of the sRGB gamut are corrected again
-    (:data:`MATCH_ROUNDS` rounds).
+    reference's. Colours pushed out of the sRGB gamut are clipped, so the shift is found on a
+    sample of the pixels over :data:`MATCH_ROUNDS` measured corrections, then applied to the
+    whole image once.
 
     Args:
         image: RGB ``[N,3,H,W]`` in ``0..1``.
@@ -92,23 +125,13 @@ def match_colour_balance(image: torch.Tensor, reference: torch.Tensor, strength:
         raise InvalidParameterError(f"colour_coherence must be in 0..1; got {strength}.", parameter="colour_coherence")
     if strength == 0.0:
         return image
-    have = colour_balance(image)
-    want = torch.lerp(have, colour_balance(reference.to(device=image.device, dtype=image.dtype)).expand_as(have),
+    sample = rgb_to_lab(_sample(image))
+    have = _balance(sample)
+    want = torch.lerp(have, colour_balance(_sample(reference.to(device=image.device, dtype=image.dtype))).expand_as(have),
                       strength)
-    out = image
-    for _ in range(MATCH_ROUNDS):  # colours pushed out of gamut are clipped: measure again and correct the rest
-        out = _shift_balance(out, want)
-    return out
-
-
-def _shift_balance(image: torch.Tensor, want: torch.Tensor) -> torch.Tensor:
-    """One LAB correction of ``image`` ``[N,3,H,W]`` towards the balance ``want`` ``[N,4]``."""
-    lab = rgb_to_lab(image)
-    have = colour_balance(image).view(-1, 4, 1, 1)
-    want = want.view(-1, 4, 1, 1)
-    gain = (want[:, 1:2] / have[:, 1:2].clamp_min(1e-3)).clamp(1 / MAX_CONTRAST_GAIN, MAX_CONTRAST_GAIN)
-    return lab_to_rgb(torch.cat((
-        (lab[:, 0:1] - have[:, 0:1]) * gain + want[:, 0:1],
-        lab[:, 1:2] - have[:, 2:3] + want[:, 2:3],
-        lab[:, 2:3] - have[:, 3:4] + want[:, 3:4],
-    ), dim=1))
+    shift = _BalanceShift(have[:, 0])
+    now = have
+    for _ in range(MATCH_ROUNDS):
+        shift.correct(now, want)
+        now = colour_balance(lab_to_rgb(shift.apply(sample)))  # as it comes out: clipped to the gamut
+    return lab_to_rgb(shift.apply(rgb_to_lab(image)))

@@ -343,7 +343,9 @@ class FrameDreamer:
         carried, weight, self._path = self._carried_diff(flow, reliable, run.video)
         frame = Between(raw, flow, _reliability(flow, reliable), weight * carried, run.mask, run.video, self._path.age)
         self._between.append(frame)
-        return forward_only([frame], self.colour_reference)[0]  # until the next dreamed frame settles it
+        # Provisional, until settle_between finishes it (from both sides, colour kept): the earlier dream alone.
+        out = (raw + frame.forward).clamp(0, 1)
+        return out if run.mask is None else torch.lerp(raw, out, run.mask)
 
 
 def _reliability(flow: torch.Tensor, reliable: Optional[torch.Tensor]) -> torch.Tensor:
