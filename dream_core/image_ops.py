@@ -12,10 +12,30 @@ from typing import Sequence
 import torch
 import torch.nn.functional as F
 
-from .errors import InvalidImageError
+from .errors import InvalidImageError, InvalidParameterError
 
 # ITU-R BT.601 luma weights (as JPEG's YCbCr).
 _LUMA = (0.299, 0.587, 0.114)
+
+#: Largest image (pixels) dreamed at all. A dream's memory grows with the pixels (about 100 bytes
+#: each on the CPU, plus about 1.5 GB for the process, the network and a tile's activations).
+MAX_PIXELS = 8192 * 8192
+
+
+def check_max_side(max_side: int | None) -> None:
+    """Refuse a ``max_side`` that is not ``None``, ``0`` (keep the size) or a positive number of pixels.
+
+    Raises:
+        InvalidParameterError: negative, or not a whole number (``parameter="max_side"``).
+    """
+    if max_side is None:
+        return
+    if isinstance(max_side, bool) or not isinstance(max_side, (int, float)) or max_side != int(max_side) \
+            or max_side < 0:
+        raise InvalidParameterError(
+            f"max_side must be a positive number of pixels (or 0 / None to keep the size); got {max_side!r}.",
+            parameter="max_side",
+        )
 
 
 def resize(image: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
@@ -42,12 +62,16 @@ def fit_size(height: int, width: int, max_side: int | None, *, multiple: int = 1
     Returns:
         ``(h, w)``, each side at least ``multiple`` pixels.
 
+    Raises:
+        InvalidParameterError: a negative ``max_side`` (:func:`check_max_side`).
+
     Example:
         >>> fit_size(720, 1280, 640)
         (360, 640)
         >>> fit_size(734, 979, 480, multiple=2)
         (360, 480)
     """
+    check_max_side(max_side)
     if not max_side or max(height, width) <= max_side:
         return height, width
     f = max_side / max(height, width)
