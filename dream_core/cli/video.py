@@ -35,6 +35,7 @@ from ..video import (
     check_frame_count,
     check_output_writable,
     dream_clip,
+    file_identity,
     frame_range,
     probe_video,
     read_frames,
@@ -105,9 +106,10 @@ def run_video(args: argparse.Namespace) -> int:
     estimator = FlowEstimator(args.flow, weights=args.flow_weights) if video.needs_flow else None
     start_image = load_image(args.start_image) if args.start_image else None
     run_settings = {
-        "model": model.name, "weights": str(args.weights), "objective": objective.to_string(),
+        "model": model.name, "weights": file_identity(args.weights), "objective": objective.to_string(),
         "dream": dataclasses.asdict(settings), "video": dataclasses.asdict(video), "end": frames.stop,
-        "size": size, "flow": args.flow, "start_image": args.start_image,
+        "size": size, "flow": args.flow, "flow_weights": file_identity(args.flow_weights),
+        "start_image": file_identity(args.start_image),
     }
     writer = VideoWriter(args.output, info.frame_rate, source=args.input, start_frame=frames.start,
                          settings=run_settings, crf=args.crf, x264_preset=args.x264_preset,
