@@ -43,6 +43,7 @@ FLAGS = {
 REMEDIES = {
     **{name: f"Set it with {flag}." for name, flag in FLAGS.items()},
     "image": "Shrink the input with --max-side.",
+    "tile_overlap": "Raise --tile-size or lower --tile-overlap.",
     "model": "List the registered models with --list-models.",
     "objective": "Give it with --layers; --list-layers MODEL lists the layers and their channel counts.",
     "weights": "Give the state dict file for --model with --weights FILE.",
@@ -107,7 +108,10 @@ def add_dream_arguments(p: argparse.ArgumentParser, defaults: DreamSettings = _D
         d.add_argument(*names, dest=field, type=kind, default=None, metavar=names[0][2:].upper().replace("-", "_"),
                        help=f"{text} {_look_default(field)}", **extra)
     d.add_argument("--jitter", type=int, default=defaults.jitter, help="max random shift per step, pixels")
-    d.add_argument("--seed", type=int, default=defaults.seed, help="random seed (same seed -> same result)")
+    d.add_argument("--seed", type=int, default=defaults.seed,
+                   help="random seed: the same seed and inputs give the same result on the same device, PyTorch "
+                        "build and --threads count (another thread count sums floats in another order, and the "
+                        "dream grows that into visibly different detail)")
     d.add_argument("--luminance-only", action="store_true", help="keep the original colours")
     d.add_argument("--autocast", choices=list(AUTOCAST_DTYPES), default=defaults.autocast, help="mixed precision")
     d.add_argument("--tile-size", type=int, default=defaults.tile_size, help="tile larger images (pixels)")

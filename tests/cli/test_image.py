@@ -57,7 +57,7 @@ def test_no_fast_path_switches_the_execution_copy_off(tmp_path):
         (["--smoothing", "inf"], "gradient_smoothing must be a finite number", "Set it with --smoothing."),
         (["--seed", str(2**70)], "seed must be in 0..", "Set it with --seed."),
         (["--max-side", "-5"], "max_side must be a positive number", "Set it with --max-side."),
-        (["--tile-size", "100"], "tile_size of at least 130", "Set it with --tile-overlap."),
+        (["--tile-size", "100"], "tile_size of at least 130", "Raise --tile-size or lower --tile-overlap."),
         (["--layers", "1e400*block10_dw"], "weight of '1e400*block10_dw' is inf", "--layers"),
         (["--layers", "0*block10_dw"], "weight of 0 removes the term", "--layers"),
         (["--layers", "block10_dw:0-99999999"], "beyond any layer", "--list-layers MODEL"),
@@ -138,3 +138,12 @@ def test_tiny_guide_names_the_guide_flag(small_png, tmp_path, caplog):
     save_image(torch.rand(1, 3, 1, 1), guide)
     assert main(["image", str(small_png), str(tmp_path / "o.png"), *QUICK, "--guide", str(guide)]) == 2
     assert "guide image" in caplog.text and "1x1" in caplog.text and "--guide" in caplog.text
+
+
+def test_seed_help_says_determinism_holds_at_one_thread_count():
+    # The same seed dreams visibly different detail at another --threads count: the promise says so.
+    from dream_core.cli import build_parser
+
+    image = next(a for a in build_parser()._subparsers._group_actions[0].choices.values() if a.prog.endswith("image"))
+    seed = next(a for a in image._actions if "--seed" in a.option_strings)
+    assert "--threads count" in seed.help and "same seed" in seed.help
