@@ -68,7 +68,12 @@ def load_image(path: str | os.PathLike[str], max_side: Optional[int] = None) -> 
     with _open(path) as im:
         width, height = im.size
         _check_decode_size(path, width, height, max_side)
+        factor = max(width, height) // max_side if max_side else 1
         try:
+            if factor >= 2:  # shrink by a whole factor while still 8 bits (box filter): no full-size float copy
+                im.draft(im.mode, (width // factor, height // factor))  # JPEG: decode at the smaller size
+                if max(im.size) // max_side >= 2:
+                    im = im.reduce(max(im.size) // max_side)
             rgb = _to_rgb_array(im)
         except (OSError, ValueError, SyntaxError) as exc:
             raise InvalidImageError(
@@ -106,8 +111,14 @@ def _check_decode_size(path: Path, width: int, height: int, max_side: Optional[i
     if not max_side:
         raise InvalidImageError(
             f"Image '{path.name}' is {width}x{height} = {pixels / 1e6:.0f} MP; the limit is {MAX_PIXELS / 1e6:.0f} MP "
-            f"(about {MAX_PIXELS * 100 / 2**30:.1f} GB of memory to dream). Shrink it while reading with max_side, "
+            "(memory). Shrink it while reading with max_side, "
             f"e.g. max_side={fits} or less.", parameter="image",
+        )
+    scale = min(1.0, max_side / max(width, height))
+    if round(width * scale) * round(height * scale) > MAX_PIXELS:
+        raise InvalidImageError(
+            f"Image '{path.name}' is {width}x{height}; shrunk to max_side={max_side} it is still over the limit of "
+            f"{MAX_PIXELS / 1e6:.0f} MP (memory). Use max_side={fits} or less.", parameter="max_side",
         )
     if pixels > MAX_DECODE_PIXELS:
         raise InvalidImageError(

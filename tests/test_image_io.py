@@ -116,3 +116,23 @@ def test_writable_outputs_pass_and_save(tmp_path):
     with pytest.raises(InvalidParameterError, match="cannot be written"):
         save_image(textured_image(16, 16), tmp_path / "out.psd")
     assert not list(tmp_path.glob("*.partial"))
+
+
+def test_max_side_that_still_leaves_too_many_pixels_is_refused_before_decoding(tmp_path):
+    path = header_only_png(tmp_path / "huge.png", 12000, 8000)
+    with pytest.raises(InvalidImageError, match=r"max_side=10000 it is still over the limit.*max_side=\d+") as info:
+        load_image(path, max_side=10000)
+    assert info.value.parameter == "max_side"
+
+
+def test_large_image_shrunk_while_reading_matches_a_float_resize(tmp_path):
+    from dream_core.image_ops import fit_max_side
+
+    image = textured_image(300, 400)
+    save_image(image, tmp_path / "big.png")
+    full = load_image(tmp_path / "big.png")
+    small = load_image(tmp_path / "big.png", max_side=100)  # reduced by 4 in 8 bits first
+    assert small.shape == (1, 3, 75, 100)
+    resized = fit_max_side(full, 100)
+    assert (small - resized).abs().mean() < 0.02  # box vs triangle filter on a texture: same picture
+    assert (small.mean() - resized.mean()).abs() < 0.002  # and no shift of brightness or position
