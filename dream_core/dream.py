@@ -35,7 +35,7 @@ import torch
 from .allocator import tiles_on_the_heap
 from .errors import InvalidImageError, InvalidParameterError
 from .features import FeatureHooks, grad_enabled_outside_inference
-from .image_ops import MAX_PIXELS, fit_max_side, keep_colours, octave_sizes, resize, to_rgb
+from .image_ops import MAX_PIXELS, as_mask, fit_max_side, keep_colours, octave_sizes, resize, to_rgb
 from .models.spec import DreamModel
 from .objectives import GuideObjective, Objective, SumObjective, resolve_objective
 from .settings import AUTOCAST_DTYPES, DreamSettings
@@ -302,6 +302,7 @@ def dream_image(
     on_step: Optional[StepCallback] = None,
     hooks: Optional[FeatureHooks] = None,
     tiles: Optional[TileBudget] = None,
+    mask: Optional[torch.Tensor] = None,
 ) -> torch.Tensor:
     """Dream ``image`` with ``model``.
 
@@ -316,6 +317,10 @@ def dream_image(
         hooks: already-entered :class:`FeatureHooks` for ``objective``'s layers (video reuses them).
         tiles: a :class:`TileBudget` shared with other dreams (a clip's frames): starts from
             the tile size it learned and learns a smaller one after an out-of-memory error.
+        mask: where to dream, ``[1,1,H,W]`` or ``[H,W]`` in ``0..1`` (1 = dream, fractions scale
+            every step, 0 = keep; resized to the image when its size differs): each step is
+            multiplied by it, and the result is ``image + mask * (dream - image)``, so pixels
+            where it is 0 come back unchanged.
 
     Returns:
         Dreamed image ``[B,3,H,W]`` in ``0..1`` on ``image``'s device and dtype. Computation
@@ -332,9 +337,12 @@ def dream_image(
         base = image.detach().to(device=model.device, dtype=model.dtype)
         if base.is_inference():
             base = base.clone()
-        result = _dream_octaves(model, base, objective, settings, amp_dtype, anchor, on_step, hooks, tiles)
+        where = None if mask is None else as_mask(mask, tuple(base.shape[-2:])).to(base)
+        result = _dream_octaves(model, base, objective, settings, amp_dtype, anchor, on_step, hooks, tiles, where)
         if settings.luminance_only:
             result = keep_colours(result, base)
+        if where is not None:
+            result = torch.lerp(base, result, where)
     return result.to(device=out_device, dtype=out_dtype)
 
 
@@ -348,6 +356,7 @@ def _dream_octaves(
     on_step: Optional[StepCallback],
     hooks: Optional[FeatureHooks],
     tiles: Optional[TileBudget] = None,
+    mask: Optional[torch.Tensor] = None,
 ) -> torch.Tensor:
     h, w = base.shape[-2:]
     sizes = octave_sizes(h, w, settings.num_octaves, settings.octave_scale)
@@ -366,6 +375,7 @@ def _dream_octaves(
             if anchor is not None:
                 a_target = resize(anchor.target.to(base), size)
                 a_weight = resize(anchor.weight.to(base), size) * anchor.strength
+            step_scale = settings.learning_rate if mask is None else settings.learning_rate * resize(mask, size)
             for _ in range(settings.num_iterations):
                 ox, oy = (torch.randint(-settings.jitter, settings.jitter + 1, (2,), generator=gen).tolist()
                           if settings.jitter else (0, 0))
@@ -380,7 +390,7 @@ def _dream_octaves(
                 grad = step_direction(pending.pop(), settings.step_rule, smoothing=settings.gradient_smoothing,
                                       colour_decorrelation=settings.colour_decorrelation,
                                       laplacian_levels=settings.laplacian_levels)
-                x = x + settings.learning_rate * grad
+                x = x + step_scale * grad
                 del grad
                 if anchor is not None:
                     x = x + a_weight * (a_target - x)

@@ -74,6 +74,10 @@ class ObjectiveSyntaxError(DreamError):
     """An objective string that cannot be parsed."""
 
 
+class ScheduleSyntaxError(DreamError):
+    """A keyframed schedule string that cannot be parsed (the message names the position)."""
+
+
 class WeightsError(DreamError):
     """A weights file that is missing, unreadable, or for another architecture."""
 

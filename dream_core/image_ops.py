@@ -175,6 +175,28 @@ def keep_colours(dreamed: torch.Tensor, original: torch.Tensor) -> torch.Tensor:
     return (original + (luminance(dreamed) - luminance(original))).clamp(0, 1)
 
 
+def as_mask(mask: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """A mask as ``[1,1,H,W]`` float in ``0..1`` at ``size`` ``(H, W)`` (bilinear when resized).
+
+    Accepts ``[H,W]``, ``[1,H,W]`` or ``[1,1,H,W]``; values are clamped to ``0..1``.
+
+    Raises:
+        InvalidImageError: another shape, a batch of several masks, or non-finite values.
+    """
+    if not isinstance(mask, torch.Tensor) or mask.dim() not in (2, 3, 4) or mask.shape[-2] < 1 or mask.shape[-1] < 1:
+        shape = tuple(mask.shape) if isinstance(mask, torch.Tensor) else type(mask).__name__
+        raise InvalidImageError(f"A mask must be a tensor [H,W], [1,H,W] or [1,1,H,W]; got {shape}.", parameter="mask")
+    m = mask.reshape(-1, *mask.shape[-2:])
+    if m.shape[0] != 1:
+        raise InvalidImageError(f"One mask per image is expected; got {m.shape[0]} in shape {tuple(mask.shape)}.",
+                                parameter="mask")
+    m = m.to(torch.float32 if not m.is_floating_point() else m.dtype)
+    if not torch.isfinite(m).all():
+        raise InvalidImageError("The mask contains NaN or infinite values.", parameter="mask")
+    m = m.clamp(0, 1).unsqueeze(0)
+    return m if tuple(m.shape[-2:]) == tuple(size) else resize(m, size).clamp(0, 1)
+
+
 def to_rgb(image: torch.Tensor) -> torch.Tensor:
     """Validate ``[B,C,H,W]`` and return it as 3-channel RGB.
 

@@ -6,6 +6,7 @@ Importing this package never imports ComfyUI; :mod:`.comfy_adapter` does that la
 from __future__ import annotations
 
 from . import comfy_adapter
+from .animation_nodes import DDVAnimate, DDVSchedule
 from .flow_nodes import DDVOpticalFlow
 from .common import presets_payload
 from .image_nodes import DDVDreamImage
@@ -19,6 +20,8 @@ NODE_CLASS_MAPPINGS = {
     "DDVDreamImage": DDVDreamImage,
     "DDVOpticalFlow": DDVOpticalFlow,
     "DDVVideoDream": DDVVideoDream,
+    "DDVSchedule": DDVSchedule,
+    "DDVAnimate": DDVAnimate,
 }
 
 NODE_DISPLAY_NAME_MAPPINGS = {
@@ -27,6 +30,8 @@ NODE_DISPLAY_NAME_MAPPINGS = {
     "DDVDreamImage": "DeepDream Image",
     "DDVOpticalFlow": "DeepDream Optical Flow",
     "DDVVideoDream": "DeepDream Video (flow-warped)",
+    "DDVSchedule": "DeepDream Schedule",
+    "DDVAnimate": "DeepDream Zoom Animation",
 }
 
 

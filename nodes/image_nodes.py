@@ -22,6 +22,7 @@ from .common import (
     rgb_frame,
     to_image,
 )
+from .animation_nodes import mask_batch
 from .model_nodes import check_model
 
 log = logging.getLogger(__name__)
@@ -56,6 +57,10 @@ class DDVDreamImage:
                     "tooltip": "Optional guide image: the dream takes on its features (first image of the batch) "
                                "at the objective's layers instead of amplifying whatever it sees.",
                 }),
+                "mask": ("MASK", {
+                    "tooltip": "Where to dream (1 = dream, 0 = keep, between = weaker); one mask for the whole "
+                               "batch or one per image. Outside it the image comes back unchanged.",
+                }),
                 **look_inputs(),
             },
         }
@@ -67,6 +72,7 @@ class DDVDreamImage:
         model: DreamModel,
         objective: Optional[Objective] = None,
         guide: Optional[torch.Tensor] = None,
+        mask: Optional[torch.Tensor] = None,
         **widgets: Any,
     ) -> tuple[torch.Tensor]:
         images = check_image(images)
@@ -76,6 +82,7 @@ class DDVDreamImage:
         device = model.device
         guide_rgb = rgb_frame(check_image(guide, "guide"), 0, device) if guide is not None else None
         count, height, width, _ = images.shape
+        masks = mask_batch(mask)
         out = torch.empty(count, height, width, 3, dtype=torch.float32, device=host.intermediate_device())
         steps = settings.num_octaves * settings.num_iterations
         progress = host.Progress(count * steps)
@@ -87,7 +94,8 @@ class DDVDreamImage:
                     progress.update(_done + step, current)
 
                 dreamed = dream_image(model, rgb_frame(images, index, device), objective, settings,
-                                      guide=guide_rgb, on_step=on_step)
+                                      guide=guide_rgb, on_step=on_step,
+                                      mask=None if masks is None else masks(index).to(device))
                 out[index].copy_(to_image(dreamed)[0])
                 progress.update((index + 1) * steps, dreamed, force_preview=True)
         finally:

@@ -8,7 +8,8 @@ from typing import Any, Optional
 
 import torch
 
-from ..dream_core import DreamModel, FlowSet, FrameDreamer, Objective, dream_clip, frame_range, resolve_objective
+from ..dream_core import DreamModel, FlowSet, FrameDreamer, Objective, dream_clip, frame_range
+from ..dream_core.animation import ClipPlan, Schedule
 from ..dream_core.video import check_clip_flows
 from . import comfy_adapter as host
 from .common import (
@@ -16,6 +17,7 @@ from .common import (
     FLOW_TYPE,
     MODEL_TYPE,
     OBJECTIVE_TYPE,
+    SCHEDULE_TYPE,
     check_image,
     dream_inputs,
     look_inputs,
@@ -25,6 +27,7 @@ from .common import (
     video_inputs,
     video_settings,
 )
+from .animation_nodes import mask_batch
 from .model_nodes import check_model
 
 log = logging.getLogger(__name__)
@@ -77,7 +80,25 @@ class DDVVideoDream:
                     "tooltip": "predefined_start: the already dreamed version of the first frame of the range (e.g. "
                                "the last frame of an earlier run); used as is instead of dreaming that frame.",
                 }),
+                "schedule": (SCHEDULE_TYPE, {
+                    "tooltip": "From DeepDream Schedule: settings that change over the clip (learning_rate, carry, "
+                               "the objective, a zoom/rotate/translate drift of the dream over the scene, ...).",
+                }),
+                "mask": ("MASK", {
+                    "tooltip": "Where to dream (1 = dream, 0 = keep the frame as it is, between = weaker); one mask "
+                               "for every frame, or one per frame.",
+                }),
                 **look_inputs(),
+                "cadence": ("INT", {
+                    "default": 1, "min": 1, "max": 16,
+                    "tooltip": "Dream every Nth frame and carry the dream along the optical flow to the frames "
+                               "between: about N times faster, steadier; 1 = dream every frame.",
+                }),
+                "fps": ("FLOAT", {
+                    "default": 0.0, "min": 0.0, "max": 240.0, "step": 0.001,
+                    "tooltip": "The clip's frame rate (connect Get Video Components' fps), for schedule keys in "
+                               "seconds; 0 = not known.",
+                }),
             },
         }
 
@@ -91,6 +112,10 @@ class DDVVideoDream:
         flow: Optional[FlowSet] = None,
         objective: Optional[Objective] = None,
         start_image: Optional[torch.Tensor] = None,
+        schedule: Optional[dict[str, Schedule]] = None,
+        mask: Optional[torch.Tensor] = None,
+        cadence: int = 1,
+        fps: float = 0.0,
         **widgets: Any,
     ) -> tuple[torch.Tensor]:
         # validation
@@ -101,7 +126,11 @@ class DDVVideoDream:
         num_frames, height, width, _ = images.shape
         frames = frame_range(num_frames, int(start_frame), int(start_frame) + int(frame_count) if frame_count > 0 else None)
         check_clip_flows(video, flow, frames, num_frames, height, width)
-        objective = resolve_objective(model, objective)
+        plan = ClipPlan(model, settings, objective=objective, video=video, schedules=dict(schedule or {}),
+                        cadence=int(cadence), cadence_start=frames.start, fps=fps or None)
+        plan.check(frames)
+        masks = mask_batch(mask)
+        objective = plan(frames.start).objective
         device = model.device
         start_rgb = rgb_frame(check_image(start_image, "start_image"), 0, device) if start_image is not None else None
 
@@ -117,7 +146,7 @@ class DDVVideoDream:
         try:
             with FrameDreamer(model, objective, settings, video, start_image=start_rgb) as dreamer:
                 clip = ((t, rgb_frame(images, t, device)) for t in frames)
-                for done in dream_clip(dreamer, clip, flow, on_step=on_step):
+                for done in dream_clip(dreamer, clip, flow, on_step=on_step, plan=plan, masks=masks):
                     k = done.index - frames.start
                     out[k].copy_(done.image[0].permute(1, 2, 0))
                     progress.update((k + 1) * _UNITS, done.image, force_preview=True)

@@ -14,7 +14,7 @@ import torch
 
 BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
 SCRIPTS = ["compute_floor", "dream_speed", "baseline_original", "memory", "autocast_check", "allocator", "gpu_check",
-           "look"]
+           "look", "animation"]
 # allocator.py's quick mode starts two child processes (~9 s on the 2-core machine): --help only here.
 QUICK = [name for name in SCRIPTS if name != "allocator"]
 

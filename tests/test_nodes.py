@@ -106,11 +106,12 @@ def test_pack_import_needs_no_comfyui():
     """)
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
-    assert done.stdout.strip() == "5"
+    assert done.stdout.strip() == "7"
 
 
 def test_mappings_ids_and_display_names():
-    assert set(M) == {"DDVModelLoader", "DDVLayerSelect", "DDVDreamImage", "DDVOpticalFlow", "DDVVideoDream"}
+    assert set(M) == {"DDVModelLoader", "DDVLayerSelect", "DDVDreamImage", "DDVOpticalFlow", "DDVVideoDream",
+                      "DDVSchedule", "DDVAnimate"}
     assert set(pack.NODE_DISPLAY_NAME_MAPPINGS) == set(M)
     assert pack.NODE_DISPLAY_NAME_MAPPINGS["DDVOpticalFlow"] == "DeepDream Optical Flow"
     assert (ROOT / "web" / "deepdream_layers.js").is_file()
@@ -137,7 +138,8 @@ def test_input_types_well_formed(node_id):
             elif kind == "STRING":
                 assert isinstance(opts["default"], str)
             else:
-                assert kind in ("IMAGE", "DEEPDREAM_MODEL", "DEEPDREAM_OBJECTIVE", "DEEPDREAM_FLOW"), kind
+                assert kind in ("IMAGE", "MASK", "DEEPDREAM_MODEL", "DEEPDREAM_OBJECTIVE", "DEEPDREAM_FLOW",
+                                "DEEPDREAM_SCHEDULE"), kind
     assert len(cls.RETURN_TYPES) == len(cls.RETURN_NAMES) == len(cls.OUTPUT_TOOLTIPS)
     assert callable(getattr(cls, cls.FUNCTION))
     assert cls.CATEGORY == "DeepDream Video" and cls.DESCRIPTION
@@ -162,7 +164,10 @@ def test_dream_widget_defaults_are_the_core_defaults():
 def test_step_and_preset_widgets_come_last_and_are_optional(node_id):
     """Workflows saved before these widgets keep their positional widget values and still queue."""
     spec = M[node_id].INPUT_TYPES()
-    assert list(spec["optional"])[-4:] == ["step_rule", "colour_decorrelation", "laplacian_levels", "preset"]
+    later = ["step_rule", "colour_decorrelation", "laplacian_levels", "preset"]
+    later += ["cadence", "fps"] if node_id == "DDVVideoDream" else []  # widgets added after the look's
+    widgets = [n for n, (kind, *_) in spec["optional"].items() if isinstance(kind, list) or kind in ("INT", "FLOAT")]
+    assert widgets == later
     assert spec["optional"]["preset"][0][0] == "custom" and defaults(M[node_id])["preset"] == "custom"
     assert set(spec["optional"]["preset"][0][1:]) == set(core.presets.PRESETS)
 
@@ -603,3 +608,70 @@ def test_adapter_fallbacks_without_comfyui(tmp_path):
     assert pil.size == (7, 9) and pil.mode == "RGB"
     assert math.isclose(host.Progress(0).total, 1)
     assert PACK_NAME in sys.modules
+
+
+# --------------------------------------------------------------------------- animation: schedule, zoom, mask, cadence
+
+
+def schedule(setting, keyframes, interpolation="linear", chain=None):
+    with torch.inference_mode():
+        return M["DDVSchedule"]().build(setting, keyframes, interpolation, chain)[0]
+
+
+def test_schedule_node_chains_and_validates_before_the_run():
+    s = schedule("carry", "0:(0.5), 4:(0.9)", chain=schedule("learning_rate", "0:(0.01), 4:(0.05)"))
+    assert set(s) == {"learning_rate", "carry"} and s["carry"].at(2) == pytest.approx(0.7)
+    assert M["DDVSchedule"].VALIDATE_INPUTS("learning_rate", "0:(0.01) 4:(0.05)", "linear").startswith("learning_rate")
+    assert "character" in M["DDVSchedule"].VALIDATE_INPUTS("translate", "0:(1,2,3)", "linear")
+    assert M["DDVSchedule"].VALIDATE_INPUTS("objective", "0:(conv1), 9:(conv3)", "hold") is True
+
+
+def test_video_node_follows_its_schedule(tiny):
+    clip = panning_clip(3)
+    flow = flow_of(clip)[0]
+    lr = schedule("learning_rate", "0:(0.005), 2:(0.05)")
+    plain, scheduled = video(tiny, clip, flow), video(tiny, clip, flow, schedule=lr)
+    assert torch.equal(plain[0], video(tiny, clip, flow, schedule=schedule("learning_rate", "0.01"))[0])
+    d_plain, d_sched = (plain - clip).abs().mean(dim=(1, 2, 3)), (scheduled - clip).abs().mean(dim=(1, 2, 3))
+    assert d_sched[0] < d_plain[0] and d_sched[2] > d_plain[2]  # weaker at the start, stronger at the end
+
+
+def test_video_node_mask_keeps_the_outside_and_cadence_carries(tiny):
+    clip = panning_clip(4)
+    flow = flow_of(clip)[0]
+    mask = torch.zeros(1, 48, 64)
+    mask[:, :, 32:] = 1.0
+    out = video(tiny, clip, flow, mask=mask, cadence=2)
+    assert torch.equal(out[..., :28, :], clip[..., :28, :])
+    assert (out[..., 36:, :] - clip[..., 36:, :]).abs().mean() > 0.005
+    with pytest.raises(ValueError, match="cadence of 2 carries the dream along the optical flow"):
+        video(tiny, clip, None, mode="independent", cadence=2)
+
+
+def test_image_node_mask_per_image(tiny):
+    images = image_batch(2)
+    mask = torch.zeros(2, 48, 64)
+    mask[0, :, :32] = 1.0
+    mask[1, :, 32:] = 1.0
+    out = dream(tiny, images, mask=mask)
+    assert torch.equal(out[0, :, 40:], images[0, :, 40:]) and torch.equal(out[1, :, :24], images[1, :, :24])
+
+
+def animate(model, image, **over):
+    spec = defaults(M["DDVAnimate"])
+    args = {**spec, **FAST, "frames": 3, **over}
+    with torch.inference_mode():
+        return M["DDVAnimate"]().animate(image=image, model=model, **args)[0]
+
+
+def test_zoom_animation_node_frames_and_no_motion_is_re_dreaming(tiny):
+    image = image_batch()
+    out = animate(tiny, image, zoom=1.0, later_iterations=1.0)
+    assert out.shape == (3, 48, 64, 3) and out.device.type == "cpu"
+    settings = core.DreamSettings(num_octaves=2, num_iterations=2, jitter=4)
+    x = image.permute(0, 3, 1, 2)
+    for k in range(3):
+        x = core.dream_image(tiny, x, None, settings)
+        assert torch.allclose(out[k], x[0].permute(1, 2, 0), atol=1e-6)
+    zoomed = animate(tiny, image, zoom=1.2, rotate=5.0, schedule=schedule("translate", "0:(0,0), 2:(3,-2)"))
+    assert torch.equal(zoomed[0], out[0]) and not torch.equal(zoomed[2], out[2])

@@ -17,7 +17,8 @@ from pack_loader import ROOT, load_pack
 pack = load_pack()
 OURS = pack.NODE_CLASS_MAPPINGS
 WORKFLOWS = sorted((ROOT / "example_workflows").glob("*.json"))
-LINK_TYPES = ("IMAGE", "MASK", "VIDEO", "AUDIO", "DEEPDREAM_MODEL", "DEEPDREAM_OBJECTIVE", "DEEPDREAM_FLOW")
+LINK_TYPES = ("IMAGE", "MASK", "VIDEO", "AUDIO", "DEEPDREAM_MODEL", "DEEPDREAM_OBJECTIVE", "DEEPDREAM_FLOW",
+              "DEEPDREAM_SCHEDULE")
 
 _SCALE_METHODS = ["nearest-exact", "bilinear", "area", "bicubic", "lanczos"]
 #: Core nodes our workflows may use: widget inputs in order, linkable inputs, outputs (ComfyUI 0.3.64).
@@ -36,6 +37,13 @@ CORE = {
                    "inputs": {"image": "IMAGE"}, "outputs": ["IMAGE"]},
     "ImageScaleBy": {"widgets": [("upscale_method", _SCALE_METHODS), ("scale_by", ("FLOAT", 0.01, 8.0))],
                      "inputs": {"image": "IMAGE"}, "outputs": ["IMAGE"]},
+    "SolidMask": {"widgets": [("value", ("FLOAT", 0.0, 1.0)), ("width", ("INT", 1, 16384)), ("height", ("INT", 1, 16384))],
+                  "inputs": {}, "outputs": ["MASK"]},
+    "MaskComposite": {"widgets": [("x", ("INT", 0, 16384)), ("y", ("INT", 0, 16384)),
+                                  ("operation", ["multiply", "add", "subtract", "and", "or", "xor"])],
+                      "inputs": {"destination": "MASK", "source": "MASK"}, "outputs": ["MASK"]},
+    "FeatherMask": {"widgets": [("left", ("INT", 0, 16384)), ("top", ("INT", 0, 16384)), ("right", ("INT", 0, 16384)),
+                                ("bottom", ("INT", 0, 16384))], "inputs": {"mask": "MASK"}, "outputs": ["MASK"]},
     "Note": {"widgets": [("text", "STRING")], "inputs": {}, "outputs": []},
     "MarkdownNote": {"widgets": [("text", "STRING")], "inputs": {}, "outputs": []},
 }
@@ -95,7 +103,8 @@ def load(path: Path) -> dict:
 
 def test_there_are_image_video_and_chained_workflows():
     names = {p.stem for p in WORKFLOWS}
-    assert {"deepdream_image", "deepdream_video", "deepdream_chained_layers"} <= names
+    assert {"deepdream_image", "deepdream_video", "deepdream_chained_layers", "deepdream_scheduled_video",
+            "deepdream_zoom_animation", "deepdream_masked_image", "deepdream_video_cadence"} <= names
 
 
 @pytest.mark.parametrize("path", WORKFLOWS, ids=lambda p: p.stem)

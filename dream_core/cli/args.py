@@ -17,6 +17,8 @@ import torch
 from ..settings import AUTOCAST_DTYPES, DreamSettings
 from ..errors import InvalidParameterError
 from ..models import DEFAULT_MODEL
+from ..animation.schedule import is_keyed, parse_schedule
+from ..errors import ScheduleSyntaxError
 from ..presets import DEFAULT_PRESET, LOOK_FIELDS, PRESETS, preset_look, preset_settings
 from ..step import STEP_RULES
 
@@ -36,7 +38,9 @@ FLAGS = {
     "temporal_weight": "--temporal-weight", "later_iterations": "--later-iterations",
     "occlusion_feather": "--occlusion-feather", "flow_method": "--flow", "flow_weights": "--flow-weights",
     "start": "--start", "end": "--end", "start_image": "--start-image", "crf": "--crf", "x264_preset": "--x264-preset", "preset": "--preset",
-    "segment_frames": "--segment-frames",
+    "segment_frames": "--segment-frames", "zoom": "--zoom", "rotate": "--rotate", "translate": "--translate",
+    "cadence": "--cadence", "mask": "--mask", "interpolation": "--interpolation", "frames": "--frames",
+    "fps": "--fps",
 }
 
 #: Core parameter -> what the command line adds to an error about it.
@@ -61,6 +65,45 @@ class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
         return text if "(default: " in text else super()._get_help_string(action)
 
 
+class Keyed(str):
+    """A flag's value written as a keyframed schedule (``"0:(0.01), 48:(0.04)"``): the plan parses it per frame."""
+
+
+#: How a schedulable flag's help ends.
+SCHEDULE_HINT = "; or a schedule '0:(v), 48:(v)' (frames) / '0s:(v), 2.5s:(v)' (seconds)"
+
+
+def number_or_schedule(kind: type, schedulable: bool, value_kind: str = "number") -> Callable[[str], object]:
+    """An argparse ``type``: a number (``kind``), or a keyframed schedule when ``schedulable``.
+
+    The schedule's syntax is checked here, so a typo is reported with the flag before anything runs.
+    """
+    def convert(text: str) -> object:
+        if is_keyed(text):
+            if not schedulable:
+                raise argparse.ArgumentTypeError(
+                    "keyframed schedules apply to the video and animate commands; give one number here")
+            try:
+                parse_schedule(text, kind=value_kind)
+            except ScheduleSyntaxError as exc:
+                raise argparse.ArgumentTypeError(str(exc)) from None
+            return Keyed(text)
+        if value_kind == "pair":
+            try:
+                return parse_schedule(text, kind="pair").at(0)
+            except ScheduleSyntaxError as exc:
+                raise argparse.ArgumentTypeError(str(exc)) from None
+        try:
+            return kind(text)
+        except ValueError:
+            expected = "a whole number" if kind is int else "a number"
+            more = " or a schedule like '0:(1), 48:(2)'" if schedulable else ""
+            raise argparse.ArgumentTypeError(f"expected {expected}{more}; got {text!r}") from None
+
+    convert.__name__ = kind.__name__  # argparse names the type in its messages
+    return convert
+
+
 def _preset_name(value: str) -> str:
     """``--preset``'s type: a look preset; an x264 speed preset is pointed to ``--x264-preset``."""
     from ..video.encoder import X264_PRESETS
@@ -77,15 +120,19 @@ def _look_default(field: str) -> str:
     return f"(default: the --preset's; {values})"
 
 
-def add_dream_arguments(p: argparse.ArgumentParser, defaults: DreamSettings = _D) -> None:
-    """Flags shared by ``image``, ``video`` and ``demo`` (one per :class:`DreamSettings` field, plus model/objective)."""
+def add_dream_arguments(p: argparse.ArgumentParser, defaults: DreamSettings = _D, *, schedules: bool = False) -> None:
+    """Flags shared by ``image``, ``video``, ``animate`` and ``demo`` (one per :class:`DreamSettings` field, plus
+    model/objective). With ``schedules`` the numeric look flags, ``--jitter`` and ``--layers`` also take keyframed
+    schedules (videos and animations)."""
+    hint = SCHEDULE_HINT if schedules else ""
     g = p.add_argument_group("model and objective")
     g.add_argument("--model", default=DEFAULT_MODEL, help="registered model name (see --list-models)")
     g.add_argument("--weights", default=None, help="state dict file (.pth/.safetensors) for --model; "
                                                    "none: the model's own default weights")
     g.add_argument("--layers", default=None,
                    help="objective, e.g. 'block10_dw' or 'block8_dw:12, 0.5*block12_dw:[3,7,10-20]'; "
-                        "none: the model's own (see --list-layers MODEL)")
+                        "none: the model's own (see --list-layers MODEL)"
+                        + ("; or a schedule '0:(block8_dw), 60:(block12_dw)' (cross-fades between keys)" if schedules else ""))
     g.add_argument("--guide", default=None, help="guide image: dream towards its features")
     d = p.add_argument_group("dream", "A --preset sets the look; the flags marked 'the --preset's' override it one by one.")
     d.add_argument("--preset", type=_preset_name, metavar="{" + ",".join(PRESETS) + "}", default=DEFAULT_PRESET,
@@ -105,16 +152,19 @@ def add_dream_arguments(p: argparse.ArgumentParser, defaults: DreamSettings = _D
     assert set(look) == set(LOOK_FIELDS)
     for field, (names, kind, text) in look.items():
         extra = {"choices": STEP_RULES} if field == "step_rule" else {}
-        d.add_argument(*names, dest=field, type=kind, default=None, metavar=names[0][2:].upper().replace("-", "_"),
-                       help=f"{text} {_look_default(field)}", **extra)
-    d.add_argument("--jitter", type=int, default=defaults.jitter, help="max random shift per step, pixels")
+        convert = kind if kind is str else number_or_schedule(kind, schedules)
+        d.add_argument(*names, dest=field, type=convert, default=None, metavar=names[0][2:].upper().replace("-", "_"),
+                       help=f"{text}{hint if kind is not str else ''} {_look_default(field)}", **extra)
+    d.add_argument("--jitter", type=number_or_schedule(int, schedules), default=defaults.jitter,
+                   help=f"max random shift per step, pixels{hint}")
     d.add_argument("--seed", type=int, default=defaults.seed,
                    help="random seed: the same seed and inputs give the same result on the same device, PyTorch "
                         "build and --threads count (another thread count sums floats in another order, and the "
                         "dream grows that into visibly different detail)")
     d.add_argument("--luminance-only", action="store_true", help="keep the original colours")
     d.add_argument("--autocast", choices=list(AUTOCAST_DTYPES), default=defaults.autocast, help="mixed precision")
-    d.add_argument("--tile-size", type=int, default=defaults.tile_size, help="tile larger images (pixels); on the CPU, octaves over 8 MP use at most 512 px tiles (memory)")
+    d.add_argument("--tile-size", type=int, default=defaults.tile_size, 
+                   help="tile larger images (pixels); on the CPU, octaves over 8 MP use at most 512 px tiles (memory)")
     d.add_argument("--tile-overlap", type=int, default=defaults.tile_overlap, help="context around each tile (pixels)")
     d.add_argument("--max-side", type=int, default=None,
                    help="downscale the input so its longer side is at most this; none: keep its size")
@@ -131,14 +181,15 @@ def add_dream_arguments(p: argparse.ArgumentParser, defaults: DreamSettings = _D
 def settings_from_args(args: argparse.Namespace) -> DreamSettings:
     """The :class:`DreamSettings` the dream flags describe: ``--preset``'s look, flags given override it; validated."""
     base = DreamSettings(
-        jitter=args.jitter,
+        jitter=_D.jitter if isinstance(args.jitter, Keyed) else args.jitter,
         seed=args.seed,
         luminance_only=args.luminance_only,
         autocast=args.autocast,
         tile_size=args.tile_size,
         tile_overlap=args.tile_overlap,
     )
-    given = {field: getattr(args, field) for field in LOOK_FIELDS if getattr(args, field) is not None}
+    given = {field: getattr(args, field) for field in LOOK_FIELDS
+             if getattr(args, field) is not None and not isinstance(getattr(args, field), Keyed)}
     return preset_settings(args.preset, base, **given)
 
 

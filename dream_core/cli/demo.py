@@ -12,6 +12,7 @@ import torch
 
 from ..video import VideoWriter
 from .args import HelpFormatter, add_dream_arguments
+from .animation_args import add_animation_arguments
 from .video import add_video_arguments, run_video
 
 log = logging.getLogger("dream_core")
@@ -56,6 +57,7 @@ def add_demo_command(sub: "argparse._SubParsersAction[argparse.ArgumentParser]")
                        formatter_class=HelpFormatter)
     p.add_argument("output", nargs="?", default="demo_dream.mp4", help="output video")
     p.add_argument("--frames", type=int, default=24, help="length of the synthetic clip")
-    add_dream_arguments(p)
+    add_dream_arguments(p, schedules=True)
     add_video_arguments(p)
+    add_animation_arguments(p, cadence=True, motion_help="drift of the carried dream over the scene")
     p.set_defaults(func=run_demo)

@@ -18,6 +18,7 @@ from ..catalog import layer_catalog
 from ..models import get_spec, list_models
 from . import checks
 from .args import REMEDIES, HelpFormatter, apply_threads
+from .animate import add_animate_command
 from .demo import add_demo_command
 from .image import add_image_command
 from .video import add_video_command
@@ -59,6 +60,7 @@ def build_parser(prog: Optional[str] = None) -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command")
     add_image_command(sub)
     add_video_command(sub)
+    add_animate_command(sub)
     add_demo_command(sub)
     return p
 

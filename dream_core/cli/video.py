@@ -22,7 +22,6 @@ from ..flow import DEFAULT_FLOW_METHOD, FLOW_METHODS, FlowEstimator
 from ..image_io import from_uint8_hwc, load_image, to_uint8_hwc
 from ..image_ops import fit_max_side, fit_size
 from ..models import load_model
-from ..objectives import resolve_objective
 from ..video import (
     DEFAULT_SEGMENT_FRAMES,
     DEFAULT_VIDEO_MODE,
@@ -40,7 +39,16 @@ from ..video import (
     probe_video,
     read_frames,
 )
-from .args import HelpFormatter, add_dream_arguments, pick_device, settings_from_args
+from .animation_args import add_animation_arguments, animation_identity, masks_from_args, plan_from_args
+from .args import (
+    SCHEDULE_HINT,
+    HelpFormatter,
+    Keyed,
+    add_dream_arguments,
+    number_or_schedule,
+    pick_device,
+    settings_from_args,
+)
 
 log = logging.getLogger("dream_core")
 
@@ -56,18 +64,26 @@ def add_video_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--mode", choices=VIDEO_MODES, default=DEFAULT_VIDEO_MODE,
                    help="stable: flow-warped, decaying, occlusion-aware; seed: the original tool's rule; "
                         "independent: no flow (flickers)")
-    g.add_argument("--carry", type=float, default=_V.carry, help="stable: share of the previous dream carried (0..1)")
-    g.add_argument("--temporal-weight", type=float, default=_V.temporal_weight,
-                   help="stable: per-step pull of reliable pixels to the warped previous dream (0..1)")
-    g.add_argument("--later-iterations", type=float, default=_V.later_iterations,
-                   help="stable: iterations on frames after the first, as a fraction")
-    g.add_argument("--occlusion-feather", type=float, default=_V.occlusion_feather,
-                   help="stable: blur (pixels) of the edge where the flow is unreliable")
+    scheduled = number_or_schedule(float, True)
+    g.add_argument("--carry", type=scheduled, default=_V.carry,
+                   help=f"stable: share of the previous dream carried (0..1){SCHEDULE_HINT}")
+    g.add_argument("--temporal-weight", type=scheduled, default=_V.temporal_weight,
+                   help=f"stable: per-step pull of reliable pixels to the warped previous dream (0..1){SCHEDULE_HINT}")
+    g.add_argument("--later-iterations", type=scheduled, default=_V.later_iterations,
+                   help=f"stable: iterations on frames after the first, as a fraction{SCHEDULE_HINT}")
+    g.add_argument("--occlusion-feather", type=scheduled, default=_V.occlusion_feather,
+                   help=f"stable: blur (pixels) of the edge where the flow is unreliable{SCHEDULE_HINT}")
     g.add_argument("--flow", choices=FLOW_METHODS, default=DEFAULT_FLOW_METHOD, help="optical flow method")
     g.add_argument("--flow-weights", default=None, help="RAFT weights file (.pth); none: torchvision's download")
     g.add_argument("--start", type=int, default=0, help="first frame to dream (0-based)")
     g.add_argument("--end", type=int, default=None, help="stop before this frame; none: the end of the clip")
     g.add_argument("--start-image", default=None, help="dreamed version of the first frame (e.g. from an earlier run)")
+    add_output_arguments(g)
+    g.add_argument("--no-audio", action="store_true", help="do not copy the audio track")
+
+
+def add_output_arguments(g: "argparse._ArgumentGroup | argparse.ArgumentParser") -> None:
+    """The encoder and resume flags of every command that writes a video."""
     g.add_argument("--crf", type=float, default=18,
                    help="x264 quality of the output, 0..51 (lower = better, 0 = lossless); segments are kept near "
                         "lossless until the run finishes, then encoded once at this quality")
@@ -76,13 +92,12 @@ def add_video_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--segment-frames", type=int, default=DEFAULT_SEGMENT_FRAMES,
                    help="frames per committed output segment (at most this many are redone after a crash)")
     g.add_argument("--no-resume", action="store_true", help="start over even if an unfinished run exists")
-    g.add_argument("--no-audio", action="store_true", help="do not copy the audio track")
 
 
 def video_settings_from_args(args: argparse.Namespace) -> VideoSettings:
     """The :class:`VideoSettings` the video flags describe, validated."""
-    video = VideoSettings(mode=args.mode, carry=args.carry, temporal_weight=args.temporal_weight,
-                          later_iterations=args.later_iterations, occlusion_feather=args.occlusion_feather)
+    values = {name: getattr(args, name) for name in ("carry", "temporal_weight", "later_iterations", "occlusion_feather")}
+    video = VideoSettings(mode=args.mode, **{k: getattr(_V, k) if isinstance(v, Keyed) else v for k, v in values.items()})
     video.validate()
     return video
 
@@ -100,16 +115,20 @@ def run_video(args: argparse.Namespace) -> int:
         check_frame_count(info, purpose=f"video mode '{video.mode}'")
     device = pick_device(args.device)
     model = load_model(args.model, weights=args.weights, device=device)
-    objective = resolve_objective(model, args.layers)
+    plan = plan_from_args(args, model, settings, video, fps=info.frame_rate, cadence_start=frames.start)
+    plan.check(frames)
+    masks = masks_from_args(args)
+    objective = plan(frames.start).objective
     size = fit_size(info.height, info.width, args.max_side, multiple=_EVEN)
-    check_image_for_dream(torch.zeros(1, 3, *size), model, settings)
+    for index in (frames.start, frames.stop - 1):
+        check_image_for_dream(torch.zeros(1, 3, *size), model, plan(index).settings)
     estimator = FlowEstimator(args.flow, weights=args.flow_weights) if video.needs_flow else None
     start_image = load_image(args.start_image) if args.start_image else None
     run_settings = {
         "model": model.name, "weights": file_identity(args.weights), "objective": objective.to_string(),
         "dream": dataclasses.asdict(settings), "video": dataclasses.asdict(video), "end": frames.stop,
         "size": size, "flow": args.flow, "flow_weights": file_identity(args.flow_weights),
-        "start_image": file_identity(args.start_image),
+        "start_image": file_identity(args.start_image), "animation": animation_identity(args),
     }
     writer = VideoWriter(args.output, info.frame_rate, source=args.input, start_frame=frames.start,
                          settings=run_settings, crf=args.crf, x264_preset=args.x264_preset,
@@ -125,7 +144,7 @@ def run_video(args: argparse.Namespace) -> int:
         bar = tqdm(total=len(frames), initial=point.frames_done, unit="frame", desc="dreaming video",
                    dynamic_ncols=True)
         t0 = time.perf_counter()
-        for done in dream_clip(dreamer, raw, estimator, start=start):
+        for done in dream_clip(dreamer, raw, estimator, start=start, plan=plan, masks=masks):
             # Device tensors: the writer copies the carry to the host only when it commits a segment.
             writer.write(to_uint8_hwc(done.image), carry=done.state.carry())
             bar.update(1)
@@ -141,6 +160,7 @@ def add_video_command(sub: "argparse._SubParsersAction[argparse.ArgumentParser]"
                        formatter_class=HelpFormatter)
     p.add_argument("input", help="input video (mp4, mov, mkv, ...)")
     p.add_argument("output", help="output video (.mp4, .mov, .mkv)")
-    add_dream_arguments(p)
+    add_dream_arguments(p, schedules=True)
     add_video_arguments(p)
+    add_animation_arguments(p, cadence=True, motion_help="drift of the carried dream over the scene")
     p.set_defaults(func=run_video)

@@ -16,18 +16,22 @@ and dreamed frames live there and flows are moved there once per frame.
 from __future__ import annotations
 
 import logging
-from typing import Optional
+from typing import TYPE_CHECKING, Mapping, Optional
 
 import torch
 
 from ..dream import DreamSettings, StepCallback, TemporalAnchor, TileBudget, check_image_for_dream, dream_image
-from ..errors import FlowError, InvalidImageError
+from ..errors import FlowError, InvalidImageError, InvalidParameterError
 from ..features import FeatureHooks, grad_enabled_outside_inference
+from ..flow.motion import compose_backward, motion_flow
 from ..flow.warp import warp, warp_with_mask
-from ..image_ops import gaussian_blur, resize, to_rgb
+from ..image_ops import as_mask, gaussian_blur, resize, to_rgb
 from ..models.spec import DreamModel
 from ..objectives import Objective, resolve_objective
 from .settings import VideoSettings
+
+if TYPE_CHECKING:  # pragma: no cover - the animation wing builds on this module
+    from ..animation.plan import FramePlan
 
 log = logging.getLogger(__name__)
 
@@ -84,13 +88,22 @@ class FrameDreamer:
         self.prev_dream: Optional[torch.Tensor] = None
         #: The tile size that fitted in memory, kept for the rest of the clip.
         self.tiles = TileBudget()
+        #: After a cadence's in-between frames: the way back to the last dreamed frame.
+        self._path: Optional[_CarryPath] = None
         self._hooks: Optional[FeatureHooks] = None
-        later = max(1, round(settings.num_iterations * video.later_iterations))
-        self._later_settings = settings.with_(num_iterations=later) if video.mode == "stable" else settings
 
     def __enter__(self) -> "FrameDreamer":
         self._hooks = FeatureHooks(self.model, self.objective.layers(), optimize=True).__enter__()
         return self
+
+    def _use_layers(self, layers: list[str]) -> FeatureHooks:
+        """The hooks for ``layers``: the clip's, swapped when a frame's objective reads other layers."""
+        assert self._hooks is not None
+        if set(layers) != set(self._hooks.layers):
+            self._hooks.remove()
+            self._hooks = None
+            self._hooks = FeatureHooks(self.model, layers, optimize=True).__enter__()
+        return self._hooks
 
     def __exit__(self, *exc: object) -> None:
         if self._hooks is not None:
@@ -102,9 +115,21 @@ class FrameDreamer:
         """Whether a previous frame is known (dreamed, or restored), so the next one is carried."""
         return self.prev_dream is not None
 
-    def restore(self, prev_raw: torch.Tensor, prev_dream: torch.Tensor) -> None:
-        """Continue a clip from a saved state (raw and dreamed previous frame, ``[1,3,H,W]``)."""
+    def carry_path(self) -> dict[str, torch.Tensor]:
+        """After a cadence's in-between frame, what :meth:`restore` needs to continue exactly (the way back
+        to the last dreamed frame: ``diff``, ``flow``, ``reliable``); empty otherwise."""
+        if self._path is None:
+            return {}
+        return {"diff": self._path.diff, "flow": self._path.flow, "reliable": self._path.reliable}
+
+    def restore(self, prev_raw: torch.Tensor, prev_dream: torch.Tensor,
+                path: Optional[Mapping[str, torch.Tensor]] = None) -> None:
+        """Continue a clip from a saved state (raw and dreamed previous frame, ``[1,3,H,W]``, and the
+        :meth:`carry_path` saved with them)."""
         dev, dt = self.model.device, self.model.dtype
+        self._path = None
+        if path:
+            self._path = _CarryPath(*(path[k].to(device=dev, dtype=dt) for k in ("diff", "flow", "reliable")))
         with grad_enabled_outside_inference():
             self.prev_raw = to_rgb(prev_raw).to(device=dev, dtype=dt).clone()
             self.prev_dream = to_rgb(prev_dream).to(device=dev, dtype=dt).clone()
@@ -116,6 +141,8 @@ class FrameDreamer:
         reliable: Optional[torch.Tensor] = None,
         *,
         on_step: Optional[StepCallback] = None,
+        plan: Optional["FramePlan"] = None,
+        mask: Optional[torch.Tensor] = None,
     ) -> torch.Tensor:
         """Dream the next frame.
 
@@ -127,6 +154,11 @@ class FrameDreamer:
             reliable: ``[H,W]`` 0/1 reliability of that flow (``stable`` mode; all
                 reliable when ``None``).
             on_step: per-step callback for this frame (default: the constructor's).
+            plan: this frame's settings, objective, drift motion and whether it is dreamed or
+                only carried along the flow (a cadence's in-between frame); default: the
+                constructor's settings, dreamed (:class:`~dream_core.animation.plan.FramePlan`).
+            mask: where to dream (``[H,W]`` or ``[1,1,H,W]`` in ``0..1``); elsewhere the frame
+                comes back as given.
 
         Returns:
             Dreamed frame ``[1,3,H,W]`` on the model's device (float, ``0..1``).
@@ -139,6 +171,15 @@ class FrameDreamer:
             raise RuntimeError("FrameDreamer.dream_next must be called inside its 'with' block")
         dev, dt = self.model.device, self.model.dtype
         step = on_step if on_step is not None else self.on_step
+        settings = plan.settings if plan is not None else self.settings
+        video = plan.video if plan is not None else self.video
+        if video.mode != self.video.mode:
+            raise InvalidParameterError(
+                f"The frame plan was made for mode {video.mode!r} but the frame dreamer runs mode {self.video.mode!r}; "
+                "make both with the same video settings.", parameter="mode",
+            )
+        objective = plan.objective if plan is not None else self.objective
+        hooks = self._use_layers(objective.layers())
         with grad_enabled_outside_inference():
             raw = to_rgb(frame).to(device=dev, dtype=dt).clone()
             if raw.shape[0] != 1:
@@ -148,33 +189,43 @@ class FrameDreamer:
                     f"All frames must have the same size; got {raw.shape[-1]}x{raw.shape[-2]} after "
                     f"{self.prev_dream.shape[-1]}x{self.prev_dream.shape[-2]} (WxH). Resize the clip first."
                 )
+            where = None if mask is None else as_mask(mask, tuple(raw.shape[-2:])).to(device=dev, dtype=dt)
+            run = _FrameRun(settings, video, objective, hooks, where, step)
             if self.prev_dream is None:
-                out = self._first(raw, step)
-            elif self.video.mode == "independent":
-                out = self._dream(raw, self.settings, None, step)
+                out = self._first(raw, run)
+            elif plan is not None and not plan.dream:
+                out = self._carried_only(raw, backward_flow, reliable, plan, run)
+            elif video.mode == "independent":
+                out = self._dream(raw, run, settings)
+            elif video.mode == "seed":
+                out = self._seed_rule(raw, self._flow(backward_flow, plan), run)
             else:
-                if backward_flow is None:
-                    raise missing_flow_error(self.video.mode)
-                flow = backward_flow.to(device=dev, dtype=dt)
-                if self.video.mode == "seed":
-                    out = self._seed_rule(raw, flow, step)
-                else:
-                    rel = None if reliable is None else reliable.to(device=dev, dtype=dt)
-                    out = self._stable(raw, flow, rel, step)
+                out = self._stable(raw, self._flow(backward_flow, plan), reliable, run)
             self.prev_raw, self.prev_dream = raw, out.detach()
         return self.prev_dream
 
+    def _flow(self, backward_flow: Optional[torch.Tensor], plan: Optional["FramePlan"]) -> torch.Tensor:
+        """This frame's backward flow on the model's device, with the plan's drift composed onto it."""
+        if backward_flow is None:
+            raise missing_flow_error(self.video.mode)
+        flow = backward_flow.to(device=self.model.device, dtype=self.model.dtype)
+        if plan is not None and not plan.motion.is_identity:
+            drift = motion_flow(flow.shape[0], flow.shape[1], plan.motion, device=flow.device, dtype=flow.dtype)
+            flow = compose_backward(flow, drift)
+        return flow
+
     # -- modes ---------------------------------------------------------------
 
-    def _dream(self, start: torch.Tensor, settings: DreamSettings, anchor: Optional[TemporalAnchor],
-               on_step: Optional[StepCallback]) -> torch.Tensor:
-        return dream_image(self.model, start, self.objective, settings, anchor=anchor, on_step=on_step,
-                           hooks=self._hooks, tiles=self.tiles)
+    def _dream(self, start: torch.Tensor, run: "_FrameRun", settings: DreamSettings,
+               anchor: Optional[TemporalAnchor] = None) -> torch.Tensor:
+        out = dream_image(self.model, start, run.objective, settings, anchor=anchor, on_step=run.on_step,
+                          hooks=run.hooks, tiles=self.tiles, mask=run.mask)
+        return out
 
-    def _first(self, raw: torch.Tensor, on_step: Optional[StepCallback]) -> torch.Tensor:
+    def _first(self, raw: torch.Tensor, run: "_FrameRun") -> torch.Tensor:
         if self.start_image is None:
-            check_image_for_dream(raw, self.model, self.settings)
-            return self._dream(raw, self.settings, None, on_step)
+            check_image_for_dream(raw, self.model, run.settings)
+            return self._dream(raw, run, run.settings)
         start = to_rgb(self.start_image).to(device=raw.device, dtype=raw.dtype)[:1]
         if start.shape[-2:] != raw.shape[-2:]:
             log.warning(
@@ -184,22 +235,87 @@ class FrameDreamer:
             start = resize(start, tuple(raw.shape[-2:]))
         return start.clamp(0, 1)
 
-    def _seed_rule(self, raw: torch.Tensor, flow: torch.Tensor, on_step: Optional[StepCallback]) -> torch.Tensor:
-        diff = self.prev_dream - self.prev_raw
-        carried = warp(diff, flow, padding_mode="zeros")
-        return self._dream((raw + carried).clamp(0, 1), self.settings, None, on_step)
+    def _carried_diff(self, flow: torch.Tensor, reliable: Optional[torch.Tensor], video: VideoSettings,
+                      padding_mode: str = "border") -> tuple[torch.Tensor, torch.Tensor, "_CarryPath"]:
+        """The last dreamed frame's difference carried onto this frame, and where it is trusted.
+
+        After a cadence's in-between frames the difference is warped once, from the last dreamed
+        frame, along the composed flows (a flow field is smooth, so composing it barely blurs; warping
+        the dream at every frame would blur its fine detail once per frame), and it is trusted where
+        every step of the way was reliable.
+
+        Returns:
+            ``(carried [1,3,H,W], weight [1,1,H,W] in 0..1, the path to continue from)``.
+        """
+        step = torch.ones_like(flow[..., 0]) if reliable is None else reliable.to(flow).view(*flow.shape[:2])
+        path = self._path
+        if path is None:
+            path = _CarryPath(self.prev_dream - self.prev_raw, flow, step[None, None])
+        else:
+            path = _CarryPath(path.diff, compose_backward(path.flow, flow),
+                              warp(path.reliable, flow, padding_mode="zeros") * step[None, None])
+        carried, inside = warp_with_mask(path.diff, path.flow, padding_mode=padding_mode)
+        weight = inside[:, None] * path.reliable
+        if video.occlusion_feather > 0:
+            # Erode-then-blur: a soft edge that never reaches into unreliable pixels.
+            weight = gaussian_blur(weight, video.occlusion_feather).clamp(0, 1) * weight
+        return carried, weight, path
+
+    def _seed_rule(self, raw: torch.Tensor, flow: torch.Tensor, run: "_FrameRun") -> torch.Tensor:
+        if self._path is None:
+            carried = warp(self.prev_dream - self.prev_raw, flow, padding_mode="zeros")
+        else:  # after in-between frames: from the last dreamed frame along the composed flow
+            carried = warp(self._path.diff, compose_backward(self._path.flow, flow), padding_mode="zeros")
+        self._path = None
+        start = (raw + carried).clamp(0, 1)
+        if run.mask is not None:  # outside the mask the frame stays raw
+            start = torch.lerp(raw, start, run.mask)
+        return self._dream(start, run, run.settings)
 
     def _stable(self, raw: torch.Tensor, flow: torch.Tensor, reliable: Optional[torch.Tensor],
-                on_step: Optional[StepCallback]) -> torch.Tensor:
-        diff = self.prev_dream - self.prev_raw
-        carried, inside = warp_with_mask(diff, flow, padding_mode="border")
-        weight = inside[:, None]
-        if reliable is not None:
-            weight = weight * reliable.view(1, 1, *reliable.shape[-2:])
-        if self.video.occlusion_feather > 0:
-            # Erode-then-blur: a soft edge that never reaches into unreliable pixels.
-            weight = gaussian_blur(weight, self.video.occlusion_feather).clamp(0, 1) * weight
+                run: "_FrameRun") -> torch.Tensor:
+        video = run.video
+        carried, weight, _ = self._carried_diff(flow, reliable, video)
+        self._path = None
         target = (raw + carried).clamp(0, 1)
-        start = (raw + self.video.carry * weight * carried).clamp(0, 1)
-        anchor = TemporalAnchor(target, weight, self.video.temporal_weight) if self.video.temporal_weight > 0 else None
-        return self._dream(start, self._later_settings, anchor, on_step)
+        start = (raw + video.carry * weight * carried).clamp(0, 1)
+        if run.mask is not None:
+            start = torch.lerp(raw, start, run.mask)
+        anchor = TemporalAnchor(target, weight, video.temporal_weight) if video.temporal_weight > 0 else None
+        later = max(1, round(run.settings.num_iterations * video.later_iterations))
+        return self._dream(start, run, run.settings.with_(num_iterations=later), anchor)
+
+    def _carried_only(self, raw: torch.Tensor, backward_flow: Optional[torch.Tensor], reliable: Optional[torch.Tensor],
+                      plan: "FramePlan", run: "_FrameRun") -> torch.Tensor:
+        """A cadence's in-between frame: the last dream carried along the flow where it is reliable
+        (undecayed, so the strength holds until the next dreamed frame), no gradient steps."""
+        if run.video.mode == "independent":
+            raise InvalidParameterError(
+                "A cadence above 1 carries the dream along the optical flow between dreamed frames; "
+                "mode 'independent' has no flow. Use mode 'stable' or 'seed', or a cadence of 1.",
+                parameter="cadence",
+            )
+        carried, weight, self._path = self._carried_diff(self._flow(backward_flow, plan), reliable, run.video)
+        out = (raw + weight * carried).clamp(0, 1)
+        return out if run.mask is None else torch.lerp(raw, out, run.mask)
+
+
+class _CarryPath:
+    """From the last dreamed frame to the current one: its dream difference, the composed backward flow
+    onto it, and where every step was reliable (``[1,1,H,W]``)."""
+
+    __slots__ = ("diff", "flow", "reliable")
+
+    def __init__(self, diff: torch.Tensor, flow: torch.Tensor, reliable: torch.Tensor) -> None:
+        self.diff, self.flow, self.reliable = diff, flow, reliable
+
+
+class _FrameRun:
+    """What one frame is dreamed with (the plan's values, resolved for this frame)."""
+
+    __slots__ = ("settings", "video", "objective", "hooks", "mask", "on_step")
+
+    def __init__(self, settings: DreamSettings, video: VideoSettings, objective: Objective, hooks: FeatureHooks,
+                 mask: Optional[torch.Tensor], on_step: Optional[StepCallback]) -> None:
+        self.settings, self.video, self.objective = settings, video, objective
+        self.hooks, self.mask, self.on_step = hooks, mask, on_step

@@ -17,9 +17,9 @@ carry state to resume from (:class:`DreamedFrame`).
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
-from typing import Callable, Iterable, Iterator, Optional, Protocol, Union
+from typing import TYPE_CHECKING, Callable, Iterable, Iterator, Mapping, Optional, Protocol, Union
 
 import numpy as np
 import torch
@@ -34,11 +34,23 @@ from ..objectives import Objective
 from .frame_dreamer import FrameDreamer, missing_flow_error
 from .settings import VideoSettings
 
+if TYPE_CHECKING:  # pragma: no cover
+    from ..animation.plan import FramePlan
+
 log = logging.getLogger(__name__)
 
 #: ``on_step(index, step, total, current)``: after every gradient step of the frame with global index
 #: ``index`` (``step`` 1-based over that frame's octaves, ``current`` its image so far); may raise to cancel.
 ClipStepCallback = Callable[[int, int, int, torch.Tensor], None]
+
+#: ``plan(index)``: the :class:`~dream_core.animation.plan.FramePlan` of the frame with global ``index``
+#: (per-frame settings from schedules, objective, drift, cadence), e.g. a
+#: :class:`~dream_core.animation.plan.ClipPlan`.
+PlanSource = Callable[[int], "FramePlan"]
+
+#: ``mask(index)``: where to dream in the frame with global ``index`` (``[H,W]`` or ``[1,1,H,W]`` in
+#: ``0..1``, 1 = dream), or ``None`` for the whole frame; e.g. a :class:`~dream_core.animation.masks.MaskSource`.
+MaskProvider = Callable[[int], Optional[torch.Tensor]]
 
 
 @dataclass(frozen=True)
@@ -49,21 +61,28 @@ class ClipState:
         index: global index of the frame this state belongs to.
         raw: that frame's raw RGB ``[1,3,H,W]`` in ``0..1`` (as dreamed, i.e. after resizing).
         dream: its dreamed version, same shape.
+        path: after a cadence's in-between frame, the way back to the last dreamed frame
+            (``diff``, ``flow``, ``reliable`` tensors; see :meth:`FrameDreamer.carry_path`), else empty.
     """
 
     index: int
     raw: torch.Tensor
     dream: torch.Tensor
+    path: Mapping[str, torch.Tensor] = field(default_factory=dict)
 
     def carry(self) -> dict[str, torch.Tensor]:
         """The state as the mapping :meth:`VideoWriter.write <dream_core.video.writer.VideoWriter.write>` saves
-        (``prev_raw``, ``prev_dream``; tensors, copied to the host only when a segment is committed)."""
-        return {"prev_raw": self.raw, "prev_dream": self.dream}
+        (``prev_raw``, ``prev_dream`` and any ``path_*``; tensors, copied to the host only when a segment
+        is committed)."""
+        return {"prev_raw": self.raw, "prev_dream": self.dream, **{f"path_{k}": v for k, v in self.path.items()}}
 
     @classmethod
-    def from_carry(cls, index: int, carry: dict[str, np.ndarray], device: torch.device | str = "cpu") -> "ClipState":
+    def from_carry(cls, index: int, carry: Mapping[str, np.ndarray], device: torch.device | str = "cpu") -> "ClipState":
         """The state saved by :meth:`carry` (e.g. ``ResumePoint.carry``) for the frame with global ``index``."""
-        return cls(index, torch.from_numpy(carry["prev_raw"]).to(device), torch.from_numpy(carry["prev_dream"]).to(device))
+        path = {k[len("path_"):]: torch.from_numpy(np.asarray(v)).to(device) for k, v in carry.items()
+                if k.startswith("path_")}
+        return cls(index, torch.from_numpy(carry["prev_raw"]).to(device), torch.from_numpy(carry["prev_dream"]).to(device),
+                   path)
 
 
 @dataclass(frozen=True)
@@ -214,6 +233,8 @@ def dream_clip(
     *,
     start: Optional[ClipState] = None,
     on_step: Optional[ClipStepCallback] = None,
+    plan: Optional[PlanSource] = None,
+    masks: Optional[MaskProvider] = None,
 ) -> Iterator[DreamedFrame]:
     """Dream a clip lazily, one frame at a time (constant memory), carrying each dream onto the next frame.
 
@@ -230,6 +251,10 @@ def dream_clip(
         start: the state of the frame before the first one given (a resumed run): the first frame is
             then carried from it instead of being dreamed afresh.
         on_step: progress per gradient step, with the frame's global index; raise in it to cancel.
+        plan: per-frame settings, objective, drift and cadence by global index (a
+            :class:`~dream_core.animation.plan.ClipPlan`); ``None``: the dreamer's own settings for
+            every frame, every frame dreamed.
+        masks: where to dream in each frame, by global index; ``None``: everywhere.
 
     Yields:
         :class:`DreamedFrame` per frame: index, dreamed ``[1,3,H,W]`` on the model's device, carry state.
@@ -247,7 +272,7 @@ def dream_clip(
     source = as_flow_source(flows)
     previous = start
     if start is not None:
-        dreamer.restore(start.raw, start.dream)
+        dreamer.restore(start.raw, start.dream, start.path)
     for index, frame in frames:
         raw = frame if frame.dim() == 4 else frame.unsqueeze(0)
         backward = reliable = None
@@ -256,9 +281,11 @@ def dream_clip(
                 raise missing_flow_error(dreamer.video.mode)
             backward, reliable = source(previous, index, raw)
         step = None if on_step is None else partial(on_step, index)
-        dreamed = dreamer.dream_next(raw, backward, reliable, on_step=step)
+        frame_plan = None if plan is None else plan(index)
+        mask = None if masks is None else masks(index)
+        dreamed = dreamer.dream_next(raw, backward, reliable, on_step=step, plan=frame_plan, mask=mask)
         assert dreamer.prev_raw is not None
-        previous = ClipState(index, dreamer.prev_raw, dreamed)
+        previous = ClipState(index, dreamer.prev_raw, dreamed, dreamer.carry_path())
         yield DreamedFrame(index, dreamed, previous)
 
 

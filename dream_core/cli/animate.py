@@ -1,0 +1,104 @@
+"""``animate START OUT --frames N``: a feedback animation ("infinite zoom") from a still image.
+
+Each frame is the previous dreamed frame moved by ``--zoom/--rotate/--translate``
+(schedulable) and dreamed again, through the one frame loop
+(:class:`~dream_core.animation.FeedbackFrames` + :func:`~dream_core.video.loop.dream_clip`),
+streamed into the same resumable writer as the video command (exact frame rate,
+memory flat however many frames).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import logging
+import time
+
+from ..animation import FeedbackFrames, feedback_plan
+from ..animation.feedback import DEFAULT_LATER_ITERATIONS
+from ..dream import check_image_for_dream
+from ..image_io import load_image, to_uint8_hwc
+from ..image_ops import fit_max_side
+from ..models import load_model
+from ..video import VideoSettings, VideoWriter, dream_clip, file_identity
+from ..video.frame_dreamer import FrameDreamer
+from ..video.output import parse_rate
+from .animation_args import add_animation_arguments, animation_identity, masks_from_args, plan_from_args
+from .args import HelpFormatter, add_dream_arguments, pick_device, settings_from_args
+from .video import add_output_arguments
+
+log = logging.getLogger("dream_core")
+
+#: Frame sides of the animation are rounded to multiples of this (H.264 yuv420p).
+_EVEN = 2
+
+
+def run_animate(args: argparse.Namespace) -> int:
+    """Dream ``args.frames`` frames of a feedback animation from ``args.input`` into ``args.output``."""
+    from tqdm import tqdm
+
+    from ..errors import InvalidParameterError
+    from ..video.loop import ClipState
+
+    if args.frames < 1:
+        raise InvalidParameterError(f"An animation needs at least 1 frame; got {args.frames}.", parameter="frames")
+    rate = parse_rate(args.fps)
+    settings = settings_from_args(args)
+    video = VideoSettings(mode="independent")
+    start = fit_max_side(load_image(args.input, max_side=args.max_side), args.max_side, multiple=_EVEN)
+    h, w = start.shape[-2:]
+    if h % 2 or w % 2:  # yuv420p: trim an odd row/column rather than stretch the picture
+        start = start[..., : h - h % 2, : w - w % 2]
+    device = pick_device(args.device)
+    model = load_model(args.model, weights=args.weights, device=device)
+    clip_plan = plan_from_args(args, model, settings, video, fps=rate)
+    clip_plan.check(range(args.frames))
+    plan = feedback_plan(clip_plan, args.later_iterations)
+    for index in (0, args.frames - 1):
+        check_image_for_dream(start, model, plan(index).settings)
+    masks = masks_from_args(args)
+    run_settings = {
+        "command": "animate", "model": model.name, "weights": file_identity(args.weights),
+        "start_image": file_identity(args.input),
+        "objective": plan(0).objective.to_string(), "dream": dataclasses.asdict(settings), "frames": args.frames,
+        "size": list(start.shape[-2:]), "animation": animation_identity(args), "later_iterations": args.later_iterations,
+    }
+    writer = VideoWriter(args.output, rate, source=None, settings=run_settings, crf=args.crf,
+                         x264_preset=args.x264_preset, segment_frames=args.segment_frames, resume=not args.no_resume)
+    with writer, FrameDreamer(model, plan(0).objective, settings, video) as dreamer:
+        point = writer.resume_point()
+        previous = None
+        if point.frames_done and point.carry is not None:
+            state = ClipState.from_carry(point.next_frame - 1, point.carry, device)
+            previous = state.dream
+            log.info("Resuming at frame %d (%d frames already done).", point.next_frame, point.frames_done)
+        feedback = FeedbackFrames(dreamer, start.to(device), args.frames, lambda k: plan(k).motion,
+                                  first=point.next_frame, previous=previous)
+        bar = tqdm(total=args.frames, initial=point.frames_done, unit="frame", desc="dreaming animation",
+                   dynamic_ncols=True)
+        t0 = time.perf_counter()
+        for done in dream_clip(dreamer, feedback, None, plan=plan, masks=masks):
+            writer.write(to_uint8_hwc(done.image), carry=done.state.carry())
+            bar.update(1)
+        bar.close()
+    log.info("Wrote %s: %d frames at %s fps in %.1f s", args.output, args.frames, rate, time.perf_counter() - t0)
+    return 0
+
+
+def add_animate_command(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
+    p = sub.add_parser("animate", help="a zoom/rotate/translate feedback animation from a still image",
+                       description="Dream a still image again and again, moving it a little before every frame "
+                                   "(an 'infinite zoom'), into a video file.",
+                       formatter_class=HelpFormatter)
+    p.add_argument("input", help="start image (PNG/JPEG/WebP): frame 0 is this image dreamed")
+    p.add_argument("output", help="output video (.mp4, .mov, .mkv)")
+    p.add_argument("--frames", type=int, default=120, help="number of frames")
+    p.add_argument("--fps", default="30", help="frame rate, e.g. 30, 24 or 30000/1001")
+    p.add_argument("--later-iterations", type=float, default=DEFAULT_LATER_ITERATIONS,
+                   help="iterations of the frames after the first, as a fraction: each starts from the previous "
+                        "dream (higher -> the picture saturates with creatures sooner)")
+    add_dream_arguments(p, schedules=True)
+    add_animation_arguments(p, cadence=False, motion_help="camera move between frames")
+    g = p.add_argument_group("output")
+    add_output_arguments(g)
+    p.set_defaults(func=run_animate)

@@ -1,0 +1,235 @@
+"""DeepDream Schedule (keyframed settings for the video and animation nodes) and DeepDream Zoom Animation."""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any, Mapping, Optional
+
+import torch
+
+from ..dream_core import DreamModel, FrameDreamer, Objective, dream_clip
+from ..dream_core.animation import (
+    INTERPOLATIONS,
+    SCHEDULABLE,
+    ClipPlan,
+    FeedbackFrames,
+    MaskBatch,
+    Motion,
+    Schedule,
+    feedback_plan,
+    parse_schedule,
+)
+from ..dream_core.animation.feedback import DEFAULT_LATER_ITERATIONS
+from ..dream_core.video import VideoSettings
+from . import comfy_adapter as host
+from .common import (
+    CATEGORY,
+    MODEL_TYPE,
+    OBJECTIVE_TYPE,
+    SCHEDULE_TYPE,
+    check_image,
+    dream_inputs,
+    dream_settings,
+    explained,
+    look_inputs,
+    rgb_frame,
+)
+from .model_nodes import check_model
+
+log = logging.getLogger(__name__)
+
+#: Progress units per frame of an animation.
+_UNITS = 100
+MAX_ANIMATION_FRAMES = 10_000
+
+
+class DDVSchedule:
+    """A keyframed schedule for one setting, chainable: the video and animation nodes evaluate it per frame."""
+
+    DESCRIPTION = (
+        "Keyframes for one setting of DeepDream Video or DeepDream Zoom Animation, written as "
+        "'0:(0.01), 48:(0.04), 96:(0.02)' (frame numbers of the clip) or '0s:(0.01), 2.5s:(0.04)' (seconds, "
+        "kept when the frame rate changes). Between keys: linear, smooth or hold. Chain several nodes through "
+        "'schedule' to schedule several settings; the objective takes layer names: '0:(block8_dw), 60:(block12_dw)'."
+    )
+    CATEGORY = CATEGORY
+    RETURN_TYPES = (SCHEDULE_TYPE,)
+    RETURN_NAMES = ("schedule",)
+    OUTPUT_TOOLTIPS = ("The schedules so far, for the 'schedule' input of DeepDream Video or Zoom Animation.",)
+    FUNCTION = "build"
+
+    @classmethod
+    def INPUT_TYPES(cls) -> dict[str, Any]:
+        return {
+            "required": {
+                "setting": (list(SCHEDULABLE), {
+                    "default": "learning_rate",
+                    "tooltip": "The setting this schedule drives. translate takes pairs '0:(0,0), 48:(4,-2)'; "
+                               "objective takes objectives '0:(block8_dw), 60:(block12_dw:[3,7])' (cross-faded).",
+                }),
+                "keyframes": ("STRING", {
+                    "default": "0:(0.01), 48:(0.03)", "multiline": True,
+                    "tooltip": "frame:(value), frame:(value), ... or seconds 2.5s:(value). Before the first key its "
+                               "value holds, after the last key the last one.",
+                }),
+                "interpolation": (list(INTERPOLATIONS), {
+                    "default": "linear",
+                    "tooltip": "Between keys: linear; smooth (eases out of one key and into the next, never "
+                               "overshoots); hold (keeps each key's value until the next key: a switch).",
+                }),
+            },
+            "optional": {
+                "schedule": (SCHEDULE_TYPE, {"tooltip": "Schedules of other settings to add this one to."}),
+            },
+        }
+
+    @classmethod
+    def VALIDATE_INPUTS(cls, setting: str, keyframes: str, interpolation: str) -> bool | str:
+        if setting not in SCHEDULABLE:
+            return f"'{setting}' cannot be scheduled; choose one of {', '.join(SCHEDULABLE)}."
+        try:
+            parse_schedule(keyframes, kind=SCHEDULABLE[setting][1], interpolation=interpolation, name=setting)
+        except ValueError as exc:
+            return str(exc)
+        return True
+
+    @explained
+    def build(self, setting: str, keyframes: str, interpolation: str,
+              schedule: Optional[Mapping[str, Schedule]] = None) -> tuple[dict[str, Schedule]]:
+        parsed = parse_schedule(keyframes, kind=SCHEDULABLE[setting][1], interpolation=interpolation, name=setting)
+        out = dict(schedule or {})
+        if setting in out:
+            log.warning("DeepDream Schedule: '%s' is scheduled twice in the chain; this node's keyframes win.", setting)
+        out[setting] = parsed
+        return (out,)
+
+
+def mask_batch(mask: Optional[torch.Tensor]) -> Optional[MaskBatch]:
+    """A ComfyUI MASK (``[B,H,W]``, 1 = dream) as one mask per frame (or one for all); ``None`` stays ``None``."""
+    if mask is None:
+        return None
+    return MaskBatch(mask if mask.dim() == 3 else mask.reshape(-1, *mask.shape[-2:]))
+
+
+class DDVAnimate:
+    """Thin wrapper over :class:`dream_core.animation.FeedbackFrames` driven by the one frame loop."""
+
+    DESCRIPTION = (
+        "A feedback ('infinite zoom') animation from one image: every frame is the previous dreamed frame zoomed, "
+        "rotated and moved a little, then dreamed again. Connect a DeepDream Schedule to change any setting over "
+        "time (zoom, rotate, translate, learning_rate, the objective, ...). Outputs the frames as a batch: feed "
+        "Create Video. Progress and a preview per frame; Cancel stops within a step."
+    )
+    CATEGORY = CATEGORY
+    RETURN_TYPES = ("IMAGE",)
+    RETURN_NAMES = ("images",)
+    OUTPUT_TOOLTIPS = ("The animation's frames, first to last (the first is the image dreamed).",)
+    FUNCTION = "animate"
+
+    @classmethod
+    def INPUT_TYPES(cls) -> dict[str, Any]:
+        return {
+            "required": {
+                "image": ("IMAGE", {"tooltip": "The start image (the first of a batch)."}),
+                "model": (MODEL_TYPE, {"tooltip": "From DeepDream Model Loader."}),
+                "frames": ("INT", {
+                    "default": 48, "min": 1, "max": MAX_ANIMATION_FRAMES,
+                    "tooltip": "How many frames. They are held in memory as a batch (about 3 MB per 512x512 frame).",
+                }),
+                "zoom": ("FLOAT", {
+                    "default": 1.02, "min": 0.5, "max": 2.0, "step": 0.005,
+                    "tooltip": "Scale per frame about the centre: 1.02 zooms in 2% per frame, below 1 zooms out, "
+                               "1 = none. A schedule of 'zoom' overrides it.",
+                }),
+                "rotate": ("FLOAT", {
+                    "default": 0.0, "min": -45.0, "max": 45.0, "step": 0.1,
+                    "tooltip": "Degrees per frame, positive = counter-clockwise.",
+                }),
+                "translate_x": ("FLOAT", {
+                    "default": 0.0, "min": -256.0, "max": 256.0, "step": 0.5,
+                    "tooltip": "Pixels per frame the picture moves to the right (negative: left).",
+                }),
+                "translate_y": ("FLOAT", {
+                    "default": 0.0, "min": -256.0, "max": 256.0, "step": 0.5,
+                    "tooltip": "Pixels per frame the picture moves down (negative: up).",
+                }),
+                "later_iterations": ("FLOAT", {
+                    "default": DEFAULT_LATER_ITERATIONS, "min": 0.05, "max": 1.0, "step": 0.05,
+                    "tooltip": "Iterations of the frames after the first, as a fraction of num_iterations: each "
+                               "starts from the previous dream. Higher -> the picture fills with creatures sooner.",
+                }),
+                **dream_inputs(),
+            },
+            "optional": {
+                "objective": (OBJECTIVE_TYPE, {
+                    "tooltip": "From DeepDream Layers: what to maximise. Not connected -> the model's default layer.",
+                }),
+                "schedule": (SCHEDULE_TYPE, {"tooltip": "From DeepDream Schedule: settings that change over time."}),
+                "mask": ("MASK", {
+                    "tooltip": "Where to dream (1 = dream, 0 = keep); one mask, or one per frame. Outside it the "
+                               "picture only moves.",
+                }),
+                **look_inputs(),
+                "fps": ("FLOAT", {
+                    "default": 30.0, "min": 1.0, "max": 240.0, "step": 0.001,
+                    "tooltip": "The animation's frame rate (give Create Video the same), for schedule keys in "
+                               "seconds.",
+                }),
+            },
+        }
+
+    @explained
+    def animate(
+        self,
+        image: torch.Tensor,
+        model: DreamModel,
+        frames: int,
+        zoom: float,
+        rotate: float,
+        translate_x: float,
+        translate_y: float,
+        later_iterations: float,
+        objective: Optional[Objective] = None,
+        schedule: Optional[Mapping[str, Schedule]] = None,
+        mask: Optional[torch.Tensor] = None,
+        fps: float = 30.0,
+        **widgets: Any,
+    ) -> tuple[torch.Tensor]:
+        # validation
+        image = check_image(image, "image")
+        model = check_model(model)
+        settings = dream_settings(widgets)
+        video = VideoSettings(mode="independent")
+        clip_plan = ClipPlan(model, settings, objective=objective, video=video, schedules=dict(schedule or {}),
+                             motion=Motion(zoom=zoom, rotate=rotate, translate=(translate_x, translate_y)), fps=fps)
+        count = int(frames)
+        clip_plan.check(range(count))
+        plan = feedback_plan(clip_plan, later_iterations)
+        masks = mask_batch(mask)
+        device = model.device
+        start = rgb_frame(image, 0, device)
+        _, _, height, width = start.shape
+
+        # the loop, with progress per step and a preview per frame
+        out = torch.empty(count, height, width, 3, dtype=torch.float32, device=host.intermediate_device())
+        progress = host.Progress(count * _UNITS)
+
+        def on_step(index: int, step: int, total: int, current: torch.Tensor) -> None:
+            host.check_interrupt()
+            progress.update(index * _UNITS + (_UNITS - 1) * step // total, current)
+
+        started = time.perf_counter()
+        try:
+            with FrameDreamer(model, plan(0).objective, settings, video) as dreamer:
+                feedback = FeedbackFrames(dreamer, start, count, lambda k: plan(k).motion)
+                for done in dream_clip(dreamer, feedback, None, on_step=on_step, plan=plan, masks=masks):
+                    out[done.index].copy_(done.image[0].permute(1, 2, 0))
+                    progress.update((done.index + 1) * _UNITS, done.image, force_preview=True)
+                    host.check_interrupt()
+        finally:
+            host.soft_empty_cache()
+        elapsed = time.perf_counter() - started
+        log.info("DeepDream Zoom Animation: %d frames of %dx%d in %.1f s (%.2f s/frame)", count, width, height,
+                 elapsed, elapsed / count)
+        return (out,)
