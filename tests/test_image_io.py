@@ -136,3 +136,10 @@ def test_large_image_shrunk_while_reading_matches_a_float_resize(tmp_path):
     resized = fit_max_side(full, 100)
     assert (small - resized).abs().mean() < 0.02  # box vs triangle filter on a texture: same picture
     assert (small.mean() - resized.mean()).abs() < 0.002  # and no shift of brightness or position
+
+
+def test_8000x8000_is_refused_from_its_header(tmp_path):
+    # It passed the old 67 MP limit and took over 10 GB before its first step.
+    with pytest.raises(InvalidImageError, match=r"8000x8000 = 64 MP; the limit is 48 MP.*max_side=6928") as info:
+        load_image(header_only_png(tmp_path / "square.png", 8000, 8000))
+    assert info.value.parameter == "image"
