@@ -54,12 +54,13 @@ _TILE_ALIGN = 32
 #: Out-of-memory back-off halves ``tile_size`` down to this, then gives up.
 _MIN_TILE = 128
 
-#: On the CPU, octaves of more than this many pixels get tiles of at most :data:`CPU_LARGE_TILE` px.
-#: A 1024 px tile's activations take about 1.9 GB there (EfficientNet-Lite0, default layer), a
-#: 512 px one's about 1 GB: a 24 MP dream then peaks at 2.7 GB instead of 3.4 GB, its
-#: largest octave about 15% slower (measured with /usr/bin/time on one thread).
-CPU_LARGE_OCTAVE_PIXELS = 8_000_000
-#: The tile size (pixels) for :data:`CPU_LARGE_OCTAVE_PIXELS`.
+#: On the CPU, images of more than this many pixels are dreamed in tiles of at most :data:`CPU_LARGE_TILE` px
+#: at every octave. A 1024 px tile's activations take about 1.9 GB there (EfficientNet-Lite0, default layer),
+#: a 512 px one's about 1 GB, and the full-size input stays in memory through all octaves: a default dream
+#: of a 24 MP photo peaked at 3.2 GB with 1024 px tiles in its smaller octaves (measured with
+#: /usr/bin/time on one thread); tiled at 512 px its largest octave is about 15% slower.
+CPU_LARGE_IMAGE_PIXELS = 8_000_000
+#: The tile size (pixels) for :data:`CPU_LARGE_IMAGE_PIXELS`.
 CPU_LARGE_TILE = 512
 
 
@@ -216,13 +217,13 @@ class TileBudget:
 
 
 def memory_tiles(settings: DreamSettings, size: tuple[int, int], device: torch.device) -> DreamSettings:
-    """The tiles an octave of ``size`` ``(h, w)`` is computed in: ``settings``' own, or on the CPU for an
-    octave over :data:`CPU_LARGE_OCTAVE_PIXELS`, at most :data:`CPU_LARGE_TILE` px (bounded memory).
+    """The tiles an image of ``size`` ``(h, w)`` is dreamed in: ``settings``' own, or on the CPU for an
+    image over :data:`CPU_LARGE_IMAGE_PIXELS`, at most :data:`CPU_LARGE_TILE` px (bounded memory).
 
     The overlap is kept (the tile grows to fit it when it is large).
     """
     h, w = size
-    if device.type != "cpu" or h * w <= CPU_LARGE_OCTAVE_PIXELS:
+    if device.type != "cpu" or h * w <= CPU_LARGE_IMAGE_PIXELS:
         return settings
     tile = max(CPU_LARGE_TILE, 2 * settings.tile_overlap + _TILE_ALIGN)
     return settings if tile >= settings.tile_size else settings.with_(tile_size=tile)
@@ -379,9 +380,9 @@ def _dream_octaves(
             for _ in range(settings.num_iterations):
                 ox, oy = (torch.randint(-settings.jitter, settings.jitter + 1, (2,), generator=gen).tolist()
                           if settings.jitter else (0, 0))
-                octave_settings = memory_tiles(grad_settings, size, x.device)
-                grad, used = _gradient_backing_off(active, objective, x, octave_settings, amp_dtype, (oy, ox))
-                if used is not octave_settings:  # an out-of-memory error shrank the tiles: keep that size
+                step_settings = memory_tiles(grad_settings, (h, w), x.device)  # the full size: base stays
+                grad, used = _gradient_backing_off(active, objective, x, step_settings, amp_dtype, (oy, ox))
+                if used is not step_settings:  # an out-of-memory error shrank the tiles: keep that size
                     grad_settings = used
                 # Handed over, not kept: step_direction can free the raw gradient once it has
                 # derived the next image from it (one full-size buffer less at its peak).

@@ -53,7 +53,7 @@ class DreamSettings:
         autocast: ``"none"``, ``"bf16"`` or ``"fp16"``: mixed precision for the forward pass.
         tile_size: images larger than this (either side, pixels) get their gradient
             computed tile by tile with ``tile_overlap`` pixels of context; bounds memory.
-            On the CPU, octaves over 8 MP use tiles of at most 512 px
+            On the CPU, images over 8 MP use tiles of at most 512 px at every octave
             (:func:`~dream_core.dream.memory_tiles`: a 1024 px tile's activations alone take ~1.9 GB).
         tile_overlap: context margin around each tile (pixels).
     """

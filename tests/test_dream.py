@@ -258,24 +258,26 @@ def test_out_of_memory_below_the_smallest_tile_is_raised(tiny_model, monkeypatch
         dream_image(tiny_model, textured_image(200, 300), "conv2", FAST.with_(num_octaves=1))
 
 
-def test_large_octaves_on_the_cpu_use_small_tiles(tiny_model, monkeypatch):
-    # Memory: a 1024 px tile's activations took ~1.9 GB; a 24 MP photo peaked at 3.4 GB (6.45 GB before the
-    # other fixes). Octaves over CPU_LARGE_OCTAVE_PIXELS use CPU_LARGE_TILE px tiles; smaller ones their own.
+def test_large_images_on_the_cpu_use_small_tiles(tiny_model, monkeypatch):
+    # Memory: a 1024 px tile's activations take ~1.9 GB on the CPU, on top of the full-size input that every
+    # octave keeps; a 24 MP photo peaked at 3.2 GB with them (6.45 GB for 12 MP before the other fixes).
+    # Images over CPU_LARGE_IMAGE_PIXELS use CPU_LARGE_TILE px tiles at every octave; smaller ones their own.
     import dream_core.dream as dream_mod
 
     assert dream_mod.memory_tiles(DreamSettings(), (4000, 6000), torch.device("cpu")).tile_size == 512
     assert dream_mod.memory_tiles(DreamSettings(), (4000, 6000), torch.device("cuda")).tile_size == 1024
     assert dream_mod.memory_tiles(DreamSettings(), (2000, 3000), torch.device("cpu")).tile_size == 1024
     assert dream_mod.memory_tiles(DreamSettings(tile_overlap=300), (4000, 6000), torch.device("cpu")).tile_size == 632
-    monkeypatch.setattr(dream_mod, "CPU_LARGE_OCTAVE_PIXELS", 120 * 160)
+    monkeypatch.setattr(dream_mod, "CPU_LARGE_IMAGE_PIXELS", 120 * 160)
     monkeypatch.setattr(dream_mod, "CPU_LARGE_TILE", 64)
     real, seen = dream_mod._objective_gradient, []
 
     def spy(hooks, objective, image, settings, *rest):
-        seen.append((image.shape[-2] * image.shape[-1], settings.tile_size))
+        seen.append(settings.tile_size)
         return real(hooks, objective, image, settings, *rest)
 
     monkeypatch.setattr(dream_mod, "_objective_gradient", spy)
-    x = textured_image(150, 200)
-    dream_image(tiny_model, x, "conv2", DreamSettings(num_octaves=2, num_iterations=1, tile_overlap=16))
-    assert [t for _, t in seen] == [1024, 64] and seen[0][0] <= 120 * 160 < seen[1][0]
+    two_octaves = DreamSettings(num_octaves=2, num_iterations=1, tile_overlap=16)
+    dream_image(tiny_model, textured_image(150, 200), "conv2", two_octaves)  # 30000 px: over the limit
+    dream_image(tiny_model, textured_image(100, 120), "conv2", two_octaves)  # 12000 px: its own tiles
+    assert seen == [64, 64, 1024, 1024]

@@ -164,7 +164,7 @@ def add_dream_arguments(p: argparse.ArgumentParser, defaults: DreamSettings = _D
     d.add_argument("--luminance-only", action="store_true", help="keep the original colours")
     d.add_argument("--autocast", choices=list(AUTOCAST_DTYPES), default=defaults.autocast, help="mixed precision")
     d.add_argument("--tile-size", type=int, default=defaults.tile_size, 
-                   help="tile larger images (pixels); on the CPU, octaves over 8 MP use at most 512 px tiles (memory)")
+                   help="tile larger images (pixels); on the CPU, images over 8 MP use at most 512 px tiles (memory)")
     d.add_argument("--tile-overlap", type=int, default=defaults.tile_overlap, help="context around each tile (pixels)")
     d.add_argument("--max-side", type=int, default=None,
                    help="downscale the input so its longer side is at most this; none: keep its size")
