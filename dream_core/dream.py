@@ -32,9 +32,10 @@ from typing import Callable, Optional
 
 import torch
 
+from .allocator import tiles_on_the_heap
 from .errors import InvalidImageError, InvalidParameterError
 from .features import FeatureHooks, grad_enabled_outside_inference
-from .image_ops import as_mask, fit_max_side, keep_colours, octave_sizes, resize, to_rgb
+from .image_ops import MAX_PIXELS, as_mask, fit_max_side, keep_colours, octave_sizes, resize, to_rgb
 from .models.spec import DreamModel
 from .objectives import GuideObjective, Objective, SumObjective, resolve_objective
 from .settings import AUTOCAST_DTYPES, DreamSettings
@@ -50,11 +51,17 @@ StepCallback = Callable[[int, int, torch.Tensor], None]
 #: Extended tiles start on multiples of this (the largest total stride of the registered nets).
 _TILE_ALIGN = 32
 
-#: Largest image (pixels) accepted at all; beyond it even tiling would take hours.
-MAX_PIXELS = 8192 * 8192
-
 #: Out-of-memory back-off halves ``tile_size`` down to this, then gives up.
 _MIN_TILE = 128
+
+#: On the CPU, images of more than this many pixels are dreamed in tiles of at most :data:`CPU_LARGE_TILE` px
+#: at every octave. A 1024 px tile's activations take about 1.9 GB there (EfficientNet-Lite0, default layer),
+#: a 512 px one's about 1 GB, and the full-size input stays in memory through all octaves: a default dream
+#: of a 24 MP photo peaked at 3.2 GB with 1024 px tiles in its smaller octaves (measured with
+#: /usr/bin/time on one thread); tiled at 512 px its largest octave is about 15% slower.
+CPU_LARGE_IMAGE_PIXELS = 8_000_000
+#: The tile size (pixels) for :data:`CPU_LARGE_IMAGE_PIXELS`.
+CPU_LARGE_TILE = 512
 
 
 @dataclass
@@ -81,8 +88,22 @@ def guide_objective(model: DreamModel, objective: Objective, guide: torch.Tensor
     Args:
         guide: RGB ``[1,3,H,W]`` (or ``[B,...]``, first item used) in ``0..1``; shrunk to
             ``max_side`` so its feature map stays small.
+
+    Raises:
+        InvalidImageError: the guide is not an image, or smaller than the network's
+            minimum input (``parameter="guide"``).
     """
-    guide = fit_max_side(to_rgb(guide)[:1].to(device=model.device, dtype=model.dtype), max_side)
+    try:
+        guide = to_rgb(guide)[:1]
+    except InvalidImageError as exc:
+        raise InvalidImageError(f"The guide image is unusable: {exc}", parameter="guide") from exc
+    h, w = guide.shape[-2:]
+    if min(h, w) < model.spec.min_size:
+        raise InvalidImageError(
+            f"The guide image is {w}x{h}; model '{model.name}' needs at least {model.spec.min_size} pixels on its "
+            "shorter side to read its features. Use a larger guide image.", parameter="guide",
+        )
+    guide = fit_max_side(guide.to(device=model.device, dtype=model.dtype), max_side)
     layers = objective.layers()
     with grad_enabled_outside_inference(), torch.no_grad(), FeatureHooks(model, layers, optimize=True) as hooks:
         feats = hooks.run(guide.clone())
@@ -103,41 +124,66 @@ def _objective_gradient(
     image: torch.Tensor,
     settings: DreamSettings,
     amp_dtype: Optional[torch.dtype],
+    shift: tuple[int, int] = (0, 0),
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Gradient of ``objective`` w.r.t. ``image`` ``[B,3,h,w]``; returns ``(grad, value [B])``.
+    """Gradient of ``objective`` at ``image`` ``[B,3,h,w]`` rolled by ``shift``; returns ``(grad, value [B])``.
+
+    The network sees ``torch.roll(image, shift, dims=(2, 3))`` (the jitter); the
+    gradient is returned rolled back, in ``image``'s own frame.
 
     Large images are processed tile by tile: each tile is extended by
     ``tile_overlap`` pixels of context, and only its centre's gradient is kept.
     Each tile's (mean-based) objective is scaled by its extended area over the
     image area, so the centre's gradient matches the whole-image gradient up to
-    the receptive field reaching past the margin.
+    the receptive field reaching past the margin. Tiles are read from ``image``
+    with the roll's wrap-around and their gradients written back the same way,
+    so no rolled copy of a large image is ever made.
     """
     _, _, h, w = image.shape
     device_type = image.device.type
     amp = torch.autocast(device_type, dtype=amp_dtype) if amp_dtype is not None else nullcontext()
+    oy, ox = shift
     if h <= settings.tile_size and w <= settings.tile_size:
-        x = image.detach().requires_grad_(True)
+        x = torch.roll(image.detach(), shifts=(oy, ox), dims=(2, 3)).requires_grad_(True)
         with amp:
             value = objective(hooks.run(x))
         (grad,) = torch.autograd.grad(value.sum(), x)
-        return grad, value.detach()
+        return torch.roll(grad, shifts=(-oy, -ox), dims=(2, 3)), value.detach()
     grad = torch.zeros_like(image)
+    with tiles_on_the_heap() if device_type == "cpu" else nullcontext():
+        total = _tile_gradients(hooks, objective, image, settings, amp, shift, grad)
+    return grad, total
+
+
+def _tile_gradients(hooks: FeatureHooks, objective: Objective, image: torch.Tensor, settings: DreamSettings,
+                    amp, shift: tuple[int, int], grad: torch.Tensor) -> torch.Tensor:
+    """The tiled path of :func:`_objective_gradient`: fills ``grad``, returns the objective ``[B]``."""
+    _, _, h, w = image.shape
+    oy, ox = shift
     total = torch.zeros(image.shape[0], device=image.device, dtype=torch.float32)
     m = settings.tile_overlap
+    # Pixel i of the rolled image is pixel (i - shift) mod size of ``image``.
+    rows = torch.arange(h, device=image.device).sub_(oy).remainder_(h)
+    cols = torch.arange(w, device=image.device).sub_(ox).remainder_(w)
+    spans = []
     for y0, y1 in _tiles(h, settings.tile_size):
         for x0, x1 in _tiles(w, settings.tile_size):
             # Extended tiles start on a multiple of the networks' total stride so every
             # tile sees the same sampling grid as the whole image would.
             ey0, ex0 = max(0, (y0 - m) // _TILE_ALIGN * _TILE_ALIGN), max(0, (x0 - m) // _TILE_ALIGN * _TILE_ALIGN)
-            ey1, ex1 = min(h, y1 + m), min(w, x1 + m)
-            x = image[:, :, ey0:ey1, ex0:ex1].detach().requires_grad_(True)
-            share = (ey1 - ey0) * (ex1 - ex0) / (h * w)  # tile mean -> whole-image mean scale
-            with amp:
-                value = objective(hooks.run(x)) * share
-            (g,) = torch.autograd.grad(value.sum(), x)
-            grad[:, :, y0:y1, x0:x1] = g[:, :, y0 - ey0 : y0 - ey0 + (y1 - y0), x0 - ex0 : x0 - ex0 + (x1 - x0)]
-            total += value.detach().float() * ((y1 - y0) * (x1 - x0) / ((ey1 - ey0) * (ex1 - ex0)))
-    return grad, total
+            spans.append((y0, y1, x0, x1, ey0, ex0, min(h, y1 + m), min(w, x1 + m)))
+    # Largest extended tile first: every later tile's activations fit in the memory it freed.
+    spans.sort(key=lambda t: (t[6] - t[4]) * (t[7] - t[5]), reverse=True)
+    for y0, y1, x0, x1, ey0, ex0, ey1, ex1 in spans:
+        x = image.detach().index_select(2, rows[ey0:ey1]).index_select(3, cols[ex0:ex1]).requires_grad_(True)
+        share = (ey1 - ey0) * (ex1 - ex0) / (h * w)  # tile mean -> whole-image mean scale
+        with amp:
+            value = objective(hooks.run(x)) * share
+        (g,) = torch.autograd.grad(value.sum(), x)
+        centre = g[:, :, y0 - ey0 : y0 - ey0 + (y1 - y0), x0 - ex0 : x0 - ex0 + (x1 - x0)]
+        grad[:, :, rows[y0:y1, None], cols[None, x0:x1]] = centre
+        total += value.detach().float() * ((y1 - y0) * (x1 - x0) / ((ey1 - ey0) * (ex1 - ex0)))
+    return total
 
 
 @dataclass
@@ -170,12 +216,26 @@ class TileBudget:
             self.tile_size, self.tile_overlap = used.tile_size, used.tile_overlap
 
 
+def memory_tiles(settings: DreamSettings, size: tuple[int, int], device: torch.device) -> DreamSettings:
+    """The tiles an image of ``size`` ``(h, w)`` is dreamed in: ``settings``' own, or on the CPU for an
+    image over :data:`CPU_LARGE_IMAGE_PIXELS`, at most :data:`CPU_LARGE_TILE` px (bounded memory).
+
+    The overlap is kept (the tile grows to fit it when it is large).
+    """
+    h, w = size
+    if device.type != "cpu" or h * w <= CPU_LARGE_IMAGE_PIXELS:
+        return settings
+    tile = max(CPU_LARGE_TILE, 2 * settings.tile_overlap + _TILE_ALIGN)
+    return settings if tile >= settings.tile_size else settings.with_(tile_size=tile)
+
+
 def _gradient_backing_off(
     hooks: FeatureHooks,
     objective: Objective,
     image: torch.Tensor,
     settings: DreamSettings,
     amp_dtype: Optional[torch.dtype],
+    shift: tuple[int, int] = (0, 0),
 ) -> tuple[torch.Tensor, DreamSettings]:
     """:func:`_objective_gradient`, halving ``tile_size`` after an out-of-memory error.
 
@@ -184,7 +244,7 @@ def _gradient_backing_off(
     """
     while True:
         try:
-            return _objective_gradient(hooks, objective, image, settings, amp_dtype)[0], settings
+            return _objective_gradient(hooks, objective, image, settings, amp_dtype, shift)[0], settings
         except torch.OutOfMemoryError:
             tile = min(settings.tile_size, max(image.shape[-2:])) // 2
             if tile < _MIN_TILE:
@@ -274,7 +334,10 @@ def dream_image(
         objective = guide_objective(model, objective, guide)
     amp_dtype = AUTOCAST_DTYPES[settings.autocast]
     with grad_enabled_outside_inference():
-        base = image.detach().to(device=model.device, dtype=model.dtype).clone()
+        # Never modified in place, so no copy is made unless it is an inference-mode tensor.
+        base = image.detach().to(device=model.device, dtype=model.dtype)
+        if base.is_inference():
+            base = base.clone()
         where = None if mask is None else as_mask(mask, tuple(base.shape[-2:])).to(base)
         result = _dream_octaves(model, base, objective, settings, amp_dtype, anchor, on_step, hooks, tiles, where)
         if settings.luminance_only:
@@ -306,9 +369,10 @@ def _dream_octaves(
     detail: Optional[torch.Tensor] = None
     grad_settings = settings if tiles is None else tiles.apply(settings)  # tile_size may shrink after an OOM
     with ctx as active:
-        for size in sizes:
+        for octave, size in enumerate(sizes):
             octave_base = resize(base, size)
             x = octave_base if detail is None else octave_base + resize(detail, size)
+            detail = None  # memory: at most one full-size image besides ``base`` and ``x`` outlives a step
             if anchor is not None:
                 a_target = resize(anchor.target.to(base), size)
                 a_weight = resize(anchor.weight.to(base), size) * anchor.strength
@@ -316,20 +380,27 @@ def _dream_octaves(
             for _ in range(settings.num_iterations):
                 ox, oy = (torch.randint(-settings.jitter, settings.jitter + 1, (2,), generator=gen).tolist()
                           if settings.jitter else (0, 0))
-                rolled = torch.roll(x, shifts=(oy, ox), dims=(2, 3))
-                grad, grad_settings = _gradient_backing_off(active, objective, rolled, grad_settings, amp_dtype)
-                grad = torch.roll(grad, shifts=(-oy, -ox), dims=(2, 3))
-                grad = step_direction(grad, settings.step_rule, smoothing=settings.gradient_smoothing,
+                step_settings = memory_tiles(grad_settings, (h, w), x.device)  # the full size: base stays
+                grad, used = _gradient_backing_off(active, objective, x, step_settings, amp_dtype, (oy, ox))
+                if used is not step_settings:  # an out-of-memory error shrank the tiles: keep that size
+                    grad_settings = used
+                # Handed over, not kept: step_direction can free the raw gradient once it has
+                # derived the next image from it (one full-size buffer less at its peak).
+                pending = [grad]
+                del grad
+                grad = step_direction(pending.pop(), settings.step_rule, smoothing=settings.gradient_smoothing,
                                       colour_decorrelation=settings.colour_decorrelation,
                                       laplacian_levels=settings.laplacian_levels)
                 x = x + step_scale * grad
+                del grad
                 if anchor is not None:
                     x = x + a_weight * (a_target - x)
                 x = x.clamp(0, 1)
                 step += 1
                 if on_step is not None:
                     on_step(step, total, x)
-            detail = x - octave_base
+            if octave < len(sizes) - 1:
+                detail = x - octave_base
     if tiles is not None and grad_settings is not settings:
         tiles.learn(grad_settings)
     return x

@@ -15,6 +15,9 @@ unless the fast path is switched off (``DEEPDREAM_FAST_PATH=0``,
 
 from __future__ import annotations
 
+import logging
+import threading
+import weakref
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Iterator, Optional, Sequence
 
@@ -29,8 +32,31 @@ if TYPE_CHECKING:  # pragma: no cover
     from .models.spec import DreamModel
 
 
+log = logging.getLogger(__name__)
+
+
 class _StopForward(Exception):
     """Internal signal: the deepest requested layer has been computed."""
+
+
+#: network -> the lock its hooks are held under (see :func:`model_lock`).
+_MODEL_LOCKS: "weakref.WeakKeyDictionary[nn.Module, threading.RLock]" = weakref.WeakKeyDictionary()
+_LOCKS_LOCK = threading.Lock()
+
+
+def model_lock(model: "DreamModel") -> "threading.RLock":
+    """The lock a :class:`FeatureHooks` holds on ``model`` from entering to leaving its ``with`` block.
+
+    Hooks live on the network (and on its one cached execution copy), so two
+    dreams running at once with one model would read each other's features.
+    The lock makes a second thread wait for the first dream to finish; the same
+    thread may enter again (a guide image's features are read inside a dream).
+    """
+    with _LOCKS_LOCK:
+        lock = _MODEL_LOCKS.get(model.net)
+        if lock is None:
+            lock = _MODEL_LOCKS[model.net] = threading.RLock()
+        return lock
 
 
 class FeatureHooks:
@@ -40,6 +66,11 @@ class FeatureHooks:
 
         with FeatureHooks(model, ["block8", "block11"]) as hooks:
             feats = hooks.run(image)   # {"block8": [B,C,h,w], "block11": ...}
+
+    Thread safety: inside the ``with`` block the model is held
+    (:func:`model_lock`): another thread entering hooks on the same model
+    waits until this block is left, so dreams with one model from several
+    threads run one after the other instead of mixing their features.
 
     Args:
         model: a loaded :class:`~dream_core.models.spec.DreamModel`.
@@ -85,8 +116,22 @@ class FeatureHooks:
         self._store: dict[str, torch.Tensor] = {}
         self._running = False  # hooks act only during this object's own run()
         self._fast = False  # optimize, and the fast path switched on (decided on entering)
+        self._lock: Optional[threading.RLock] = None  # held from entering to remove()
 
     def __enter__(self) -> "FeatureHooks":
+        lock = model_lock(self.model)
+        if not lock.acquire(blocking=False):
+            log.info("Another thread is dreaming with %s; waiting for it to finish.", self.model.name)
+            lock.acquire()
+        self._lock = lock
+        try:
+            self._attach()
+        except BaseException:
+            self.remove()
+            raise
+        return self
+
+    def _attach(self) -> None:
         self._fast = self.optimize and fastpath.enabled()
         if self._fast:
             cl = fastpath.channels_last_pays(self.model) if self.channels_last is None else self.channels_last
@@ -97,17 +142,19 @@ class FeatureHooks:
         for name in self.layers:
             module = self._net.get_submodule(self.model.spec.layers[name]) if self._fast else self.modules[name]
             self._handles.append(module.register_forward_hook(self._make_hook(name)))
-        return self
 
     def __exit__(self, *exc: object) -> None:
         self.remove()
 
     def remove(self) -> None:
-        """Remove every hook this object registered (idempotent)."""
+        """Remove every hook this object registered and let other threads use the model (idempotent)."""
         for handle in self._handles:
             handle.remove()
         self._handles.clear()
         self._store = {}
+        lock, self._lock = self._lock, None
+        if lock is not None:
+            lock.release()
 
     def _make_hook(self, name: str):
         def hook(_module: torch.nn.Module, _inputs: object, output: torch.Tensor) -> None:

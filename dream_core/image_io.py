@@ -1,41 +1,151 @@
-"""Reading and writing still images as ``[1,3,H,W]`` float tensors in ``0..1``."""
+"""Reading and writing still images as ``[1,3,H,W]`` float tensors in ``0..1``.
+
+Reading checks the size in the file's header before decoding anything (a
+huge or hostile file is refused in milliseconds, without the memory its
+pixels would take) and scales every bit depth to ``0..1`` (16-bit PNG and
+TIFF, gray or colour, keep their range instead of clipping to white).
+Writing checks the path and the format *before* the work (:func:`check_output_image`)
+and writes atomically (:func:`save_image`).
+"""
 
 from __future__ import annotations
 
+import io
 import os
 import tempfile
+import warnings
 from pathlib import Path
+from typing import Optional
 
 import numpy as np
 import torch
 
-from .errors import InvalidImageError
+from .errors import InvalidImageError, InvalidParameterError
+from .image_ops import MAX_PIXELS, check_max_side, fit_max_side
+
+#: Largest image (pixels) :func:`load_image` decodes at all, shrinking it to ``max_side`` afterwards;
+#: just below Pillow's own refusal (twice ``PIL.Image.MAX_IMAGE_PIXELS``, 179 MP).
+MAX_DECODE_PIXELS = 178_000_000
+
+#: Pillow modes holding one integer or float channel of more than 8 bits, and the value that is white.
+_WIDE_GRAY = {"I;16": 65535, "I;16L": 65535, "I;16B": 65535, "I;16N": 65535, "I": 65535, "F": 1.0}
 
 
-def load_image(path: str | os.PathLike[str]) -> torch.Tensor:
-    """Read an image file as RGB ``[1,3,H,W]`` float32 in ``0..1``.
-
-    Grayscale and palette images become RGB; alpha is dropped (composited on black).
+def image_size(path: str | os.PathLike[str]) -> tuple[int, int]:
+    """``(width, height)`` of an image file, read from its header (nothing is decoded).
 
     Raises:
         InvalidImageError: missing or unreadable file.
     """
+    with _open(Path(path)) as im:
+        return int(im.size[0]), int(im.size[1])
+
+
+def load_image(path: str | os.PathLike[str], max_side: Optional[int] = None) -> torch.Tensor:
+    """Read an image file as RGB ``[1,3,H,W]`` float32 in ``0..1``.
+
+    Grayscale and palette images become RGB; alpha is dropped (composited on
+    black). Every bit depth is scaled to ``0..1``: 8-bit by 255, 16-bit
+    (``I;16`` gray PNG/TIFF) by 65535; Pillow reads 16-bit colour PNG/TIFF as
+    8 bits per channel, scaled alike.
+
+    The size is checked from the header first: an image over
+    :data:`~dream_core.image_ops.MAX_PIXELS` is refused before it is decoded
+    unless ``max_side`` shrinks it (then up to :data:`MAX_DECODE_PIXELS`).
+
+    Args:
+        path: the image file.
+        max_side: shrink (antialiased, :func:`~dream_core.image_ops.fit_max_side`)
+            so the longer side is at most this; ``None`` or ``0`` keeps the size.
+
+    Raises:
+        InvalidImageError: missing, unreadable or too large a file
+            (``parameter="image"``; the message gives the ``max_side`` that fits).
+        InvalidParameterError: a negative ``max_side``.
+    """
+    check_max_side(max_side)
+    path = Path(path)
+    with _open(path) as im:
+        width, height = im.size
+        _check_decode_size(path, width, height, max_side)
+        factor = max(width, height) // max_side if max_side else 1
+        try:
+            if factor >= 2:  # shrink by a whole factor while still 8 bits (box filter): no full-size float copy
+                im.draft(im.mode, (width // factor, height // factor))  # JPEG: decode at the smaller size
+                if max(im.size) // max_side >= 2:
+                    im = im.reduce(max(im.size) // max_side)
+            rgb = _to_rgb_array(im)
+        except (OSError, ValueError, SyntaxError) as exc:
+            raise InvalidImageError(
+                f"Cannot read image '{path}': {exc}. Is it a complete PNG/JPEG/WebP image?") from exc
+    image = torch.from_numpy(rgb).permute(2, 0, 1).unsqueeze(0)
+    del rgb
+    image = image.float().div_(255.0) if image.dtype == torch.uint8 else image.float()
+    return fit_max_side(image, max_side)
+
+
+def _open(path: Path):  # -> PIL.Image.Image (lazy: header only)
     from PIL import Image, UnidentifiedImageError
 
-    path = Path(path)
     if not path.is_file():
         raise InvalidImageError(f"Image file not found: '{path}'.")
     try:
-        with Image.open(path) as im:
-            im.load()
-            if im.mode in ("RGBA", "LA", "P"):
-                im = im.convert("RGBA")
-                bg = Image.new("RGBA", im.size, (0, 0, 0, 255))
-                im = Image.alpha_composite(bg, im)
-            rgb = np.array(im.convert("RGB"), dtype=np.uint8)
-    except (UnidentifiedImageError, OSError) as exc:
+        with warnings.catch_warnings():
+            # Pillow warns above 89 MP and raises above 179 MP; the size checks here are ours.
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            return Image.open(path)
+    except Image.DecompressionBombError as exc:
+        raise InvalidImageError(
+            f"Image '{path}' is too large to decode at all ({exc}). Scale it down with an image editor first "
+            f"(at most {MAX_DECODE_PIXELS / 1e6:.0f} MP are read, then shrunk to max_side)."
+        ) from exc
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
         raise InvalidImageError(f"Cannot read image '{path}': {exc}. Is it a PNG/JPEG/WebP image?") from exc
-    return torch.from_numpy(rgb).permute(2, 0, 1).unsqueeze(0).float().div_(255.0)
+
+
+def _check_decode_size(path: Path, width: int, height: int, max_side: Optional[int]) -> None:
+    pixels = width * height
+    if pixels <= MAX_PIXELS:
+        return
+    fits = int((MAX_PIXELS / pixels) ** 0.5 * max(width, height))
+    if not max_side:
+        raise InvalidImageError(
+            f"Image '{path.name}' is {width}x{height} = {pixels / 1e6:.0f} MP; the limit is {MAX_PIXELS / 1e6:.0f} MP "
+            "(memory). Shrink it while reading with max_side, "
+            f"e.g. max_side={fits} or less.", parameter="image",
+        )
+    scale = min(1.0, max_side / max(width, height))
+    if round(width * scale) * round(height * scale) > MAX_PIXELS:
+        raise InvalidImageError(
+            f"Image '{path.name}' is {width}x{height}; shrunk to max_side={max_side} it is still over the limit of "
+            f"{MAX_PIXELS / 1e6:.0f} MP (memory). Use max_side={fits} or less.", parameter="max_side",
+        )
+    if pixels > MAX_DECODE_PIXELS:
+        raise InvalidImageError(
+            f"Image '{path.name}' is {width}x{height} = {pixels / 1e6:.0f} MP; at most {MAX_DECODE_PIXELS / 1e6:.0f} MP "
+            "are decoded (then shrunk to max_side). Scale it down with an image editor first."
+        )
+
+
+def _to_rgb_array(im) -> np.ndarray:  # im: PIL.Image.Image
+    """``H x W x 3`` RGB: uint8 for 8-bit images, float32 in ``0..1`` for wider gray ones."""
+    from PIL import Image
+
+    if im.mode in _WIDE_GRAY:
+        gray = np.asarray(im)
+        if gray.dtype.kind == "f" and not (np.isfinite(gray).all() and gray.min() >= 0 and gray.max() <= 1):
+            raise InvalidImageError("A floating-point gray image must hold values in 0..1; convert it to 8 or 16 bits.")
+        gray = np.clip(gray.astype(np.float32) / np.float32(_WIDE_GRAY[im.mode]), 0.0, 1.0)
+        return np.repeat(gray[:, :, None], 3, axis=2)
+    if im.mode in ("RGBA", "LA", "P", "PA", "La", "RGBa"):
+        im = im.convert("RGBA")
+        bg = Image.new("RGBA", im.size, (0, 0, 0, 255))
+        im = Image.alpha_composite(bg, im)
+    if im.mode != "RGB":
+        im = im.convert("RGB")
+    else:
+        im.load()
+    return np.array(im, dtype=np.uint8)  # a writable copy (asarray of a PIL image is read-only)
 
 
 def from_uint8_hwc(frame: np.ndarray, device: torch.device | str = "cpu") -> torch.Tensor:
@@ -50,17 +160,91 @@ def to_uint8_hwc(image: torch.Tensor) -> np.ndarray:
     return image.detach().clamp(0, 1).mul(255).round().to(torch.uint8).permute(1, 2, 0).cpu().numpy()
 
 
-def save_image(image: torch.Tensor, path: str | os.PathLike[str]) -> None:
-    """Write ``[1,3,H,W]`` in ``0..1`` to ``path`` atomically (temp file + rename).
+def _same_file(a: Path, b: Path) -> bool:
+    if a.resolve() == b.resolve():
+        return True
+    try:
+        return a.exists() and b.exists() and os.path.samefile(a, b)
+    except OSError:
+        return False
 
-    The format follows the extension (PNG, JPEG, WebP, ...). A failure leaves no partial file.
+
+def output_format(path: str | os.PathLike[str]) -> str:
+    """The Pillow format that writes ``path`` (from its extension), checked to write RGB images.
+
+    Raises:
+        InvalidParameterError: no extension, an extension Pillow only reads (``.psd``) or
+            cannot write RGB in (``parameter="output"``).
     """
     from PIL import Image
 
     path = Path(path)
-    fmt = Image.registered_extensions().get(path.suffix.lower())
-    if fmt is None:
-        raise InvalidImageError(f"Unknown image extension '{path.suffix}' for '{path}'; use .png, .jpg or .webp.")
+    ext = path.suffix.lower()
+    fmt = Image.registered_extensions().get(ext)
+    if fmt is None or fmt not in Image.SAVE:
+        what = "has no extension" if not ext else f"has the extension '{ext}', which cannot be written"
+        raise InvalidParameterError(
+            f"Output '{path}' {what}; write .png, .jpg, .webp or .tif (e.g. '{path.with_suffix('.png').name}').",
+            parameter="output",
+        )
+    try:
+        Image.new("RGB", (2, 2)).save(io.BytesIO(), format=fmt)
+    except (OSError, ValueError, KeyError) as exc:
+        raise InvalidParameterError(
+            f"Output '{path}': the {fmt} format cannot hold an RGB image ({exc}); write .png, .jpg, .webp or .tif.",
+            parameter="output",
+        ) from exc
+    return fmt
+
+
+def check_output_image(path: str | os.PathLike[str], source: str | os.PathLike[str] | None = None) -> Path:
+    """Check, before any work starts, that an image can be written to ``path``.
+
+    Checks the format (:func:`output_format`), that ``path`` is not a folder nor
+    the ``source`` file, that its folder exists, and that a file can be created
+    there (a temporary probe file is made and removed).
+
+    Returns:
+        ``path`` as an absolute :class:`~pathlib.Path`.
+
+    Raises:
+        InvalidParameterError: unwritable format, a folder, or the source itself (``parameter="output"``).
+    """
+    out = Path(path).expanduser().absolute()
+    if out.is_dir():
+        raise InvalidParameterError(f"Output '{out}' is a folder; give a file name such as '{out / 'dream.png'}'.",
+                                    parameter="output")
+    output_format(out)
+    if source is not None and _same_file(out, Path(source)):
+        raise InvalidParameterError(
+            f"Output '{out}' is the input image; refusing to overwrite the source. Choose another output name.",
+            parameter="output",
+        )
+    folder = out.parent
+    if not folder.is_dir():
+        raise InvalidParameterError(f"Cannot write '{out}': the folder '{folder}' does not exist. Create it first.",
+                                    parameter="output")
+    try:
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".dream-write-test-"):
+            pass
+    except OSError as exc:
+        raise InvalidParameterError(f"Cannot write '{out}': the folder '{folder}' is not writable ({exc}).",
+                                    parameter="output") from exc
+    return out
+
+
+def save_image(image: torch.Tensor, path: str | os.PathLike[str]) -> None:
+    """Write ``[1,3,H,W]`` in ``0..1`` to ``path`` atomically (temp file + rename).
+
+    The format follows the extension (PNG, JPEG, WebP, ...). A failure leaves no partial file.
+
+    Raises:
+        InvalidParameterError: an extension no format writes (see :func:`output_format`).
+    """
+    from PIL import Image
+
+    path = Path(path)
+    fmt = output_format(path)
     arr = to_uint8_hwc(image)
     fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".partial", dir=path.parent or ".")
     try:

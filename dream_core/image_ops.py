@@ -12,10 +12,32 @@ from typing import Sequence
 import torch
 import torch.nn.functional as F
 
-from .errors import InvalidImageError
+from .errors import InvalidImageError, InvalidParameterError
 
 # ITU-R BT.601 luma weights (as JPEG's YCbCr).
 _LUMA = (0.299, 0.587, 0.114)
+
+#: Largest image (pixels) dreamed at all (8000x6000). On the CPU a dream takes about 1.7 GB for the
+#: process, the network and one tile's activations, plus about 42 bytes a pixel for its full-size
+#: buffers: 2.7 GB at 24 MP, about 3.7 GB at this limit. Larger images are refused from the file's
+#: header, with the ``max_side`` that fits.
+MAX_PIXELS = 48_000_000
+
+
+def check_max_side(max_side: int | None) -> None:
+    """Refuse a ``max_side`` that is not ``None``, ``0`` (keep the size) or a positive number of pixels.
+
+    Raises:
+        InvalidParameterError: negative, or not a whole number (``parameter="max_side"``).
+    """
+    if max_side is None:
+        return
+    if isinstance(max_side, bool) or not isinstance(max_side, (int, float)) or max_side != int(max_side) \
+            or max_side < 0:
+        raise InvalidParameterError(
+            f"max_side must be a positive number of pixels (or 0 / None to keep the size); got {max_side!r}.",
+            parameter="max_side",
+        )
 
 
 def resize(image: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
@@ -42,12 +64,16 @@ def fit_size(height: int, width: int, max_side: int | None, *, multiple: int = 1
     Returns:
         ``(h, w)``, each side at least ``multiple`` pixels.
 
+    Raises:
+        InvalidParameterError: a negative ``max_side`` (:func:`check_max_side`).
+
     Example:
         >>> fit_size(720, 1280, 640)
         (360, 640)
         >>> fit_size(734, 979, 480, multiple=2)
         (360, 480)
     """
+    check_max_side(max_side)
     if not max_side or max(height, width) <= max_side:
         return height, width
     f = max_side / max(height, width)

@@ -14,6 +14,7 @@ value per batch item, ``[B]``; dreaming maximises its sum.
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Iterable, Optional, Sequence, Union
@@ -123,12 +124,34 @@ class LayerObjective(Objective):
         return f"{self.layer}:{_format_channels(self.channels)}"
 
 
+#: Largest objective weight (in size). The step is normalised, so only the ratio between terms
+#: matters; beyond this a term's value or gradient can overflow float32 (a black or NaN dream).
+MAX_WEIGHT = 1e6
+
+
+def check_weight(factor: float, what: str) -> float:
+    """``factor`` as a float, checked to be a finite, non-zero objective weight of at most :data:`MAX_WEIGHT`.
+
+    Raises:
+        InvalidParameterError: NaN, infinite, zero or too large (``parameter="objective"``).
+    """
+    value = float(factor)
+    if not math.isfinite(value) or not 0 < abs(value) <= MAX_WEIGHT:
+        why = ("a weight of 0 removes the term: the dream would return its input unchanged; leave the term out"
+               if value == 0 else f"use a finite weight between -{MAX_WEIGHT:g} and {MAX_WEIGHT:g} (e.g. 0.5 or -1)")
+        raise InvalidParameterError(f"The weight of '{what}' is {factor!r}; {why}.", parameter="objective")
+    return value
+
+
 @dataclass(frozen=True, repr=False)
 class ScaledObjective(Objective):
-    """``factor * inner``."""
+    """``factor * inner``; ``factor`` is a finite, non-zero weight (:func:`check_weight`)."""
 
     inner: Objective
     factor: float
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "factor", check_weight(self.factor, self.inner.to_string()))
 
     def layers(self) -> list[str]:
         return self.inner.layers()
@@ -254,6 +277,12 @@ def _split_terms(text: str) -> list[str]:
     return [t for t in (s.strip() for s in terms) if t]
 
 
+#: Longest objective text parsed (a list of every channel of the widest layer fits many times over).
+MAX_OBJECTIVE_TEXT = 20_000
+#: Largest channel index written in an objective; the widest registered layer has 2048 channels.
+MAX_CHANNEL = 65_535
+
+
 def _parse_channels(spec: str, term: str) -> tuple[int, ...]:
     body = spec.strip().strip("[]")
     out: list[int] = []
@@ -266,11 +295,21 @@ def _parse_channels(spec: str, term: str) -> tuple[int, ...]:
                 f"Cannot read channels '{piece}' in '{term}'. Write one index (12), a range (10-20) "
                 "or a list ([3,7,10-20]).", parameter="objective",
             )
+        if len(m.group(1)) > 6 or len(m.group(2) or "") > 6:  # before int(): no huge number is even converted
+            raise ChannelOutOfRangeError(
+                f"Channel '{piece}' in '{term}' is beyond any layer's channels (indices go up to {MAX_CHANNEL} at "
+                "most; model.layer_channels() gives every layer's count).", parameter="objective",
+            )
         lo = int(m.group(1))
         hi = int(m.group(2)) if m.group(2) else lo
         if hi < lo:
             raise ObjectiveSyntaxError(f"Channel range '{piece}' in '{term}' goes backwards; write {hi}-{lo}.",
                                        parameter="objective")
+        if hi > MAX_CHANNEL:  # checked before the range is made: '0-99999999' would take gigabytes
+            raise ChannelOutOfRangeError(
+                f"Channel '{piece}' in '{term}' is beyond any layer's channels (indices go up to {MAX_CHANNEL} at "
+                "most; model.layer_channels() gives every layer's count).", parameter="objective",
+            )
         out.extend(range(lo, hi + 1))
     if not out:
         raise ObjectiveSyntaxError(f"No channels given after ':' in '{term}'.", parameter="objective")
@@ -300,6 +339,11 @@ def parse_objective(text: str, model: Optional["DreamModel"] = None) -> Objectiv
         raise ObjectiveSyntaxError(
             "The layer selection is empty. Give at least one layer, e.g. 'block10_dw'.", parameter="objective"
         )
+    if len(text) > MAX_OBJECTIVE_TEXT:
+        raise ObjectiveSyntaxError(
+            f"The objective text is {len(text)} characters long; at most {MAX_OBJECTIVE_TEXT} are read. "
+            "Use channel ranges (10-20) instead of listing every index.", parameter="objective",
+        )
     terms: list[Objective] = []
     for term in _split_terms(text):
         m = _TERM.match(term)
@@ -313,7 +357,7 @@ def parse_objective(text: str, model: Optional["DreamModel"] = None) -> Objectiv
             model.module_for(name)  # UnknownLayerError with close matches and the model's layers
         obj: Objective = LayerObjective(name, _parse_channels(m.group("chans"), term) if m.group("chans") else None)
         if m.group("weight") is not None:
-            w = float(m.group("weight"))
+            w = check_weight(float(m.group("weight")), term)  # '1e400*layer' reads as inf
             if w != 1.0:
                 obj = w * obj
         terms.append(obj)

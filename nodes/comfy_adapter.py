@@ -191,13 +191,23 @@ def list_weight_files() -> list[str]:
 
 
 def resolve_weights(name: str) -> Optional[str]:
-    """Full path of weights file ``name`` from the model folder; outside ComfyUI, ``name`` if it is a file."""
+    """Full path of weights file ``name`` from the model folder(s), or ``None``.
+
+    Inside ComfyUI only a file listed in the registered ``deepdream`` folder(s)
+    resolves (a relative name from :func:`list_weight_files`, found through
+    ``folder_paths``): a server never reads, or reveals the time stamp of, a file
+    a client names elsewhere (an absolute path, ``..``, another extension).
+    Outside ComfyUI (tests, a notebook) there is no folder and an existing file
+    path is used as given.
+    """
+    if not isinstance(name, str) or not name:
+        return None
     fp = _folder_paths()
-    if fp is not None and MODEL_FOLDER in fp.folder_names_and_paths:
-        path = fp.get_full_path(MODEL_FOLDER, name)
-        if path is not None:
-            return path
-    return name if os.path.isfile(name) else None
+    if fp is None:
+        return name if os.path.isfile(name) else None
+    if MODEL_FOLDER not in fp.folder_names_and_paths or name not in list_weight_files():
+        return None
+    return fp.get_full_path(MODEL_FOLDER, name)
 
 
 # --------------------------------------------------------------------------- HTTP route for the web extension

@@ -152,7 +152,9 @@ def dream_inputs(defaults: DreamSettings = _D) -> dict[str, tuple]:
         }),
         "seed": ("INT", {
             "default": defaults.seed, "min": 0, "max": MAX_SEED, "control_after_generate": False,
-            "tooltip": "Seeds the jitter. Same seed and inputs -> the same result; another seed -> a slightly different dream.",
+            "tooltip": "Seeds the jitter. Same seed and inputs -> the same result on the same device and machine "
+                       "(another GPU or CPU thread count can change fine detail); another seed -> a slightly "
+                       "different dream.",
         }),
         "luminance_only": ("BOOLEAN", {
             "default": defaults.luminance_only,

@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import logging
+import math
 import os
 from typing import Any, Optional
 
 from ..dream_core import (
     DEFAULT_MODEL,
+    DreamError,
     DreamModel,
     InvalidParameterError,
     Objective,
-    ObjectiveSyntaxError,
     UnknownModelError,
     WeightsError,
     get_spec,
@@ -96,6 +97,8 @@ class DDVModelLoader:
                 return (f"Model '{model_name}' has no default weights: put its weights file in the models/deepdream "
                         f"folder ({_folders_text()}), press R, and choose it in 'weights'. {_weights_hint(model_name)}")
             return True
+        # Naming 'weights' here switches off ComfyUI's own check against the list, so this is that check:
+        # only a file of the registered folder(s) resolves, never a path a client makes up.
         if host.resolve_weights(weights) is None:
             return (f"Weights file '{weights}' is not in the models/deepdream folder ({_folders_text()}). Put it "
                     f"there and press R, or choose '{DEFAULT_WEIGHTS}'. {_weights_hint(model_name)}")
@@ -103,7 +106,10 @@ class DDVModelLoader:
 
     @classmethod
     def IS_CHANGED(cls, model_name: str, weights: str) -> str:
-        """Reload when the chosen weights file changes on disk; otherwise ComfyUI's cache keeps the model."""
+        """Reload when the chosen weights file changes on disk; otherwise ComfyUI's cache keeps the model.
+
+        Only a file of the models/deepdream folder(s) is looked at (:func:`comfy_adapter.resolve_weights`).
+        """
         path = host.resolve_weights(weights) if weights != DEFAULT_WEIGHTS else None
         if path is None:
             return f"{model_name}|{weights}"
@@ -191,9 +197,9 @@ class DDVLayerSelect:
             return (f"Unknown layer '{layer}'.{did_you_mean(str(layer), names)} Pick a layer from the list; it "
                     "follows the model connected to this node.")
         if channels is not None and _channels_text(str(channels)):
-            try:
+            try:  # bounded: a huge range such as 0-99999999 is refused before any list of indices is made
                 parse_objective(f"{layer}:{_channels_text(str(channels))}")
-            except ObjectiveSyntaxError as exc:
+            except DreamError as exc:
                 return str(exc)
         return True
 
@@ -202,6 +208,11 @@ class DDVLayerSelect:
         self, model: DreamModel, layer: str, channels: str, weight: float, objective: Optional[Objective] = None
     ) -> tuple[Objective]:
         model = check_model(model)
+        if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not math.isfinite(weight) or weight == 0:
+            raise InvalidParameterError(
+                f"DeepDream Layers: 'weight' is {weight!r}; give a finite, non-zero weight (e.g. 1.0, or -1.0 to "
+                "suppress the layer's patterns). A weight of 0 would leave the images unchanged."
+            )
         chans = _channels_text(channels)
         term = parse_objective(f"{layer}:{chans}" if chans else layer, model)
         if weight != 1.0:

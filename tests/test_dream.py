@@ -145,6 +145,34 @@ def test_tiled_gradient_matches_whole_image(tiny_model):
     assert (whole - tiled).abs().mean() < 0.05 * (whole - x).abs().mean()
 
 
+@pytest.mark.parametrize("tile_size", [64, 1024])
+def test_jittered_gradient_is_the_rolled_images_gradient_rolled_back(tiny_model, tile_size):
+    # Tiles are read from the image with the roll's wrap-around (no rolled copy of a large image):
+    # exactly what rolling the image, taking its gradient and rolling back gives.
+    from dream_core.dream import _objective_gradient
+    from dream_core.features import FeatureHooks, grad_enabled_outside_inference
+    from dream_core.objectives import resolve_objective
+
+    x, shift = textured_image(150, 170), (13, -29)
+    s = DreamSettings(tile_size=tile_size, tile_overlap=24)
+    objective = resolve_objective(tiny_model, "conv2")
+    with grad_enabled_outside_inference(), FeatureHooks(tiny_model, ["conv2"], optimize=True) as hooks:
+        got, value = _objective_gradient(hooks, objective, x, s, None, shift)
+        rolled, rolled_value = _objective_gradient(hooks, objective, torch.roll(x, shift, dims=(2, 3)), s, None)
+    assert torch.equal(got, torch.roll(rolled, (-shift[0], -shift[1]), dims=(2, 3)))
+    assert torch.equal(value, rolled_value)
+
+
+def test_tiny_guide_names_the_guide(tiny_model):
+    with pytest.raises(InvalidImageError, match="guide image is unusable.*1x1") as info:
+        dream_image(tiny_model, textured_image(32, 32), "conv2", FAST, guide=torch.rand(1, 3, 1, 1))
+    assert info.value.parameter == "guide"
+    with pytest.raises(InvalidImageError, match="guide image is 4x4; model 'tiny' needs at least 8"):
+        dream_image(tiny_model, textured_image(32, 32), "conv2", FAST, guide=torch.rand(1, 3, 4, 4))
+    with pytest.raises(InvalidImageError, match="guide image is unusable.*NaN"):
+        dream_image(tiny_model, textured_image(32, 32), "conv2", FAST, guide=torch.full((1, 3, 16, 16), float("nan")))
+
+
 def test_temporal_anchor_pulls_reliable_pixels(tiny_model):
     x = textured_image(32, 32)
     target = torch.zeros_like(x)
@@ -203,11 +231,11 @@ def test_out_of_memory_halves_the_tile_size_and_keeps_it(tiny_model, monkeypatch
     real = dream_mod._objective_gradient
     seen = []
 
-    def fake(hooks, objective, image, settings, amp_dtype):
+    def fake(hooks, objective, image, settings, amp_dtype, *shift):
         seen.append(settings.tile_size)
         if settings.tile_size > 200:
             raise torch.OutOfMemoryError("simulated")
-        return real(hooks, objective, image, settings, amp_dtype)
+        return real(hooks, objective, image, settings, amp_dtype, *shift)
 
     monkeypatch.setattr(dream_mod, "_objective_gradient", fake)
     x = textured_image(200, 300)
@@ -228,3 +256,28 @@ def test_out_of_memory_below_the_smallest_tile_is_raised(tiny_model, monkeypatch
     monkeypatch.setattr(dream_mod, "_objective_gradient", always)
     with pytest.raises(torch.OutOfMemoryError):
         dream_image(tiny_model, textured_image(200, 300), "conv2", FAST.with_(num_octaves=1))
+
+
+def test_large_images_on_the_cpu_use_small_tiles(tiny_model, monkeypatch):
+    # Memory: a 1024 px tile's activations take ~1.9 GB on the CPU, on top of the full-size input that every
+    # octave keeps; a 24 MP photo peaked at 3.2 GB with them (6.45 GB for 12 MP before the other fixes).
+    # Images over CPU_LARGE_IMAGE_PIXELS use CPU_LARGE_TILE px tiles at every octave; smaller ones their own.
+    import dream_core.dream as dream_mod
+
+    assert dream_mod.memory_tiles(DreamSettings(), (4000, 6000), torch.device("cpu")).tile_size == 512
+    assert dream_mod.memory_tiles(DreamSettings(), (4000, 6000), torch.device("cuda")).tile_size == 1024
+    assert dream_mod.memory_tiles(DreamSettings(), (2000, 3000), torch.device("cpu")).tile_size == 1024
+    assert dream_mod.memory_tiles(DreamSettings(tile_overlap=300), (4000, 6000), torch.device("cpu")).tile_size == 632
+    monkeypatch.setattr(dream_mod, "CPU_LARGE_IMAGE_PIXELS", 120 * 160)
+    monkeypatch.setattr(dream_mod, "CPU_LARGE_TILE", 64)
+    real, seen = dream_mod._objective_gradient, []
+
+    def spy(hooks, objective, image, settings, *rest):
+        seen.append(settings.tile_size)
+        return real(hooks, objective, image, settings, *rest)
+
+    monkeypatch.setattr(dream_mod, "_objective_gradient", spy)
+    two_octaves = DreamSettings(num_octaves=2, num_iterations=1, tile_overlap=16)
+    dream_image(tiny_model, textured_image(150, 200), "conv2", two_octaves)  # 30000 px: over the limit
+    dream_image(tiny_model, textured_image(100, 120), "conv2", two_octaves)  # 12000 px: its own tiles
+    assert seen == [64, 64, 1024, 1024]

@@ -425,3 +425,17 @@ def test_caffe_ceil_pooling_equals_right_bottom_padding() -> None:
 
 def test_bvlc_channels_probe(models: dict[str, DreamModel]) -> None:
     assert models["bvlc_googlenet"].channels("inception_4c/output") == 512
+
+
+def test_weights_holding_nan_are_refused(tmp_path: Path, lite0: DreamModel) -> None:
+    # A weights file of NaNs used to load and dream a black image.
+    state = {k: v.clone() for k, v in lite0.net.state_dict().items()}
+    state["_conv_stem.weight"].fill_(float("nan"))
+    path = tmp_path / "diverged.pth"
+    torch.save(state, path)
+    with pytest.raises(WeightsError, match=r"NaN or infinite values in 1 tensors \(e.g. _conv_stem.weight\)") as info:
+        load_model("efficientnet_lite0", weights=path)
+    assert info.value.parameter == "weights"
+    state["_conv_stem.weight"] = lite0.net.state_dict()["_conv_stem.weight"]
+    torch.save(state, path)
+    assert load_model("efficientnet_lite0", weights=path).net.state_dict()["_conv_stem.weight"].isfinite().all()

@@ -245,6 +245,61 @@ def test_loader_reads_a_weights_file_and_rejects_wrong_architecture(tmp_path, li
         M["DDVModelLoader"]().load("resnet50", str(path))
 
 
+@pytest.fixture
+def comfy_folders(tmp_path, monkeypatch):
+    """A stand-in for ComfyUI's ``folder_paths`` (its path rules), with one weights file in models/deepdream."""
+    import os
+    import types
+
+    models = tmp_path / "ComfyUI" / "models"
+    (models / "deepdream").mkdir(parents=True)
+    (models / "deepdream" / "w.pth").write_bytes(b"weights")
+    (models / "deepdream" / "notes.txt").write_bytes(b"not weights")
+    (tmp_path / "outside.pth").write_bytes(b"elsewhere on the server")
+    fp = types.ModuleType("folder_paths")
+    fp.models_dir = str(models)
+    fp.folder_names_and_paths = {}
+    fp.get_folder_paths = lambda name: fp.folder_names_and_paths[name][0]
+
+    def get_filename_list(name):
+        folders, exts = fp.folder_names_and_paths[name]
+        return sorted(os.path.relpath(os.path.join(root, f), folder) for folder in folders
+                      for root, _, files in os.walk(folder) for f in files if os.path.splitext(f)[1] in exts)
+
+    def get_full_path(name, filename):  # as ComfyUI 0.3.64: the name is made relative, then joined to each folder
+        filename = os.path.relpath(os.path.join("/", filename), "/")
+        for folder in fp.folder_names_and_paths.get(name, ([], set()))[0]:
+            if os.path.isfile(os.path.join(folder, filename)):
+                return os.path.join(folder, filename)
+        return None
+
+    fp.get_filename_list, fp.get_full_path = get_filename_list, get_full_path
+    monkeypatch.setitem(sys.modules, "folder_paths", fp)
+    host.register_model_folder()
+    return tmp_path
+
+
+@pytest.mark.parametrize("name", ["/etc/passwd", "../../../outside.pth", "{outside}", "notes.txt", "missing.pth"])
+def test_loader_names_only_files_of_the_model_folders(comfy_folders, name):
+    name = name.format(outside=comfy_folders / "outside.pth")
+    loader = M["DDVModelLoader"]
+    # Naming 'weights' in VALIDATE_INPUTS switches ComfyUI's own list check off: ours refuses everything else.
+    assert host.resolve_weights(name) is None
+    message = loader.VALIDATE_INPUTS("efficientnet_lite0", name)
+    assert isinstance(message, str) and "is not in the models/deepdream folder" in message
+    assert loader.IS_CHANGED("efficientnet_lite0", name) == f"efficientnet_lite0|{name}"  # no path, no mtime
+    with pytest.raises(core.WeightsError, match="models/deepdream"):
+        loader().load("efficientnet_lite0", name)
+
+
+def test_loader_accepts_a_file_of_the_model_folder(comfy_folders):
+    assert host.list_weight_files() == ["w.pth"]
+    assert M["DDVModelLoader"].VALIDATE_INPUTS("efficientnet_lite0", "w.pth") is True
+    path = str(comfy_folders / "ComfyUI" / "models" / "deepdream" / "w.pth")
+    assert host.resolve_weights("w.pth") == path
+    assert M["DDVModelLoader"].IS_CHANGED("efficientnet_lite0", "w.pth").startswith(f"efficientnet_lite0|{path}|")
+
+
 # --------------------------------------------------------------------------- layers / objective
 
 
@@ -271,6 +326,11 @@ def test_layer_select_errors_list_close_matches(lite0, tiny):
     assert isinstance(msg, str) and "block10_dw" in msg
     assert isinstance(M["DDVLayerSelect"].VALIDATE_INPUTS("block10_dw", "1-"), str)
     assert M["DDVLayerSelect"].VALIDATE_INPUTS("block10_dw", "1,4-6") is True
+    # A huge range is refused from its bounds (was: 12 GB while validating, enough to take a server down).
+    assert "beyond any layer" in M["DDVLayerSelect"].VALIDATE_INPUTS("block10_dw", "0-99999999")
+    for weight in (float("nan"), float("inf"), 0.0):  # through the API a weight skips the widget's range
+        with pytest.raises(core.InvalidParameterError, match="finite, non-zero weight"):
+            M["DDVLayerSelect"]().select(lite0, "block10_dw", "", weight)
     # an objective chained for one model, used with another
     (obj,) = M["DDVLayerSelect"]().select(lite0, "block10_dw", "", 1.0)
     with pytest.raises(core.UnknownLayerError, match="block10_dw"):
@@ -325,6 +385,12 @@ def test_dream_image_accepts_rgba_gray_and_guide(tiny):
 def test_dream_image_rejects_bad_images(tiny, bad):
     with pytest.raises(core.InvalidImageError):
         dream(tiny, bad)
+
+
+@pytest.mark.parametrize("seed", [2**64, 2**70, -1])
+def test_dream_image_seed_out_of_range_is_named(tiny, seed):
+    with pytest.raises(core.InvalidParameterError, match="seed must be in 0..18446744073709551615"):
+        dream(tiny, image_batch(), seed=seed)
 
 
 def test_dream_image_rejects_bad_settings(tiny):
@@ -411,6 +477,8 @@ def test_flow_preview_is_at_most_512_px():
 def test_flow_node_bad_input():
     with pytest.raises(core.InvalidImageError):
         flow_of(torch.rand(3, 32, 3))
+    with pytest.raises(core.InvalidImageError, match="farneback"):  # 8x8 frames: was a raw cv2.error
+        flow_of(torch.rand(3, 8, 8, 3))
 
 
 # --------------------------------------------------------------------------- video

@@ -1,10 +1,12 @@
 """Objective shorthand parsing, composition and validation against a model."""
 
+import tracemalloc
+
 import pytest
 import torch
 
 from dream_core import channel, layer, parse_objective
-from dream_core.errors import ChannelOutOfRangeError, ObjectiveSyntaxError, UnknownLayerError
+from dream_core.errors import ChannelOutOfRangeError, InvalidParameterError, ObjectiveSyntaxError, UnknownLayerError
 from dream_core.objectives import LayerObjective, ScaledObjective, SumObjective
 
 
@@ -73,3 +75,34 @@ def test_channel_ranges_and_lists_select_the_right_channels():
         obj = channel("a", chans)
         assert torch.allclose(obj(feats), expected)
         assert torch.allclose(obj(feats), expected)  # second call reuses the cached index
+
+
+@pytest.mark.parametrize("text", ["1e400*block10_dw", "0*block10_dw", "-1e7*block10_dw", "a, 0*b"])
+def test_non_finite_zero_and_huge_weights_are_refused(text):
+    # 1e400 reads as inf (a black dream); 0 returns the input unchanged.
+    with pytest.raises(InvalidParameterError, match="weight") as info:
+        parse_objective(text)
+    assert info.value.parameter == "objective"
+
+
+@pytest.mark.parametrize("factor", [float("nan"), float("inf"), 0.0])
+def test_objects_refuse_the_same_weights(factor):
+    with pytest.raises(InvalidParameterError, match="weight"):
+        factor * layer("a")
+    with pytest.raises(InvalidParameterError, match="weight"):
+        layer("a", weight=factor)
+    assert (-1.0 * layer("a")).to_string() == "-1*a"  # a negative weight suppresses: allowed
+
+
+def test_huge_channel_range_is_refused_without_building_it():
+    tracemalloc.start()
+    try:
+        for text in ("block10_dw:0-99999999", "block10_dw:[3, 5-99999999999999999999]", "block10_dw:" + "9" * 5000):
+            with pytest.raises(ChannelOutOfRangeError, match="beyond any layer"):
+                parse_objective(text)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 2**20  # was: 12 GB while making the list of indices
+    with pytest.raises(ObjectiveSyntaxError, match="characters long"):
+        parse_objective("a:[" + ",".join(["1"] * 20000) + "]")

@@ -78,3 +78,37 @@ def audio_seconds(path: Path) -> float:
 def write_all(writer: vio.VideoWriter, frames) -> None:
     for i, frame in enumerate(frames):
         writer.write(frame, carry={"last": frame, "index": np.array(i)})
+
+
+def marked(i: int, w: int = W, h: int = H) -> np.ndarray:
+    """:func:`pattern` frame ``i`` with a white 8x12 block in its top-left corner (shows how it is turned)."""
+    img = pattern(i, w, h)
+    img[:8, :12] = 255
+    return img
+
+
+def make_turned_clip(path: Path, degrees: int, hflip: bool = False, n: int = 3) -> Path:
+    """A clip of :func:`marked` frames whose display matrix asks players to turn them ``degrees``
+    counter-clockwise (and mirror them), as a phone writes it."""
+    with av.open(str(path), "w") as out:
+        video = out.add_stream("libx264", rate=30)
+        video.width, video.height, video.pix_fmt = W, H, "yuv420p"
+        video.set_display_rotation(degrees, hflip=hflip)
+        for i in range(n):
+            frame = av.VideoFrame.from_ndarray(marked(i), format="rgb24")
+            frame.pts = i
+            out.mux(video.encode(frame))
+        out.mux(video.encode(None))
+    return path
+
+
+def faststart_copy(src: Path, dst: Path) -> Path:
+    """``src`` remuxed with its index (moov) first, as phones and web downloads have it."""
+    with av.open(str(src)) as inp, av.open(str(dst), "w", options={"movflags": "+faststart"}) as out:
+        streams = {s.index: out.add_stream_from_template(s) for s in inp.streams}
+        for packet in inp.demux():
+            if packet.dts is None:
+                continue
+            packet.stream = streams[packet.stream.index]
+            out.mux(packet)
+    return dst

@@ -20,7 +20,7 @@ from ..dream import check_image_for_dream
 from ..image_io import load_image, to_uint8_hwc
 from ..image_ops import fit_max_side
 from ..models import load_model
-from ..video import VideoSettings, VideoWriter, dream_clip
+from ..video import VideoSettings, VideoWriter, dream_clip, file_identity
 from ..video.frame_dreamer import FrameDreamer
 from ..video.output import parse_rate
 from .animation_args import add_animation_arguments, animation_identity, colour_coherence_from_args, masks_from_args, plan_from_args
@@ -45,7 +45,7 @@ def run_animate(args: argparse.Namespace) -> int:
     rate = parse_rate(args.fps)
     settings = settings_from_args(args)
     video = VideoSettings(mode="independent", colour_coherence=colour_coherence_from_args(args))
-    start = fit_max_side(load_image(args.input), args.max_side, multiple=_EVEN)
+    start = fit_max_side(load_image(args.input, max_side=args.max_side), args.max_side, multiple=_EVEN)
     h, w = start.shape[-2:]
     if h % 2 or w % 2:  # yuv420p: trim an odd row/column rather than stretch the picture
         start = start[..., : h - h % 2, : w - w % 2]
@@ -58,7 +58,8 @@ def run_animate(args: argparse.Namespace) -> int:
         check_image_for_dream(start, model, plan(index).settings)
     masks = masks_from_args(args)
     run_settings = {
-        "command": "animate", "model": model.name, "weights": str(args.weights), "start_image": str(args.input),
+        "command": "animate", "model": model.name, "weights": file_identity(args.weights),
+        "start_image": file_identity(args.input),
         "objective": plan(0).objective.to_string(), "dream": dataclasses.asdict(settings), "frames": args.frames,
         "size": list(start.shape[-2:]), "animation": animation_identity(args), "later_iterations": args.later_iterations,
     }

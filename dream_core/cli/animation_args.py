@@ -9,6 +9,7 @@ from typing import Any, Optional
 from ..animation import INTERPOLATIONS, SCHEDULABLE, ClipPlan, MaskSource, Motion, VideoMask, is_keyed, load_mask
 from ..models.spec import DreamModel
 from ..settings import DreamSettings
+from ..video.journal import file_identity
 from ..video.settings import RECOMMENDED_COLOUR_COHERENCE, VideoSettings
 from .args import SCHEDULE_HINT, Keyed, number_or_schedule
 
@@ -93,6 +94,6 @@ def animation_identity(args: argparse.Namespace) -> dict[str, Any]:
         "motion": [_constant(args, "zoom", 1.0), _constant(args, "rotate", 0.0),
                    list(_constant(args, "translate", (0.0, 0.0)))],
         "cadence": getattr(args, "cadence", 1),
-        "mask": args.mask,
+        "mask": file_identity(args.mask),  # its content: a mask replaced at the same path is another run
         "colour_coherence": colour_coherence_from_args(args),
     }

@@ -47,6 +47,7 @@ FLAGS = {
 REMEDIES = {
     **{name: f"Set it with {flag}." for name, flag in FLAGS.items()},
     "image": "Shrink the input with --max-side.",
+    "tile_overlap": "Raise --tile-size or lower --tile-overlap.",
     "model": "List the registered models with --list-models.",
     "objective": "Give it with --layers; --list-layers MODEL lists the layers and their channel counts.",
     "weights": "Give the state dict file for --model with --weights FILE.",
@@ -156,10 +157,14 @@ def add_dream_arguments(p: argparse.ArgumentParser, defaults: DreamSettings = _D
                        help=f"{text}{hint if kind is not str else ''} {_look_default(field)}", **extra)
     d.add_argument("--jitter", type=number_or_schedule(int, schedules), default=defaults.jitter,
                    help=f"max random shift per step, pixels{hint}")
-    d.add_argument("--seed", type=int, default=defaults.seed, help="random seed (same seed -> same result)")
+    d.add_argument("--seed", type=int, default=defaults.seed,
+                   help="random seed: the same seed and inputs give the same result on the same device, PyTorch "
+                        "build and --threads count (another thread count sums floats in another order, and the "
+                        "dream grows that into visibly different detail)")
     d.add_argument("--luminance-only", action="store_true", help="keep the original colours")
     d.add_argument("--autocast", choices=list(AUTOCAST_DTYPES), default=defaults.autocast, help="mixed precision")
-    d.add_argument("--tile-size", type=int, default=defaults.tile_size, help="tile larger images (pixels)")
+    d.add_argument("--tile-size", type=int, default=defaults.tile_size, 
+                   help="tile larger images (pixels); on the CPU, images over 8 MP use at most 512 px tiles (memory)")
     d.add_argument("--tile-overlap", type=int, default=defaults.tile_overlap, help="context around each tile (pixels)")
     d.add_argument("--max-side", type=int, default=None,
                    help="downscale the input so its longer side is at most this; none: keep its size")

@@ -6,9 +6,9 @@ import argparse
 import logging
 import time
 
+from .. import allocator
 from ..dream import check_image_for_dream, dream_image
-from ..image_io import load_image, save_image
-from ..image_ops import fit_max_side
+from ..image_io import check_output_image, load_image, save_image
 from ..models import load_model
 from ..objectives import resolve_objective
 from .args import HelpFormatter, add_dream_arguments, pick_device, progress_bar, settings_from_args
@@ -17,17 +17,27 @@ log = logging.getLogger("dream_core")
 
 
 def run_image(args: argparse.Namespace) -> int:
-    """Dream ``args.input`` into ``args.output``."""
+    """Dream ``args.input`` into ``args.output``.
+
+    Everything that can fail is checked before the dream: the output path and
+    format, the input's size (from its header), the guide, the model and objective.
+    """
     settings = settings_from_args(args)
-    image = fit_max_side(load_image(args.input), args.max_side)
+    check_output_image(args.output, source=args.input)
+    image = load_image(args.input, max_side=args.max_side)
+    if max(image.shape[-2:]) <= settings.tile_size:
+        # Small images: reuse freed activation memory step after step. Large (tiled) ones keep
+        # the default: heap fragments between their full-size buffers would raise the peak.
+        allocator.keep_freed_memory()
+    guide = load_image(args.guide) if args.guide else None
     model = load_model(args.model, weights=args.weights, device=pick_device(args.device))
     objective = resolve_objective(model, args.layers)
-    guide = load_image(args.guide) if args.guide else None
     check_image_for_dream(image, model, settings)
     total = settings.num_octaves * settings.num_iterations
     t0 = time.perf_counter()
     out = dream_image(model, image, objective, settings, guide=guide,
                       on_step=progress_bar(total, f"dreaming {args.input}"))
+    del image
     save_image(out, args.output)
     log.info("Wrote %s (%dx%d) in %.1f s", args.output, out.shape[-1], out.shape[-2], time.perf_counter() - t0)
     return 0
@@ -36,7 +46,7 @@ def run_image(args: argparse.Namespace) -> int:
 def add_image_command(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
     p = sub.add_parser("image", help="dream one image", description="Dream one image file.",
                        formatter_class=HelpFormatter)
-    p.add_argument("input", help="input image (PNG/JPEG/WebP)")
-    p.add_argument("output", help="output image; format from the extension")
+    p.add_argument("input", help="input image (PNG/JPEG/WebP/TIFF, 8 or 16 bits)")
+    p.add_argument("output", help="output image; format from the extension (.png, .jpg, .webp, .tif)")
     add_dream_arguments(p)
     p.set_defaults(func=run_image)

@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import argparse
 import logging
+import sys
 from typing import Optional, Sequence
 
-from .. import fastpath
-from ..allocator import keep_freed_memory
+from .. import allocator, fastpath
 from ..errors import DreamCancelled, DreamError, with_remedy
 from ..catalog import layer_catalog
 from ..models import get_spec, list_models
+from . import checks
 from .args import REMEDIES, HelpFormatter, apply_threads
 from .animate import add_animate_command
 from .batch import add_batch_command
@@ -68,6 +69,7 @@ def build_parser(prog: Optional[str] = None) -> argparse.ArgumentParser:
 
 def main(argv: Optional[Sequence[str]] = None, prog: Optional[str] = None) -> int:
     """Run the command line; returns the exit status (0 ok, 2 bad input, 130 interrupted)."""
+    argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser(prog)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
@@ -82,14 +84,17 @@ def main(argv: Optional[Sequence[str]] = None, prog: Optional[str] = None) -> in
         if not getattr(args, "func", None):
             parser.print_help()
             return 2
+        checks.check_run_arguments(args)
         apply_threads(args.threads)
+        checks.warn_if_busy(args.threads, args.device)
         if args.no_fast_path:
             fastpath.set_enabled(False)
-        keep_freed_memory()  # this process dreams for a long time: reuse freed activation memory
+        if args.command != "image":  # the image command decides by the image's size (cli/image.py)
+            allocator.keep_freed_memory()  # this process dreams for a long time: reuse freed activation memory
         return args.func(args)
     except DreamError as exc:
-        log.error("%s", with_remedy(exc, REMEDIES))
+        log.error("%s", with_remedy(exc, {**REMEDIES, **checks.REMEDIES}))
         return 2
     except (KeyboardInterrupt, DreamCancelled):
-        log.error("Interrupted.")
+        log.error("%s", checks.interrupted_message(args, argv, prog or PROG))
         return 130

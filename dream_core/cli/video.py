@@ -39,6 +39,7 @@ from ..video import (
     check_frame_count,
     check_output_writable,
     dream_clip,
+    file_identity,
     frame_range,
     probe_video,
     read_frames,
@@ -148,9 +149,10 @@ def check_video_run(args: argparse.Namespace, device: torch.device) -> VideoRun:
     for index in (frames.start, frames.stop - 1):
         check_image_for_dream(torch.zeros(1, 3, *size), model, plan(index).settings)
     identity = {
-        "model": model.name, "weights": str(args.weights), "objective": objective.to_string(),
+        "model": model.name, "weights": file_identity(args.weights), "objective": objective.to_string(),
         "dream": dataclasses.asdict(settings), "video": dataclasses.asdict(video), "end": frames.stop,
-        "size": size, "flow": args.flow, "start_image": args.start_image, "animation": animation_identity(args),
+        "size": size, "flow": args.flow, "flow_weights": file_identity(args.flow_weights),
+        "start_image": file_identity(args.start_image), "animation": animation_identity(args),
     }
     return VideoRun(settings, video, info, frames, size, model, objective, plan, masks, identity)
 

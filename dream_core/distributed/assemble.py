@@ -105,7 +105,7 @@ class Assembler:
             return len(self.pieces)
         raise VideoError(
             f"The unfinished run of '{self.writer.path}' holds {done} frames, which is not a piece boundary of this "
-            "segment plan; start over (resume=False / --no-resume).", parameter="resume",
+            "segment plan; start over (resume=False).", parameter="resume",
         )
 
     @property

@@ -58,6 +58,8 @@ FARNEBACK_PARAMS: dict[str, float | int] = {
 
 
 _MIN_FLOW_SIDE = 8
+#: OpenCV's DIS needs at least this many pixels on the longer side of the frames it compares.
+_MIN_DIS_SIDE = 12
 
 
 def as_batch_frame(frame: torch.Tensor, name: str) -> torch.Tensor:
@@ -291,6 +293,12 @@ class FlowEstimator:
         """Flow ``f`` ``[B,H,W,2]`` with ``src(x) ≈ dst(x + f(x))`` for ``[B,3,H,W]`` frames."""
         height, width = src.shape[-2:]
         size = flow_size(height, width, self.max_side, self.scale)
+        if self.method == "dis" and max(size) < _MIN_DIS_SIDE:
+            raise InvalidImageError(
+                f"The 'dis' flow method needs frames of at least {_MIN_DIS_SIDE} pixels on their longer side; these "
+                f"are {size[1]}x{size[0]}{' at the flow size' if size != (height, width) else ''}. Use the "
+                "'farneback' method, or larger frames.", parameter="flow_method",
+            )
         s, d = _resize_frames(src, size), _resize_frames(dst, size)
         if self.method in RAFT_METHODS:
             flow = self._match_raft(s, d)

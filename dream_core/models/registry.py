@@ -14,6 +14,7 @@ from typing import Optional
 
 import torch
 
+from ..devices import check_device
 from ..errors import UnknownModelError, WeightsError, did_you_mean
 from .spec import DreamModel, ModelSpec
 from .weights import load_into, read_state_dict
@@ -81,9 +82,11 @@ def load_model(
         any ``torch.inference_mode`` so autograd can use it later.
 
     Raises:
-        UnknownModelError, WeightsError.
+        UnknownModelError, WeightsError (also for weights that are NaN or infinite),
+        InvalidParameterError: a device this machine does not have (``parameter="device"``).
     """
     spec = get_spec(name)
+    device = check_device(device) if device is not None else torch.device("cpu")
     if weights is None and spec.load_default_weights is None:
         raise WeightsError(f"Model '{name}' has no default weights; give a weights file. {spec.weights_hint}",
                            parameter="weights")
@@ -110,6 +113,6 @@ def load_model(
         if spec.convert_state_dict is not None:
             sd = spec.convert_state_dict(sd)
         load_into(net, sd, source, name)
-        net = net.to(device=device or "cpu", dtype=dtype)
+        net = net.to(device=device, dtype=dtype)
     log.info("Loaded model %s from %s", name, source)
     return DreamModel(spec, net, source)

@@ -63,8 +63,8 @@ def load_into(net: nn.Module, state_dict: Mapping[str, torch.Tensor], source: st
     """Load ``state_dict`` into ``net`` strictly, with an error that says what did not match.
 
     Raises:
-        WeightsError: keys missing/unexpected or shapes differ; the message
-            names ``source`` (the file) and ``arch`` and lists a few keys.
+        WeightsError: keys missing/unexpected, shapes differ, or values are NaN or
+            infinite; the message names ``source`` (the file) and ``arch`` and lists a few keys.
     """
     own = net.state_dict()
     missing = [k for k in own if k not in state_dict]
@@ -91,4 +91,12 @@ def load_into(net: nn.Module, state_dict: Mapping[str, torch.Tensor], source: st
             parameter="weights",
         )
     filtered = {k: v for k, v in state_dict.items() if k in own}
+    broken = [k for k, v in filtered.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+    if broken:
+        raise WeightsError(
+            f"Weights from '{source}' hold NaN or infinite values in {len(broken)} tensors "
+            f"(e.g. {', '.join(broken[:3])}); a network with them dreams a black image. The file is damaged, "
+            "or was saved from a training run that diverged: use another copy.",
+            parameter="weights",
+        )
     net.load_state_dict(filtered, strict=False)

@@ -15,6 +15,7 @@ frame ``i`` is the ``i``-th frame in display order, counting from 0.
 
 from .encoder import X264_PRESETS
 from .frame_dreamer import FrameDreamer
+from .journal import file_identity
 from .loop import (
     ClipState,
     DreamedFrame,
@@ -36,5 +37,5 @@ __all__ = [
     "DEFAULT_SEGMENT_FRAMES", "DEFAULT_VIDEO_MODE", "MIN_FLOW_FRAMES", "OUTPUT_FORMATS", "VIDEO_MODES", "X264_PRESETS",
     "ClipState", "DreamedFrame", "EstimatedFlows", "FlowSource", "FrameDreamer", "PrecomputedFlows", "ResumePoint",
     "VideoInfo", "VideoSettings", "VideoWriter", "check_clip_flows", "check_frame_count", "check_output_writable",
-    "dream_clip", "dream_frames", "frame_range", "probe_video", "read_frames",
+    "dream_clip", "dream_frames", "file_identity", "frame_range", "probe_video", "read_frames",
 ]

@@ -28,6 +28,14 @@ logger = logging.getLogger(__name__)
 _Timed = tuple[Fraction, int, av.Packet]
 
 
+class DamagedSegmentError(VideoError):
+    """A committed segment that does not decode to the frames it was committed with (``segment``: its file name)."""
+
+    def __init__(self, message: str = "", *, parameter: Optional[str] = None, segment: str = "") -> None:
+        super().__init__(message, parameter=parameter)
+        self.segment = segment
+
+
 @dataclass(frozen=True)
 class Piece:
     """A segment file holding output frames ``start .. start+frames-1``."""
@@ -111,20 +119,29 @@ def _encoded_pictures(pieces: Sequence[Piece], encoder: H264Encoder) -> Iterator
     """
     for piece in pieces:
         count = 0
-        with av.open(str(piece.path)) as container:
-            for frame in container.decode(video=0):
-                if frame.format.name != "yuv420p":
-                    frame = frame.reformat(format="yuv420p")
-                count += 1
-                for packet in encoder.encode_picture(frame):
-                    yield _packet_time(packet), 0, packet
+        for frame in _decoded(piece):
+            if frame.format.name != "yuv420p":
+                frame = frame.reformat(format="yuv420p")
+            count += 1
+            for packet in encoder.encode_picture(frame):
+                yield _packet_time(packet), 0, packet
         if count != piece.frames:
-            raise VideoError(
+            raise DamagedSegmentError(
                 f"Segment '{piece.path.name}' holds {count} frames but was committed with {piece.frames}; "
-                "the work folder is damaged."
+                "the work folder is damaged.", segment=piece.path.name,
             )
     for packet in encoder.flush():
         yield _packet_time(packet), 0, packet
+
+
+def _decoded(piece: Piece) -> Iterator[av.VideoFrame]:
+    """The pictures of a segment; one that cannot be opened or decoded is a :class:`DamagedSegmentError`."""
+    try:
+        with av.open(str(piece.path)) as container:
+            yield from container.decode(video=0)
+    except (av.FFmpegError, OSError) as exc:
+        raise DamagedSegmentError(f"Segment '{piece.path.name}' cannot be decoded ({first_line(exc)}); the work "
+                                  "folder is damaged.", segment=piece.path.name) from exc
 
 
 def _audio_packets(out, audio: AudioSource, mode: str) -> Iterator[_Timed]:

@@ -38,11 +38,13 @@ class VideoInfo:
 
     Attributes:
         path: the file.
-        width: frame width in pixels.
-        height: frame height in pixels.
+        width: frame width in pixels, as :func:`~dream_core.video.reader.read_frames`
+            yields the frames: upright, after ``rotation``.
+        height: frame height in pixels, likewise.
         frame_rate: exact frames per second, e.g. ``Fraction(30000, 1001)``. For a
-            variable-frame-rate file this is the average rate (see
-            ``is_variable_frame_rate``).
+            variable-frame-rate file this is the average rate, frames over the
+            clip's duration, so a video written at it lasts as long as the source
+            (see ``is_variable_frame_rate``).
         num_frames: exact number of frames, counted from the demuxed packets.
         duration: seconds from the first frame's start to the last frame's end.
         start_time: seconds at which the first video frame is shown (usually 0).
@@ -56,6 +58,10 @@ class VideoInfo:
         has_audio: the file has at least one audio stream.
         audio_codec: codec of the first audio stream, e.g. ``"aac"``.
         audio_sample_rate: sample rate of the first audio stream in Hz.
+        rotation: degrees counter-clockwise by which the file asks players to turn its
+            pictures (a phone's display matrix: 0, 90, 180 or 270); the reader turns
+            the frames so, and writes them upright.
+        mirrored: the display matrix also mirrors the pictures (the reader does too).
     """
 
     path: Path
@@ -72,6 +78,69 @@ class VideoInfo:
     has_audio: bool
     audio_codec: str | None = None
     audio_sample_rate: int | None = None
+    rotation: int = 0
+    mirrored: bool = False
+
+
+@dataclass(frozen=True)
+class Orientation:
+    """How to turn a decoded picture upright, from its display matrix.
+
+    The displayed picture is the decoded one transposed (``transpose``: rows become
+    columns), then flipped top to bottom (``flip_rows``) and/or left to right
+    (``flip_cols``); these cover the eight orientations a display matrix of
+    quarter turns and mirrors describes.
+    """
+
+    transpose: bool = False
+    flip_rows: bool = False
+    flip_cols: bool = False
+    rotation: int = 0
+    mirrored: bool = False
+
+    @property
+    def upright(self) -> bool:
+        return not (self.transpose or self.flip_rows or self.flip_cols)
+
+    def apply(self, rgb: np.ndarray) -> np.ndarray:
+        """``rgb`` ``(H, W, C)`` turned upright, in its own buffer."""
+        if self.upright:
+            return rgb
+        if self.transpose:
+            rgb = rgb.transpose(1, 0, 2)
+        if self.flip_rows:
+            rgb = rgb[::-1]
+        if self.flip_cols:
+            rgb = rgb[:, ::-1]
+        return np.ascontiguousarray(rgb)
+
+
+def frame_orientation(frame: av.VideoFrame, path: Path | None = None) -> Orientation:
+    """The :class:`Orientation` a decoded frame's display matrix asks for (upright when it has none).
+
+    The matrix ``[a b u; c d v; ...]`` (16.16 fixed point) maps a decoded pixel
+    ``(x, y)`` to ``(a x + c y, b x + d y)`` on screen; only quarter turns and
+    mirrors are applied, any other angle is reported and left as decoded.
+    """
+    from av.sidedata.sidedata import Type
+
+    try:
+        data = frame.side_data.get(Type.DISPLAYMATRIX)
+    except (AttributeError, KeyError, ValueError):
+        data = None
+    if data is None:
+        return Orientation()
+    m = np.frombuffer(bytes(data), dtype="<i4")[:9].astype(np.float64)
+    a, b, c, d = (m[0] / 65536, m[1] / 65536, m[3] / 65536, m[4] / 65536)
+    mirrored = a * d - b * c < 0
+    rotation = int(round(float(frame.rotation or 0))) % 360
+    if abs(a) < 1e-3 and abs(d) < 1e-3 and abs(abs(b) - 1) < 1e-3 and abs(abs(c) - 1) < 1e-3:
+        return Orientation(transpose=True, flip_rows=b < 0, flip_cols=c < 0, rotation=rotation, mirrored=mirrored)
+    if abs(b) < 1e-3 and abs(c) < 1e-3 and abs(abs(a) - 1) < 1e-3 and abs(abs(d) - 1) < 1e-3:
+        return Orientation(flip_rows=d < 0, flip_cols=a < 0, rotation=rotation, mirrored=mirrored)
+    logger.warning("'%s' asks to turn its pictures by %s degrees, not a quarter turn; frames are used as decoded.",
+                   path or "the video", rotation)
+    return Orientation()
 
 
 def open_input(path: Path) -> av.container.InputContainer:
@@ -95,19 +164,28 @@ def video_stream(container: av.container.InputContainer, path: Path) -> av.video
     return container.streams.video[0]
 
 
-def scan_packets(path: Path) -> tuple[list[int | None], list[int | None], Fraction]:
-    """Demux (without decoding) the video packets: their pts and durations, in file order.
+@dataclass
+class _Scan:
+    pts: list[int | None]
+    durations: list[int | None]
+    time_base: Fraction
+    demuxed: int  # packets with data, including those an edit list discards
+    indexed: int  # frames the container's index lists (mp4/mov: the sample table); 0 when unknown
 
-    Packets that carry no data (flush packets) or that the demuxer marks for
-    discarding (frames cut by an edit list) are skipped: they produce no frame.
-    """
+
+def _scan(path: Path) -> _Scan:
     with open_input(path) as container:
         stream = video_stream(container, path)
+        indexed = int(stream.frames or 0) if "mp4" in container.format.name else 0
         pts: list[int | None] = []
         durations: list[int | None] = []
+        demuxed = 0
         try:
             for packet in container.demux(stream):
-                if packet.size == 0 or packet.is_discard:
+                if packet.size == 0:
+                    continue
+                demuxed += 1
+                if packet.is_discard:
                     continue
                 pts.append(packet.pts)
                 durations.append(packet.duration or None)
@@ -116,7 +194,32 @@ def scan_packets(path: Path) -> tuple[list[int | None], list[int | None], Fracti
                 f"Could not read the packets of '{path}' after {len(pts)} frames: {first_line(exc)}. "
                 "The file is corrupt or truncated."
             ) from exc
-        return pts, durations, stream.time_base
+        return _Scan(pts, durations, stream.time_base, demuxed, indexed)
+
+
+def scan_packets(path: Path) -> tuple[list[int | None], list[int | None], Fraction]:
+    """Demux (without decoding) the video packets: their pts and durations, in file order.
+
+    Packets that carry no data (flush packets) or that the demuxer marks for
+    discarding (frames cut by an edit list) are skipped: they produce no frame.
+    """
+    scan = _scan(path)
+    return scan.pts, scan.durations, scan.time_base
+
+
+def check_complete(scan: _Scan, path: Path) -> None:
+    """Refuse a file whose index lists more frames than its data holds (cut short: a copy or download
+    that stopped, a recording that ended without being finalised).
+
+    Raises:
+        VideoError: naming how many frames can be read and how to keep them.
+    """
+    if scan.indexed and scan.demuxed < scan.indexed:
+        raise VideoError(
+            f"'{path}' is truncated: its index lists {scan.indexed} frames but the file holds only the first "
+            f"{scan.demuxed} (it was cut short). Copy or download it again; to keep the readable part, remux it "
+            f"first (e.g. ffmpeg -i '{path.name}' -c copy fixed.mp4)."
+        )
 
 
 def _rate_matches(rate: Fraction | None, mean_delta: Fraction, tick: Fraction) -> bool:
@@ -148,7 +251,9 @@ def probe_video(path: str | os.PathLike[str]) -> VideoInfo:
             message names the file.
     """
     path = Path(path)
-    pts, durations, time_base = scan_packets(path)
+    scan = _scan(path)
+    check_complete(scan, path)
+    pts, durations, time_base = scan.pts, scan.durations, scan.time_base
     num_frames = len(pts)
     if num_frames == 0:
         raise VideoError(f"'{path}' has a video stream but no frames.")
@@ -167,6 +272,9 @@ def probe_video(path: str | os.PathLike[str]) -> VideoInfo:
         if first is None:
             raise VideoError(f"'{path}' has {num_frames} video packets but none decodes to a frame.")
         width, height = width or first.width, height or first.height
+        orientation = frame_orientation(first, path)
+        if orientation.transpose:
+            width, height = height, width
         audio = container.streams.audio[0] if container.streams.audio else None
         audio_codec = audio.codec_context.name if audio is not None else None
         audio_rate = audio.codec_context.sample_rate if audio is not None else None
@@ -175,6 +283,7 @@ def probe_video(path: str | os.PathLike[str]) -> VideoInfo:
     known = sorted(p for p in pts if p is not None)
     tick = Fraction(time_base)
     is_vfr = False
+    shift = 0.0  # variable frame rate: the most a frame moves when written at the average rate (seconds)
     frame_rate: Fraction | None = None
     if len(known) == num_frames and num_frames >= 2:
         deltas = np.diff(np.asarray(known, dtype=np.int64))
@@ -194,9 +303,14 @@ def probe_video(path: str | os.PathLike[str]) -> VideoInfo:
                 "'%s': neither the nominal rate %s nor the average rate %s matches the timestamps; using %s fps.",
                 path, guessed, average, frame_rate,
             )
-        last_duration = durations[pts.index(known[-1])] or (known[-1] - known[0]) / (num_frames - 1)
-        duration = float((known[-1] + last_duration - known[0]) * tick)
+        last_duration = durations[pts.index(known[-1])] or Fraction(known[-1] - known[0], num_frames - 1)
+        span = (known[-1] + last_duration - known[0]) * tick
+        duration = float(span)
         start_time = float(known[0] * tick)
+        if is_vfr and span > 0:
+            # The average rate over the whole clip: written at it, the output lasts as long as the source.
+            frame_rate = (num_frames / span).limit_denominator(10_000)
+            shift = max(abs(float((p - known[0]) * tick - i / frame_rate)) for i, p in enumerate(known))
     else:
         duration = container_duration / 1e6 if container_duration else 0.0
         start_time = 0.0
@@ -208,10 +322,14 @@ def probe_video(path: str | os.PathLike[str]) -> VideoInfo:
             raise VideoError(f"'{path}' gives no frame rate and no timestamps to compute one from.")
     if is_vfr:
         logger.warning(
-            "'%s' has a variable frame rate; frames are kept one for one (%d) and written at the "
-            "average rate %s fps, so the timing of individual frames can shift slightly.",
-            path, num_frames, frame_rate,
+            "'%s' has a variable frame rate: its %d frames are written one for one at their average rate, "
+            "%s (%.3f) fps, so the video keeps its duration (%.3f s) and stays in sync with the sound, while single "
+            "frames are shown up to %.0f ms earlier or later than in the source.",
+            path, num_frames, frame_rate, float(frame_rate), duration, 1000 * shift,
         )
+    if not orientation.upright:
+        logger.info("'%s' is shown turned by %d degrees%s; its frames are read upright (%dx%d).", path,
+                    orientation.rotation, " and mirrored" if orientation.mirrored else "", width, height)
     if duration <= 0:
         duration = float(num_frames / frame_rate)
     return VideoInfo(
@@ -229,6 +347,8 @@ def probe_video(path: str | os.PathLike[str]) -> VideoInfo:
         has_audio=audio is not None,
         audio_codec=audio_codec,
         audio_sample_rate=audio_rate,
+        rotation=orientation.rotation if not orientation.upright else 0,
+        mirrored=orientation.mirrored and not orientation.upright,
     )
 
 

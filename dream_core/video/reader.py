@@ -4,7 +4,10 @@ Convention:
     Frames are ``numpy.ndarray`` of shape ``(H, W, 3)``, dtype ``uint8``, RGB
     channel order, values ``0..255``; frame ``i`` is the ``i``-th frame in
     display order, counting from 0. Colour conversion follows the stream's
-    tags (BT.709 for HD H.264, BT.601 when untagged).
+    tags (BT.709 for HD H.264, BT.601 when untagged). Frames are upright: a
+    file's display matrix (a phone's rotation) is applied
+    (:class:`~dream_core.video.probe.Orientation`), so ``H x W`` is
+    ``probe_video``'s ``height x width``.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ import av
 import numpy as np
 
 from ..errors import InvalidParameterError, VideoError
-from .probe import first_line, open_input, scan_packets, video_stream
+from .probe import Orientation, first_line, frame_orientation, open_input, scan_packets, video_stream
 
 logger = logging.getLogger(__name__)
 
@@ -60,7 +63,8 @@ def read_frames(path: str | os.PathLike[str], start: int = 0, end: int | None = 
         InvalidParameterError: ``start``/``end`` are not frame indices
             (raised at the call, before iteration).
         VideoError: the file is missing (at the call), or cannot be opened or
-            decoded (while iterating); the message names the file and frame.
+            decoded, or decodes to fewer frames than it has packets (while
+            iterating); the message names the file and frame.
     """
     path = Path(path)
     check_range(start, end)
@@ -79,16 +83,42 @@ def frame_to_rgb(frame: av.VideoFrame) -> np.ndarray:
     return frame.to_ndarray(format="rgb24", **kwargs)
 
 
+class _Upright:
+    """Turns each decoded frame upright, as the first frame's display matrix says."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.orientation: Orientation | None = None
+
+    def __call__(self, frame: av.VideoFrame) -> np.ndarray:
+        if self.orientation is None:
+            self.orientation = frame_orientation(frame, self.path)
+        return self.orientation.apply(frame_to_rgb(frame))
+
+
 def _decode(path: Path, start: int, end: int | None) -> Iterator[np.ndarray]:
     if end is not None and end <= start:
         return
+    pts, _, _ = scan_packets(path)
+    expected = len(pts) if end is None else min(end, len(pts))  # what the range holds, by the packets
+    if start >= len(pts):
+        return
     index: list[int] | None = None
-    if start > 0:
-        pts, _, _ = scan_packets(path)
-        if start >= len(pts):
-            return
-        if all(p is not None for p in pts):
-            index = sorted(pts)  # type: ignore[arg-type]
+    if start > 0 and all(p is not None for p in pts):
+        index = sorted(pts)  # type: ignore[arg-type]
+    done = start
+    for frame in _decode_range(path, start, end, index):
+        yield frame
+        done += 1
+    if done < expected:
+        raise VideoError(
+            f"'{path}' stops decoding after frame {done - 1}, but it holds {len(pts)} frames (frames "
+            f"{done}..{expected - 1} are missing or damaged). Copy or download the file again."
+        )
+
+
+def _decode_range(path: Path, start: int, end: int | None, index: list[int] | None) -> Iterator[np.ndarray]:
+    upright = _Upright(path)
     if index is not None:
         first_pts = index[start]
         stop_pts = index[end] if end is not None and end < len(index) else None
@@ -96,35 +126,36 @@ def _decode(path: Path, start: int, end: int | None) -> Iterator[np.ndarray]:
             stream = video_stream(container, path)
             stream.thread_type = "AUTO"
             try:
-                yield from _decode_by_pts(container, stream, path, start, first_pts, stop_pts)
+                yield from _decode_by_pts(container, stream, path, start, first_pts, stop_pts, upright)
                 return
             except _SeekFailed as exc:
                 logger.warning("'%s': %s; decoding from the first frame instead.", path, exc)
     with open_input(path) as container:
         stream = video_stream(container, path)
         stream.thread_type = "AUTO"
-        yield from _decode_by_count(container, stream, path, start, end)
+        yield from _decode_by_count(container, stream, path, start, end, upright)
 
 
 class _SeekFailed(Exception):
     """Seeking by timestamp did not land on the wanted frame (nothing was yielded yet)."""
 
 
-def _decode_by_count(container, stream, path: Path, start: int, end: int | None) -> Iterator[np.ndarray]:
+def _decode_by_count(container, stream, path: Path, start: int, end: int | None,
+                     upright: _Upright) -> Iterator[np.ndarray]:
     i = 0
     try:
         for frame in container.decode(stream):
             if end is not None and i >= end:
                 return
             if i >= start:
-                yield frame_to_rgb(frame)
+                yield upright(frame)
             i += 1
     except av.FFmpegError as exc:
         raise VideoError(f"Could not decode frame {i} of '{path}': {first_line(exc)}.") from exc
 
 
 def _decode_by_pts(
-    container, stream, path: Path, start: int, first_pts: int, stop_pts: int | None
+    container, stream, path: Path, start: int, first_pts: int, stop_pts: int | None, upright: _Upright
 ) -> Iterator[np.ndarray]:
     i = start
     try:
@@ -140,7 +171,7 @@ def _decode_by_pts(
                 raise _SeekFailed(f"seeking to frame {start} landed after it")
             if stop_pts is not None and frame.pts >= stop_pts:
                 return
-            yield frame_to_rgb(frame)
+            yield upright(frame)
             i += 1
     except av.FFmpegError as exc:
         raise VideoError(f"Could not decode frame {i} of '{path}': {first_line(exc)}.") from exc

@@ -18,8 +18,6 @@ The pieces: :mod:`.encoder` (H.264), :mod:`.journal` (the crash-safe work folder
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import os
 from dataclasses import dataclass, field
@@ -32,8 +30,8 @@ import numpy as np
 
 from ..errors import InvalidImageError, InvalidParameterError, VideoError
 from .encoder import SEGMENT_CRF, SEGMENT_PRESET, X264_PRESETS, H264Encoder, check_frame, pad_to_even, segment_crf
-from .journal import MANIFEST_VERSION, RunJournal, canonical_settings, fsync_path
-from .mux import AudioSource, Encoding, Piece, join_segments
+from .journal import RunJournal, canonical_settings, fsync_path, run_identity
+from .mux import AudioSource, DamagedSegmentError, Encoding, Piece, join_segments
 from .output import OUTPUT_FORMATS, check_output_writable, parse_rate
 from .probe import first_line, probe_video, scan_packets
 from .reader import check_range
@@ -158,7 +156,10 @@ class VideoWriter:
                 parameter="start",
             )
         settings_json = canonical_settings(settings)
-        self._journal = RunJournal(self.path, self._identity(settings_json), settings_json)
+        encoder = {"codec": "libx264", "pix_fmt": "yuv420p", "segment_crf": segment_crf(self.crf),
+                   "segment_preset": SEGMENT_PRESET}
+        identity = run_identity(self.source_info, self.start_frame, self.rate, encoder, settings_json)
+        self._journal = RunJournal(self.path, identity, settings_json)
         self.work_dir = self._journal.work_dir
         self._encoder: H264Encoder | None = None
         self._segment_container: av.container.OutputContainer | None = None
@@ -169,23 +170,6 @@ class VideoWriter:
         self._journal.open(resume)
         if self._journal.segments:
             logger.info("Resuming %s at frame %d (%d frames done).", self.path, self.next_frame, self.frames_done)
-
-    def _identity(self, settings: Mapping[str, Any]) -> dict[str, Any]:
-        source = None
-        if self.source_info is not None:
-            src = self.source_info.path.resolve()
-            stat = src.stat()
-            source = {"path": str(src), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
-        settings_json = json.dumps(settings, sort_keys=True)
-        return {
-            "version": MANIFEST_VERSION,
-            "source": source,
-            "start_frame": self.start_frame,
-            "frame_rate": f"{self.rate.numerator}/{self.rate.denominator}",
-            "encoder": {"codec": "libx264", "pix_fmt": "yuv420p", "segment_crf": segment_crf(self.crf),
-                        "segment_preset": SEGMENT_PRESET},
-            "settings_sha256": hashlib.sha256(settings_json.encode("utf-8")).hexdigest(),
-        }
 
     # -- state ---------------------------------------------------------------------------
 
@@ -316,7 +300,7 @@ class VideoWriter:
         return padded
 
     def _open_segment(self, width: int, height: int) -> None:
-        self.work_dir.mkdir(exist_ok=True)
+        self._journal.lock()  # held since construction, unless close() let it go
         tmp = self._journal.segment_path(len(self._journal.segments), partial=True)
         try:
             self._segment_container = av.open(str(tmp), "w", format=_SEGMENT_FORMAT)
@@ -351,17 +335,17 @@ class VideoWriter:
         (with the carry given with the last of them), unless encoding had
         failed, in which case they are dropped. Safe to call twice.
         """
-        if self._finished or self._encoder is None:
-            return
-        if self._broken or self._encoder.count == 0:
-            self._discard_segment()
-            return
-        pending = self._encoder.count
-        try:
-            self._commit_segment()
-        except Exception:  # noqa: BLE001 - cleanup must not hide the caller's original error
-            logger.exception("Could not save the last %d frames; a resume will redo them.", pending)
-            self._discard_segment()
+        if self._encoder is not None and not self._finished:
+            if self._broken or self._encoder.count == 0:
+                self._discard_segment()
+            else:
+                pending = self._encoder.count
+                try:
+                    self._commit_segment()
+                except Exception:  # noqa: BLE001 - cleanup must not hide the caller's original error
+                    logger.exception("Could not save the last %d frames; a resume will redo them.", pending)
+                    self._discard_segment()
+        self._journal.close()  # unlocks; a folder without committed work is deleted
 
     def _discard_segment(self) -> None:
         if self._segment_container is not None:
@@ -377,11 +361,11 @@ class VideoWriter:
         return self
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: Any) -> None:
-        if exc_type is None:
-            if not self._finished:
+        try:
+            if exc_type is None and not self._finished:
                 self.finish()
-        else:
-            self.close()
+        finally:
+            self.close()  # after an error (finish's too): keep the work, let the folder's lock go
 
     # -- finishing -----------------------------------------------------------------------
 
@@ -417,7 +401,12 @@ class VideoWriter:
         if self.copy_audio and self.source_info is not None and self.source_info.has_audio:
             t0 = self.source_info.start_time + float(self.start_frame / self.rate)
             audio = AudioSource(self.source_info, (t0, t0 + float(total / self.rate)))
-        join_segments(tmp, pieces, encoding, audio, name=self.path)
+        try:
+            join_segments(tmp, pieces, encoding, audio, name=self.path)
+        except DamagedSegmentError as exc:  # found only now that its pictures were decoded: redo it next run
+            self._journal.drop_segments([s.file for s in self._journal.segments].index(exc.segment), str(exc))
+            raise VideoError(f"{exc} It and the segments after it were dropped from the work folder; running "
+                             "again dreams their frames again and finishes the output.") from exc
         return self._publish(tmp, total)
 
     def _publish(self, tmp: Path, total: int) -> Path:

@@ -1,5 +1,6 @@
 """``image IN OUT`` (dream_core.cli.image), run in-process on small real inputs."""
 
+
 import pytest
 import torch
 
@@ -52,6 +53,17 @@ def test_no_fast_path_switches_the_execution_copy_off(tmp_path):
         (["--octaves", "9"], "at most", "Set it with --octaves."),
         (["--weights", "/nonexistent/w.pth"], "not found", "--weights FILE"),
         (["--threads", "0"], "--threads must be at least 1", ""),
+        (["--lr", "inf"], "learning_rate must be a finite number", "Set it with --lr."),
+        (["--smoothing", "inf"], "gradient_smoothing must be a finite number", "Set it with --smoothing."),
+        (["--seed", str(2**70)], "seed must be in 0..", "Set it with --seed."),
+        (["--max-side", "-5"], "max_side must be a positive number", "Set it with --max-side."),
+        (["--tile-size", "100"], "tile_size of at least 130", "Raise --tile-size or lower --tile-overlap."),
+        (["--layers", "1e400*block10_dw"], "weight of '1e400*block10_dw' is inf", "--layers"),
+        (["--layers", "0*block10_dw"], "weight of 0 removes the term", "--layers"),
+        (["--layers", "block10_dw:0-99999999"], "beyond any layer", "--list-layers MODEL"),
+        (["--device", "gpu0"], "not a device name", "Set it with --device"),
+        (["--device", "tpu"], "not a device name", "Set it with --device"),
+        (["--device", "mps"], "device 'mps'", "Set it with --device"),
     ],
 )
 def test_image_command_errors_name_the_flag(small_png, tmp_path, caplog, extra, message, remedy):
@@ -75,3 +87,63 @@ def test_corrupt_weights_file(small_png, tmp_path, caplog):
     bad.write_bytes(b"not a checkpoint" * 10)
     assert main(["image", str(small_png), str(tmp_path / "o.png"), "--weights", str(bad)]) == 2
     assert "w.pth" in caplog.text
+
+
+def test_device_cuda_without_a_gpu_names_the_flag(small_png, tmp_path, caplog):
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a CUDA GPU")
+    assert main(["image", str(small_png), str(tmp_path / "o.png"), "--device", "cuda"]) == 2
+    assert "no CUDA GPU is usable here" in caplog.text and "Set it with --device" in caplog.text
+
+
+@pytest.mark.parametrize(
+    "output, message",
+    [
+        ("missing/out.png", "does not exist"),
+        ("out.psd", "cannot be written"),
+        ("folder", "is a folder"),
+        ("in.png", "refusing to overwrite the source"),
+    ],
+)
+def test_output_is_checked_before_any_work(small_png, tmp_path, caplog, monkeypatch, output, message):
+    # Each of these used to fail only after the dream, losing it (or, in place, overwrote the input).
+    import dream_core.cli.image as image_cli
+
+    def no_model(*args, **kwargs):
+        raise AssertionError("the model was loaded before the output was checked")
+
+    monkeypatch.setattr(image_cli, "load_model", no_model)
+    (tmp_path / "folder").mkdir()
+    before = small_png.read_bytes()
+    assert main(["image", str(small_png), str(tmp_path / output)]) == 2
+    assert message in caplog.text
+    assert small_png.read_bytes() == before
+
+
+def test_huge_image_is_refused_from_its_header_naming_max_side(tmp_path, caplog, monkeypatch):
+    import dream_core.image_io as image_io
+    from test_image_io import header_only_png
+
+    def no_decoding(im):
+        raise AssertionError("the pixels were decoded before the size was checked")
+
+    monkeypatch.setattr(image_io, "_to_rgb_array", no_decoding)
+    path = header_only_png(tmp_path / "huge.png", 12000, 8000)  # declares 288 MB of pixels, holds none
+    assert main(["image", str(path), str(tmp_path / "o.png")]) == 2
+    assert "12000x8000 = 96 MP" in caplog.text and "Shrink the input with --max-side." in caplog.text
+
+
+def test_tiny_guide_names_the_guide_flag(small_png, tmp_path, caplog):
+    guide = tmp_path / "one.png"
+    save_image(torch.rand(1, 3, 1, 1), guide)
+    assert main(["image", str(small_png), str(tmp_path / "o.png"), *QUICK, "--guide", str(guide)]) == 2
+    assert "guide image" in caplog.text and "1x1" in caplog.text and "--guide" in caplog.text
+
+
+def test_seed_help_says_determinism_holds_at_one_thread_count():
+    # The same seed dreams visibly different detail at another --threads count: the promise says so.
+    from dream_core.cli import build_parser
+
+    image = next(a for a in build_parser()._subparsers._group_actions[0].choices.values() if a.prog.endswith("image"))
+    seed = next(a for a in image._actions if "--seed" in a.option_strings)
+    assert "--threads count" in seed.help and "same seed" in seed.help

@@ -66,7 +66,7 @@ def test_video_frame_range(small_clip, tmp_path):
     assert probe_video(out).num_frames == 4
 
 
-def test_video_resume_after_interruption(small_clip, tmp_path, monkeypatch):
+def test_video_resume_after_interruption(small_clip, tmp_path, monkeypatch, caplog):
     from dream_core.video.frame_dreamer import FrameDreamer as Dreamer
 
     lossless = [*QUICK, "--segment-frames", "2", "--crf", "0", "--x264-preset", "ultrafast"]
@@ -86,6 +86,7 @@ def test_video_resume_after_interruption(small_clip, tmp_path, monkeypatch):
     monkeypatch.setattr(Dreamer, "dream_next", flaky)
     assert main(["video", str(small_clip), str(out), *lossless]) == 130
     assert not out.exists()
+    assert f"kept in '{out}.dream-work'" in caplog.text and "run the same command again: " in caplog.text
     resumed = {"n": 0}
 
     def counting(self, *args, **kwargs):
@@ -116,3 +117,34 @@ def test_demo_command(tmp_path):
     out = tmp_path / "demo.mp4"
     assert main(["demo", str(out), "--frames", "4", *QUICK, "--max-side", "128"]) == 0
     assert probe_video(out).num_frames == 4
+
+
+def test_replaced_weights_file_is_another_run(small_clip, tmp_path, monkeypatch, caplog, lite0):
+    """Only the path of --weights was in the run's identity: a file replaced at the same path resumed silently,
+    mixing two models in one video. Its content is in the identity now."""
+    from safetensors.torch import save_file
+
+    from dream_core.video.frame_dreamer import FrameDreamer as Dreamer
+
+    weights = tmp_path / "w.safetensors"
+    state = {k: v.contiguous() for k, v in lite0.net.state_dict().items()}
+    save_file(state, str(weights))
+    args = ["video", str(small_clip), str(tmp_path / "out.mp4"), "--octaves", "1", "--iterations", "1",
+            "--segment-frames", "1", "--weights", str(weights), "--mode", "independent"]
+    original = Dreamer.dream_next
+    calls = {"n": 0}
+
+    def stop_at_the_third(self, *a, **k):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise KeyboardInterrupt
+        return original(self, *a, **k)
+
+    monkeypatch.setattr(Dreamer, "dream_next", stop_at_the_third)
+    assert main(args) == 130
+    monkeypatch.setattr(Dreamer, "dream_next", original)
+    state["_conv_stem.weight"] = state["_conv_stem.weight"] * 1.01  # another model, same path
+    save_file(state, str(weights))
+    caplog.clear()
+    assert main(args) == 2
+    assert "settings.weights.sha256" in caplog.text and "--no-resume" in caplog.text

@@ -169,6 +169,15 @@ def test_estimator_errors():
         compute_flows(torch.rand(2, 3, 32, 32), estimator=est, max_side=16)
 
 
+def test_frames_too_small_for_dis_are_a_clear_error():
+    tiny = torch.rand(1, 3, 8, 8)
+    with pytest.raises(InvalidImageError, match="at least 12 pixels.*8x8.*farneback") as info:  # was a raw cv2.error
+        FlowEstimator("dis")(tiny, tiny)
+    assert info.value.parameter == "flow_method"
+    assert FlowEstimator("farneback")(tiny, tiny).shape == (8, 8, 2)
+    assert FlowEstimator("dis")(torch.rand(1, 3, 8, 12), torch.rand(1, 3, 8, 12)).shape == (8, 12, 2)
+
+
 # --------------------------------------------------------------------------- reliability
 
 

@@ -112,11 +112,11 @@ def test_learned_tile_size_is_kept_for_the_rest_of_the_clip(tiny_model, monkeypa
     real = dream_mod._objective_gradient
     tried = []
 
-    def fake(hooks, objective, image, settings, amp_dtype):  # the device fits tiles of at most 140 px
+    def fake(hooks, objective, image, settings, amp_dtype, *shift):  # the device fits tiles of at most 140 px
         tried.append(settings.tile_size)
         if settings.tile_size > 140:
             raise torch.OutOfMemoryError("simulated")
-        return real(hooks, objective, image, settings, amp_dtype)
+        return real(hooks, objective, image, settings, amp_dtype, *shift)
 
     monkeypatch.setattr(dream_mod, "_objective_gradient", fake)
     settings = DreamSettings(num_octaves=1, num_iterations=2, jitter=0, tile_size=1024, tile_overlap=64)

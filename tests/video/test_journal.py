@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import os
 import subprocess
 import sys
 import textwrap
@@ -12,7 +13,7 @@ import pytest
 
 from conftest import REPO
 from dream_core import video as vio
-from dream_core.errors import InvalidParameterError
+from dream_core.errors import InvalidParameterError, VideoError
 from dream_core.video.encoder import H264Encoder
 from video_clips import NTSC, N, index_of, write_all
 
@@ -33,8 +34,8 @@ def test_resume_after_dropped_writer(clip, tmp_path):
     assert point.next_frame == 8 and point.frames_done == 8
     assert int(point.carry["index"]) == 7
     np.testing.assert_array_equal(point.carry["last"], frames[7])
-    expected = ["carry_00001.npz", "manifest.json", "seg_00000.mp4", "seg_00001.mp4"]
-    assert sorted(p.name for p in work.iterdir()) == expected  # the in-flight segment is gone
+    expected = ["carry_00001.npz", "manifest.json", "run.lock", "seg_00000.mp4", "seg_00001.mp4"]
+    assert sorted(p.name for p in work.iterdir()) == expected  # the in-flight segment is gone; the run's lock
     for i, frame in enumerate(vio.read_frames(clip, start=point.next_frame), start=point.next_frame):
         again.write(frame, carry={"last": frame, "index": np.array(i)})
     again.finish()
@@ -115,5 +116,110 @@ def test_resume_with_other_settings_is_refused_or_restarted(clip, tmp_path):
     # The output's own quality is applied when the run finishes: another --crf resumes the same segments.
     other_crf = vio.VideoWriter(out, NTSC, source=clip, segment_frames=2, settings={"layer": "a", "lr": 0.1}, crf=23)
     assert other_crf.resume_point().frames_done == 4
+    other_crf.close()
     fresh = vio.VideoWriter(out, NTSC, source=clip, settings={"lr": 0.2}, resume=False)
-    assert fresh.resume_point().next_frame == 0 and not fresh.work_dir.exists()
+    assert fresh.resume_point().next_frame == 0 and [p.name for p in fresh.work_dir.iterdir()] == ["run.lock"]
+    fresh.close()
+    assert not fresh.work_dir.exists()  # nothing committed: no folder left behind
+
+
+def _interrupted_run(clip, out, frames=10):
+    """Segments 0-3, 4-7 committed, then frames 8-9 committed as a short segment by close()."""
+    writer = vio.VideoWriter(out, NTSC, source=clip, segment_frames=4)
+    write_all(writer, list(vio.read_frames(clip, end=frames)))
+    writer.close()
+    return writer.work_dir
+
+
+def _finish(writer, clip):
+    point = writer.resume_point()
+    with writer:
+        for i, frame in enumerate(vio.read_frames(clip, start=point.next_frame), start=point.next_frame):
+            writer.write(frame, carry={"last": frame, "index": np.array(i)})
+
+
+def test_truncated_segment_is_redone_not_found_at_the_end(clip, tmp_path, caplog):
+    out = tmp_path / "out.mp4"
+    work = _interrupted_run(clip, out)
+    seg = work / "seg_00001.mp4"
+    seg.write_bytes(seg.read_bytes()[: seg.stat().st_size // 2])
+    writer = vio.VideoWriter(out, NTSC, source=clip, segment_frames=4)  # checked when the folder is opened
+    assert "segment seg_00001.mp4 cannot be read" in caplog.text and "(frames 4..7) and the 1 after it" in caplog.text
+    assert "frames 4..9 will be dreamed again" in caplog.text and "restarts at frame 4" in caplog.text
+    point = writer.resume_point()
+    assert (point.next_frame, point.frames_done, point.carry) == (4, 4, None)
+    assert sorted(p.name for p in work.iterdir()) == ["manifest.json", "run.lock", "seg_00000.mp4"]
+    _finish(writer, clip)
+    assert [index_of(f) for f in vio.read_frames(out)] == list(range(N))
+
+
+def test_damaged_carry_is_dropped_with_a_warning(clip, tmp_path, caplog):
+    out = tmp_path / "out.mp4"
+    work = _interrupted_run(clip, out)
+    carry = work / "carry_00002.npz"
+    carry.write_bytes(carry.read_bytes()[:100])  # was: BadZipFile on every rerun
+    writer = vio.VideoWriter(out, NTSC, source=clip, segment_frames=4)
+    assert "carry_00002.npz' cannot be read" in caplog.text and "restarts at frame 10" in caplog.text
+    point = writer.resume_point()
+    assert (point.next_frame, point.carry) == (10, None)
+    _finish(writer, clip)
+    assert [index_of(f) for f in vio.read_frames(out)] == list(range(N))
+
+
+def test_segment_that_fails_to_decode_at_the_end_is_redone_by_the_next_run(clip, tmp_path, monkeypatch):
+    import dream_core.video.mux as mux
+
+    out = tmp_path / "out.mp4"
+    _interrupted_run(clip, out)
+    real = mux._decoded
+
+    def broken(piece):  # packets all there, pictures not: found only when decoded at the end
+        for i, frame in enumerate(real(piece)):
+            if piece.path.name == "seg_00001.mp4" and i == 2:
+                raise mux.DamagedSegmentError("Segment 'seg_00001.mp4' cannot be decoded.", segment=piece.path.name)
+            yield frame
+
+    monkeypatch.setattr(mux, "_decoded", broken)
+    writer = vio.VideoWriter(out, NTSC, source=clip, segment_frames=4)
+    with pytest.raises(VideoError, match="running again dreams their frames again"):
+        _finish(writer, clip)
+    monkeypatch.setattr(mux, "_decoded", real)
+    again = vio.VideoWriter(out, NTSC, source=clip, segment_frames=4)
+    assert again.resume_point().next_frame == 4
+    _finish(again, clip)
+    assert [index_of(f) for f in vio.read_frames(out)] == list(range(N))
+
+
+def test_two_runs_on_one_output_the_second_is_refused(clip, tmp_path):
+    out = tmp_path / "out.mp4"
+    first = vio.VideoWriter(out, NTSC, source=clip, segment_frames=4)
+    write_all(first, list(vio.read_frames(clip, end=5)))
+    with pytest.raises(VideoError, match=rf"Another run \(process {os.getpid()} on .*\) is writing"):
+        vio.VideoWriter(out, NTSC, source=clip, segment_frames=4)
+    first.close()
+    second = vio.VideoWriter(out, NTSC, source=clip, segment_frames=4)  # the first's work is picked up
+    assert second.resume_point().next_frame == 5
+    second.close()
+
+
+def test_lock_of_a_live_process_refuses_and_goes_with_it(clip, tmp_path):
+    out = tmp_path / "out.mp4"
+    script = textwrap.dedent(
+        f"""
+        import sys, time
+        from dream_core import video as vio
+        w = vio.VideoWriter({str(out)!r}, "30000/1001", source={str(clip)!r})
+        print("ready", flush=True)
+        sys.stdin.readline()
+        """
+    )
+    child = subprocess.Popen([sys.executable, "-c", script], cwd=REPO, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                             text=True)
+    try:
+        assert child.stdout.readline().strip() == "ready"
+        with pytest.raises(VideoError, match=rf"process {child.pid} on"):
+            vio.VideoWriter(out, NTSC, source=clip)
+    finally:
+        child.kill()  # dies holding the lock: the system lets it go
+        child.wait(timeout=30)
+    vio.VideoWriter(out, NTSC, source=clip).close()

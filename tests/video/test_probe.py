@@ -11,7 +11,7 @@ import pytest
 
 from dream_core import video as vio
 from dream_core.errors import VideoError
-from video_clips import NTSC, W, H, N, make_clip, write_all
+from video_clips import NTSC, W, H, N, faststart_copy, index_of, make_clip, make_turned_clip, marked, write_all
 
 
 def test_probe_exact_rate_count_size_audio(clip):
@@ -38,6 +38,49 @@ def test_variable_frame_rate_is_detected_and_count_kept(tmp_path, caplog):
     assert vio.probe_video(out).num_frames == N
 
 
+def test_variable_frame_rate_is_written_at_its_average_rate_keeping_the_duration(tmp_path, caplog):
+    # Six frames at 30 fps, then six at 10 fps: the container's rate (20) would make the output 18% shorter
+    # (the audit's clip: 38%). The average over the clip's own duration keeps it.
+    stamps = [0, 33, 67, 100, 133, 167, 200, 300, 400, 500, 600, 700]
+    src = make_clip(tmp_path / "vfr.mp4", audio=None, pts=stamps, rate=Fraction(30))
+    with caplog.at_level(logging.WARNING, logger="dream_core.video"):
+        info = vio.probe_video(src)
+    assert info.is_variable_frame_rate and info.num_frames == N
+    assert abs(float(N / info.frame_rate) - info.duration) < 1e-3 and info.duration == pytest.approx(0.733, abs=2e-3)
+    assert "keeps its duration (0.733 s)" in caplog.text and "ms earlier or later" in caplog.text
+    out = tmp_path / "out.mp4"
+    with vio.VideoWriter(out, info.frame_rate, source=src) as writer:
+        write_all(writer, vio.read_frames(src))
+    written = vio.probe_video(out)
+    assert written.num_frames == N and written.duration == pytest.approx(info.duration, abs=2e-3)
+
+
+@pytest.mark.parametrize("degrees, hflip", [(90, False), (-90, False), (180, False), (90, True)])
+def test_rotated_clip_is_read_upright(tmp_path, degrees, hflip):
+    src = make_turned_clip(tmp_path / "phone.mp4", degrees, hflip)
+    info = vio.probe_video(src)
+    turned = degrees % 180 != 0
+    assert (info.width, info.height) == ((H, W) if turned else (W, H))
+    assert info.rotation == degrees % 360 and info.mirrored == hflip
+    frames = list(vio.read_frames(src))
+    # What a player shows: the picture turned counter-clockwise (np.rot90), mirrored after it.
+    expected = np.rot90(marked(0), k=degrees // 90)
+    expected = expected[:, ::-1] if hflip else expected
+    assert frames[0].shape == (info.height, info.width, 3)
+    assert np.abs(frames[0].astype(int) - expected).mean() < 3
+    assert index_of(frames[2]) == 2
+
+
+def test_upright_output_of_a_rotated_clip(tmp_path):
+    src = make_turned_clip(tmp_path / "phone.mp4", 90)
+    out = tmp_path / "out.mp4"
+    with vio.VideoWriter(out, vio.probe_video(src).frame_rate, source=src) as writer:
+        write_all(writer, vio.read_frames(src))
+    info = vio.probe_video(out)
+    assert (info.width, info.height, info.rotation) == (H, W, 0)  # written upright, no rotation to apply
+    assert np.abs(next(iter(vio.read_frames(out))).astype(int) - np.rot90(marked(0))).mean() < 3
+
+
 def test_corrupt_and_non_video_files(tmp_path):
     junk = tmp_path / "junk.mp4"
     junk.write_bytes(np.random.default_rng(0).integers(0, 256, 4096, dtype=np.uint8).tobytes())
@@ -60,6 +103,17 @@ def test_truncated_file(clip, tmp_path):
     cut.write_bytes(clip.read_bytes()[: clip.stat().st_size // 2])
     with pytest.raises(VideoError, match="cut.mp4"):
         vio.probe_video(cut)
+
+
+def test_truncated_file_with_its_index_first_is_refused(clip, tmp_path):
+    # Index first (phones, downloads): the cut file opens and used to give its first frames with no word.
+    data = faststart_copy(clip, tmp_path / "fast.mp4").read_bytes()
+    cut = tmp_path / "cut.mp4"
+    cut.write_bytes(data[: len(data) // 2])
+    with pytest.raises(VideoError, match=r"is truncated: its index lists 12 frames but the file holds only the "
+                                         r"first \d.*-c copy"):
+        vio.probe_video(cut)
+    assert vio.probe_video(tmp_path / "fast.mp4").num_frames == N  # the whole file is fine
 
 
 def test_audio_only_file_has_no_video_stream(tmp_path):

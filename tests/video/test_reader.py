@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from dream_core import video as vio
-from dream_core.errors import InvalidParameterError
+from dream_core.errors import InvalidParameterError, VideoError
 from video_clips import W, H, N, index_of
 
 
@@ -50,3 +50,20 @@ def test_decoded_colours_are_unbiased(tmp_path):
             writer.write(np.broadcast_to(np.array(c, np.uint8), (32, 48, 3)))
     for c, frame in zip(colours, vio.read_frames(out)):
         assert np.abs(frame.reshape(-1, 3).mean(0) - c).max() <= 1.0
+
+
+def test_frames_that_do_not_decode_are_an_error_not_a_short_clip(clip, monkeypatch):
+    import dream_core.video.reader as reader
+
+    real = reader._decode_range
+
+    def five(*args):  # a file whose packets stop decoding after frame 4
+        for i, frame in enumerate(real(*args)):
+            if i == 5:
+                return
+            yield frame
+
+    monkeypatch.setattr(reader, "_decode_range", five)
+    with pytest.raises(VideoError, match=r"stops decoding after frame 4, but it holds 12 frames \(frames 5..11"):
+        list(vio.read_frames(clip))
+    assert len(list(vio.read_frames(clip, end=5))) == 5  # a range that ends before the damage is fine
