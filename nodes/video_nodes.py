@@ -92,8 +92,9 @@ class DDVVideoDream:
                 **look_inputs(),
                 "cadence": ("INT", {
                     "default": 1, "min": 1, "max": 16,
-                    "tooltip": "Dream every Nth frame and carry the dream along the optical flow to the frames "
-                               "between: about N times faster, steadier; 1 = dream every frame.",
+                    "tooltip": "Dream every Nth frame; the frames between take the dreams on both sides, carried "
+                               "along the optical flow and cross-faded. N times fewer dreamed frames (every frame "
+                               "still needs its flow), about as steady; 1 = dream every frame.",
                 }),
                 "fps": ("FLOAT", {
                     "default": 0.0, "min": 0.0, "max": 240.0, "step": 0.001,

@@ -42,8 +42,8 @@ def add_animation_arguments(p: argparse.ArgumentParser, *, cadence: bool, motion
                         f"{SCHEDULE_HINT} (default: {RECOMMENDED_COLOUR_COHERENCE})")
     if cadence:
         g.add_argument("--cadence", type=int, default=1,
-                       help="dream every Nth frame and carry the dream along the optical flow to the frames between "
-                            "(N times fewer dreamed frames)")
+                       help="dream every Nth frame; the frames between take the dreams on both sides, carried along "
+                            "the optical flow and cross-faded (N times fewer dreamed frames)")
 
 
 def schedules_from_args(args: argparse.Namespace) -> dict[str, str]:
