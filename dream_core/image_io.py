@@ -20,6 +20,7 @@ from typing import Optional
 import numpy as np
 import torch
 
+from .paths import same_file
 from .errors import InvalidImageError, InvalidParameterError
 from .image_ops import MAX_PIXELS, check_max_side, fit_max_side
 
@@ -160,14 +161,6 @@ def to_uint8_hwc(image: torch.Tensor) -> np.ndarray:
     return image.detach().clamp(0, 1).mul(255).round().to(torch.uint8).permute(1, 2, 0).cpu().numpy()
 
 
-def _same_file(a: Path, b: Path) -> bool:
-    if a.resolve() == b.resolve():
-        return True
-    try:
-        return a.exists() and b.exists() and os.path.samefile(a, b)
-    except OSError:
-        return False
-
 
 def output_format(path: str | os.PathLike[str]) -> str:
     """The Pillow format that writes ``path`` (from its extension), checked to write RGB images.
@@ -215,7 +208,7 @@ def check_output_image(path: str | os.PathLike[str], source: str | os.PathLike[s
         raise InvalidParameterError(f"Output '{out}' is a folder; give a file name such as '{out / 'dream.png'}'.",
                                     parameter="output")
     output_format(out)
-    if source is not None and _same_file(out, Path(source)):
+    if source is not None and same_file(out, Path(source)):
         raise InvalidParameterError(
             f"Output '{out}' is the input image; refusing to overwrite the source. Choose another output name.",
             parameter="output",

@@ -20,12 +20,10 @@ from ..distributed.runner import require_ray, run_tasks
 from ..errors import DreamError, InvalidParameterError
 from ..video.journal import WORK_SUFFIX
 from ..video.output import OUTPUT_FORMATS
-from .args import HelpFormatter, add_dream_arguments
-from .animation_args import add_animation_arguments
+from .args import HelpFormatter
 from .distributed import run_video_distributed
-from .distributed_args import add_distributed_arguments
 from .image import run_image
-from .video import add_video_arguments
+from .video import add_clip_arguments
 
 log = logging.getLogger("dream_core")
 
@@ -131,8 +129,5 @@ def add_batch_command(sub: "argparse._SubParsersAction[argparse.ArgumentParser]"
                        formatter_class=HelpFormatter)
     p.add_argument("input_dir", help="folder of clips and images")
     p.add_argument("output_dir", help="folder for the results (created; same file names)")
-    add_dream_arguments(p, schedules=True)
-    add_video_arguments(p)
-    add_animation_arguments(p, cadence=True, motion_help="drift of the carried dream over the scene")
-    add_distributed_arguments(p)
+    add_clip_arguments(p)
     p.set_defaults(func=run_batch)

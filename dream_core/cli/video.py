@@ -202,8 +202,13 @@ def add_video_command(sub: "argparse._SubParsersAction[argparse.ArgumentParser]"
                        formatter_class=HelpFormatter)
     p.add_argument("input", help="input video (mp4, mov, mkv, ...)")
     p.add_argument("output", help="output video (.mp4, .mov, .mkv)")
+    add_clip_arguments(p)
+    p.set_defaults(func=run_video)
+
+
+def add_clip_arguments(p: argparse.ArgumentParser) -> None:
+    """Every flag of dreaming a clip (``video`` and ``batch``): dream, video, animation, workers."""
     add_dream_arguments(p, schedules=True)
     add_video_arguments(p)
     add_animation_arguments(p, cadence=True, motion_help="drift of the carried dream over the scene")
     add_distributed_arguments(p)
-    p.set_defaults(func=run_video)

@@ -14,19 +14,12 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import InvalidParameterError, VideoError
+from ..paths import same_file
 from .probe import first_line
 
 #: Output file extensions and the FFmpeg container each one selects.
 OUTPUT_FORMATS: dict[str, str] = {".mp4": "mp4", ".m4v": "mp4", ".mov": "mov", ".mkv": "matroska"}
 
-
-def _same_file(a: Path, b: Path) -> bool:
-    if a.resolve() == b.resolve():
-        return True
-    try:
-        return a.exists() and b.exists() and os.path.samefile(a, b)
-    except OSError:
-        return False
 
 
 def check_output_writable(path: str | os.PathLike[str], source: str | os.PathLike[str] | None = None) -> Path:
@@ -56,7 +49,7 @@ def check_output_writable(path: str | os.PathLike[str], source: str | os.PathLik
             f"Output '{out}' has extension '{ext or '(none)'}'; supported video outputs: "
             f"{', '.join(OUTPUT_FORMATS)}. Change the file name, e.g. to '{out.with_suffix('.mp4').name}'."
         )
-    if source is not None and _same_file(out, Path(source)):
+    if source is not None and same_file(out, Path(source)):
         raise InvalidParameterError(
             f"Output '{out}' is the input file; refusing to overwrite the source. Choose another output name."
         )
