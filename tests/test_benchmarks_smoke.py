@@ -28,6 +28,11 @@ def _load(name: str):
     return module
 
 
+#: Benchmarks whose quick mode reads ../shared/data (skipped where it is absent, like the other real-input tests).
+NEEDS_SHARED_DATA = {"look": ("golden_gate.jpg", "tubingen.jpg", "balcony_view.mp4"),
+                     "animation": ("balcony_view.mp4", "golden_gate.jpg")}
+
+
 @pytest.fixture
 def restore_threads():
     n = torch.get_num_threads()
@@ -37,6 +42,11 @@ def restore_threads():
 
 @pytest.mark.parametrize("name", QUICK)
 def test_script_quick_mode_prints_a_table(name, capsys, restore_threads):
+    if name in NEEDS_SHARED_DATA:  # the look and animation benchmarks measure the shared photos and clip
+        from conftest import shared_file
+
+        for needed in NEEDS_SHARED_DATA[name]:
+            shared_file(needed)
     assert _load(name).main(["--quick"]) == 0
     out = capsys.readouterr().out
     assert out.startswith("Machine: ")
