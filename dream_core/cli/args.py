@@ -54,6 +54,7 @@ REMEDIES = {
     "flow_weights": "Give the RAFT state dict file with --flow-weights FILE, or use --flow dis.",
     "mode": "Set it with --mode, or dream a single frame with the image command.",
     "resume": "Start over with --no-resume.",
+    "workers": "Or run with --workers 1.",
 }
 
 

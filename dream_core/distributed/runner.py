@@ -51,7 +51,7 @@ def require_ray() -> Any:
     except ImportError as exc:
         raise MissingDependencyError(
             f"Rendering on several workers needs Ray, which is not installed ({exc}). Install it with: "
-            f"{INSTALL_RAY}; or use one worker (workers=1), which never needs Ray.", parameter="workers",
+            f"{INSTALL_RAY}. One worker (workers=1) never needs Ray.", parameter="workers",
         ) from exc
     return ray
 

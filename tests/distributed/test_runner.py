@@ -125,5 +125,5 @@ def test_without_ray_several_workers_fail_at_once_and_one_worker_works(monkeypat
     with caplog.at_level(logging.ERROR):
         assert main(["video", str(src), str(tmp_path / "o.mp4"), *QUICK, "--workers", "2"]) == 2
         assert main(["batch", str(tmp_path), str(tmp_path / "b"), *QUICK]) == 2
-    assert caplog.text.count("pip install 'deepdream-video[ray]'") == 2
+    assert caplog.text.count("pip install 'deepdream-video[ray]'") == 2 and "Or run with --workers 1." in caplog.text
     assert main(["video", str(src), str(tmp_path / "o.mp4"), *QUICK, "--workers", "1"]) == 0
