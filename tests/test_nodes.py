@@ -247,7 +247,13 @@ def test_loader_reads_a_weights_file_and_rejects_wrong_architecture(tmp_path, li
 
 @pytest.fixture
 def comfy_folders(tmp_path, monkeypatch):
-    """A stand-in for ComfyUI's ``folder_paths`` (its path rules), with one weights file in models/deepdream."""
+    """A fake ``folder_paths`` host module: one weights file listed in models/deepdream.
+
+    Not ComfyUI's code (the real module is exercised by the example workflows in ComfyUI itself): the
+    listing is fixed data, and ``get_full_path`` is deliberately naive - it joins any name to the folder
+    and returns whatever exists, absolute paths and ``..`` included - so only the pack's own check
+    stands between a client's name and the server's files.
+    """
     import os
     import types
 
@@ -260,20 +266,10 @@ def comfy_folders(tmp_path, monkeypatch):
     fp.models_dir = str(models)
     fp.folder_names_and_paths = {}
     fp.get_folder_paths = lambda name: fp.folder_names_and_paths[name][0]
-
-    def get_filename_list(name):
-        folders, exts = fp.folder_names_and_paths[name]
-        return sorted(os.path.relpath(os.path.join(root, f), folder) for folder in folders
-                      for root, _, files in os.walk(folder) for f in files if os.path.splitext(f)[1] in exts)
-
-    def get_full_path(name, filename):  # as ComfyUI 0.3.64: the name is made relative, then joined to each folder
-        filename = os.path.relpath(os.path.join("/", filename), "/")
-        for folder in fp.folder_names_and_paths.get(name, ([], set()))[0]:
-            if os.path.isfile(os.path.join(folder, filename)):
-                return os.path.join(folder, filename)
-        return None
-
-    fp.get_filename_list, fp.get_full_path = get_filename_list, get_full_path
+    fp.get_filename_list = lambda name: ["w.pth"]
+    fp.get_full_path = lambda name, filename: next(
+        (os.path.join(folder, filename) for folder in fp.folder_names_and_paths[name][0]
+         if os.path.exists(os.path.join(folder, filename))), None)
     monkeypatch.setitem(sys.modules, "folder_paths", fp)
     host.register_model_folder()
     return tmp_path
