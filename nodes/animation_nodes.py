@@ -14,7 +14,6 @@ from ..dream_core.animation import (
     SCHEDULABLE,
     ClipPlan,
     FeedbackFrames,
-    MaskBatch,
     Motion,
     Schedule,
     feedback_plan,
@@ -25,6 +24,7 @@ from ..dream_core.video import VideoSettings
 from ..dream_core.video.settings import RECOMMENDED_COLOUR_COHERENCE
 from . import comfy_adapter as host
 from .common import (
+    mask_batch,
     CATEGORY,
     MODEL_TYPE,
     OBJECTIVE_TYPE,
@@ -105,13 +105,6 @@ class DDVSchedule:
             log.warning("DeepDream Schedule: '%s' is scheduled twice in the chain; this node's keyframes win.", setting)
         out[setting] = parsed
         return (out,)
-
-
-def mask_batch(mask: Optional[torch.Tensor]) -> Optional[MaskBatch]:
-    """A ComfyUI MASK (``[B,H,W]``, 1 = dream) as one mask per frame (or one for all); ``None`` stays ``None``."""
-    if mask is None:
-        return None
-    return MaskBatch(mask if mask.dim() == 3 else mask.reshape(-1, *mask.shape[-2:]))
 
 
 class DDVAnimate:

@@ -215,17 +215,10 @@ def resolve_weights(name: str) -> Optional[str]:
 
 def register_layers_route(catalog: Callable[[str], dict]) -> None:
     """Serve ``GET /deepdream_video/layers?model=NAME`` -> ``catalog(NAME)`` as JSON (404 for unknown names)."""
-    try:
-        from aiohttp import web
-        from server import PromptServer
-    except ImportError:
-        return
-    server = getattr(PromptServer, "instance", None)
-    if server is None:
-        return
-
     async def layers(request: "web.Request") -> "web.Response":
         import asyncio
+
+        from aiohttp import web  # ComfyUI's server brings it
 
         name = request.query.get("model", "")
         try:
@@ -235,24 +228,28 @@ def register_layers_route(catalog: Callable[[str], dict]) -> None:
             return web.json_response({"error": str(exc)}, status=404)
         return web.json_response(info)
 
-    server.routes.get(LAYERS_ROUTE)(layers)
+    _add_get_route(LAYERS_ROUTE, layers)
 
 
 def register_presets_route(payload: Callable[[], dict]) -> None:
     """Serve ``GET /deepdream_video/presets`` -> ``payload()`` as JSON (the web extension fills widgets from it)."""
-    try:
+    async def presets(_request: "web.Request") -> "web.Response":
         from aiohttp import web
+
+        return web.json_response(payload())
+
+    _add_get_route(PRESETS_ROUTE, presets)
+
+
+def _add_get_route(path: str, handler: Callable[..., Any]) -> None:
+    """Register ``GET path`` on ComfyUI's server; nothing outside ComfyUI (no server, or no instance yet)."""
+    try:
         from server import PromptServer
     except ImportError:
         return
     server = getattr(PromptServer, "instance", None)
-    if server is None:
-        return
-
-    async def presets(_request: "web.Request") -> "web.Response":
-        return web.json_response(payload())
-
-    server.routes.get(PRESETS_ROUTE)(presets)
+    if server is not None:
+        server.routes.get(path)(handler)
 
 
 def setup_host(catalog: Callable[[str], dict], presets: Callable[[], dict]) -> None:

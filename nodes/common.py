@@ -8,11 +8,12 @@ ComfyUI's cached outputs of the upstream node.
 from __future__ import annotations
 
 import functools
-from typing import Any, Callable, TypeVar
+from typing import Any, Callable, Optional, TypeVar
 
 import torch
 
 from ..dream_core import VIDEO_MODES, DreamError, DreamSettings, InvalidImageError, VideoSettings
+from ..dream_core.animation import MaskBatch
 from ..dream_core.errors import with_remedy
 from ..dream_core.video.settings import RECOMMENDED_COLOUR_COHERENCE
 from ..dream_core.presets import LOOK_FIELDS, PRESETS, preset_look, preset_settings
@@ -285,3 +286,10 @@ def video_settings(values: dict[str, Any]) -> VideoSettings:
     settings = VideoSettings(**{k: values[k] for k in VIDEO_KEYS}, colour_coherence=coherence)
     settings.validate()
     return settings
+
+
+def mask_batch(mask: Optional[torch.Tensor]) -> Optional[MaskBatch]:
+    """A ComfyUI MASK (``[B,H,W]``, 1 = dream) as one mask per frame (or one for all); ``None`` stays ``None``."""
+    if mask is None:
+        return None
+    return MaskBatch(mask if mask.dim() == 3 else mask.reshape(-1, *mask.shape[-2:]))

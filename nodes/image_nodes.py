@@ -11,6 +11,7 @@ import torch
 from ..dream_core import DreamModel, Objective, dream_image, resolve_objective
 from . import comfy_adapter as host
 from .common import (
+    mask_batch,
     CATEGORY,
     MODEL_TYPE,
     OBJECTIVE_TYPE,
@@ -22,7 +23,6 @@ from .common import (
     rgb_frame,
     to_image,
 )
-from .animation_nodes import mask_batch
 from .model_nodes import check_model
 
 log = logging.getLogger(__name__)

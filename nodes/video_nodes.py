@@ -13,6 +13,7 @@ from ..dream_core.animation import ClipPlan, Schedule
 from ..dream_core.video import check_clip_flows
 from . import comfy_adapter as host
 from .common import (
+    mask_batch,
     CATEGORY,
     FLOW_TYPE,
     MODEL_TYPE,
@@ -28,7 +29,6 @@ from .common import (
     video_inputs,
     video_settings,
 )
-from .animation_nodes import mask_batch
 from .model_nodes import check_model
 
 log = logging.getLogger(__name__)

@@ -96,7 +96,7 @@ class VideoMask:
                 "Give a mask video at least as long as the clip, or one mask image.", parameter="mask",
             )
         if self._frames is None or index != self._next:
-            self._frames = iter(read_frames(self.path, index))
+            self._frames = iter(read_frames(self.path, index, num_frames=self.info.num_frames))
         self._next = index + 1
         return _luminance_mask(next(self._frames))
 

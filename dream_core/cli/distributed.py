@@ -19,7 +19,7 @@ import torch
 
 from ..animation.plan import ClipPlan
 from ..distributed.assemble import Assembler
-from ..distributed.job import SegmentJob
+from ..distributed.job import SegmentJob, cached_model
 from ..distributed.runner import render_segments, require_ray
 from ..distributed.segments import choose_plan
 from ..dream import DreamSettings
@@ -56,7 +56,8 @@ def video_job(args: argparse.Namespace, run_settings: DreamSettings, video: Vide
 def run_video_distributed(args: argparse.Namespace) -> int:
     """Dream ``args.input`` on ``args.workers`` Ray workers into ``args.output`` (resumable)."""
     require_ray()  # fail at once, before any work, when Ray is missing
-    run = check_video_run(args, torch.device("cpu"))  # the driver only checks; workers load their own model
+    # The driver only checks (once per process, however many clips a batch holds); workers load their own.
+    run = check_video_run(args, torch.device("cpu"), load=cached_model)
     plan = choose_plan(run.frames, args.workers, mode=run.video.mode, segment_length=args.segment_length,
                        burn_in=args.burn_in, overlap=args.overlap)
     layout = {"segment_length": len(plan[0].keep), "burn_in": max(s.burn_in for s in plan),

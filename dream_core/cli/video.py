@@ -14,7 +14,7 @@ import argparse
 import dataclasses
 import logging
 import time
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 import torch
 
@@ -127,8 +127,10 @@ class VideoRun:
     identity: dict[str, Any]
 
 
-def check_video_run(args: argparse.Namespace, device: torch.device) -> VideoRun:
-    """Parse and check the ``video`` flags against the input and the model (loaded on ``device``).
+def check_video_run(args: argparse.Namespace, device: torch.device,
+                    load: Optional[Callable[[str, Optional[str], torch.device], DreamModel]] = None) -> VideoRun:
+    """Parse and check the ``video`` flags against the input and the model (loaded on ``device`` after the
+    other checks, with ``load(name, weights, device)`` when given, e.g. a per-process cache).
 
     Raises:
         DreamError: bad flags, an unreadable input or output, a model or objective that does not fit.
@@ -140,7 +142,8 @@ def check_video_run(args: argparse.Namespace, device: torch.device) -> VideoRun:
     frames = frame_range(info.num_frames, args.start, args.end)
     if video.needs_flow:
         check_frame_count(info, purpose=f"video mode '{video.mode}'")
-    model = load_model(args.model, weights=args.weights, device=device)
+    model = load(args.model, args.weights, device) if load else load_model(args.model, weights=args.weights,
+                                                                             device=device)
     plan = plan_from_args(args, model, settings, video, fps=info.frame_rate, cadence_start=frames.start)
     plan.check(frames)
     masks = masks_from_args(args)
@@ -182,7 +185,8 @@ def run_video(args: argparse.Namespace) -> int:
             start = ClipState.from_carry(point.next_frame - 1, point.carry, device)
             log.info("Resuming at frame %d (%d frames already done).", point.next_frame, point.frames_done)
         raw = ((index, fit_max_side(from_uint8_hwc(arr, device), args.max_side, multiple=_EVEN))
-               for index, arr in enumerate(read_frames(args.input, point.next_frame, frames.stop), point.next_frame))
+               for index, arr in enumerate(read_frames(args.input, point.next_frame, frames.stop, info.num_frames),
+                                           point.next_frame))
         bar = tqdm(total=len(frames), initial=point.frames_done, unit="frame", desc="dreaming video",
                    dynamic_ncols=True)
         t0 = time.perf_counter()

@@ -124,10 +124,6 @@ class Assembler:
             need.discard(self.pieces[self.next_piece].segment)  # its blend_out was saved with its body
         return sorted(need)
 
-    def frames_committed(self) -> int:
-        """Frames of the output committed so far (this run and earlier ones)."""
-        return self.writer.frames_done
-
     def add(self, result: SegmentResult) -> int:
         """Take a segment's result and commit every piece that has become possible.
 

@@ -38,7 +38,7 @@ from ..image_io import from_uint8_hwc, to_uint8_hwc
 from ..image_ops import fit_max_side
 from ..models import load_model
 from ..models.spec import DreamModel
-from ..video.encoder import SEGMENT_PRESET, H264Encoder, segment_crf
+from ..video.encoder import SEGMENT_PRESET, H264Encoder, pad_to_even, segment_crf
 from ..video.frame_dreamer import FrameDreamer
 from ..video.loop import MaskProvider, PlanSource, dream_clip
 from ..video.reader import read_frames
@@ -208,7 +208,7 @@ def dream_segment(job: SegmentJob, segment: Segment, report: Optional[SegmentRep
     dreamed = kept = 0
     with FrameDreamer(model, objective, job.settings, job.video, start_image=start_image) as dreamer:
         for done in dream_clip(dreamer, raw, estimator, plan=plan, masks=masks):
-            frame = to_uint8_hwc(done.image)
+            frame = pad_to_even(to_uint8_hwc(done.image))  # yuv420p, as the one-worker writer pads it
             dreamed += 1
             if done.index in segment.blend_in:
                 blend_in.append(frame)

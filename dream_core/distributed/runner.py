@@ -190,7 +190,7 @@ def render_segments(job: SegmentJob, plan: Sequence[Segment], assembler: Assembl
     by_number = {seg.number: seg for seg in plan}
     stats = RenderStats(dreamed=[], committed=[], seconds={}, frames_dreamed={}, workers={}, wall=0.0)
     total = sum(len(seg.keep) for seg in plan)
-    already = assembler.frames_committed()
+    already = assembler.writer.frames_done
     bar = _bar(total, already) if progress else None
     skipped_kept = total - already - sum(len(by_number[n].keep) for n in queue)
     t0 = time.perf_counter()

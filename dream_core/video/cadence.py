@@ -126,16 +126,14 @@ def settle(pending: list[Between], key_diff: torch.Tensor, key_flow: torch.Tenso
     """
     span = pending[-1].age + 1
     flow, reliable = key_flow, key_reliable
-    out: list[torch.Tensor] = [key_diff] * len(pending)
-    for j in range(len(pending) - 1, -1, -1):
-        frame = pending[j]
+    finished: list[torch.Tensor] = []
+    for frame in reversed(pending):  # from the key back: each step extends the path through one more flow
         share = frame.age / span
         carried, weight = carry_back(key_diff, flow, reliable, frame.video.occlusion_feather)
-        out[j] = frame.finish((1 - share) * frame.forward + share * weight * carried, colour_reference)
-        # one frame further back: through this frame's own flow
+        finished.append(frame.finish((1 - share) * frame.forward + share * weight * carried, colour_reference))
         reliable = reliable * warp(frame.reliable, flow, padding_mode="zeros")
         flow = compose_backward(frame.flow, flow)
-    return out
+    return finished[::-1]
 
 
 def forward_only(pending: list[Between], colour_reference: Optional[torch.Tensor] = None) -> list[torch.Tensor]:

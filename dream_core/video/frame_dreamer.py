@@ -205,9 +205,10 @@ class FrameDreamer:
                 )
             where = None if mask is None else as_mask(mask, tuple(raw.shape[-2:])).to(device=dev, dtype=dt)
             run = _FrameRun(settings, video, objective, hooks, where, step)
+            carried_only = self.prev_dream is not None and plan is not None and not plan.dream
             if self.prev_dream is None:
                 out = self._first(raw, run)
-            elif plan is not None and not plan.dream:
+            elif carried_only:  # settle_between finishes it, colour included
                 out = self._carried_only(raw, backward_flow, reliable, plan, run)
             elif video.mode == "independent":
                 out = self._dream(raw, run, settings)
@@ -219,8 +220,8 @@ class FrameDreamer:
                     out = self._seed_rule(raw, flow, run)
                 else:
                     out = self._stable(raw, flow, reliable, run)
-            keeps_colour = video.colour_coherence > 0 and not (plan is not None and not plan.dream)
-            if keeps_colour and not (self.prev_dream is None and self.start_image is not None):
+            given_start = self.prev_dream is None and self.start_image is not None  # taken as it is
+            if video.colour_coherence > 0 and not (carried_only or given_start):
                 out = self._keep_colour_balance(out, raw, where, video.colour_coherence)
             self.prev_raw, self.prev_dream = raw, out.detach()
         return self.prev_dream
@@ -332,13 +333,8 @@ class FrameDreamer:
     def _carried_only(self, raw: torch.Tensor, backward_flow: Optional[torch.Tensor], reliable: Optional[torch.Tensor],
                       plan: "FramePlan", run: "_FrameRun") -> torch.Tensor:
         """A cadence's in-between frame: the last dream carried along the flow where it is reliable
-        (undecayed, so the strength holds until the next dreamed frame), no gradient steps."""
-        if run.video.mode == "independent":
-            raise InvalidParameterError(
-                "A cadence above 1 carries the dream along the optical flow between dreamed frames; "
-                "mode 'independent' has no flow. Use mode 'stable' or 'seed', or a cadence of 1.",
-                parameter="cadence",
-            )
+        (undecayed, so the strength holds until the next dreamed frame), no gradient steps. (A
+        :class:`~dream_core.animation.plan.ClipPlan` refuses a cadence in mode ``independent``.)"""
         flow = self._flow(backward_flow, plan)
         carried, weight, self._path = self._carried_diff(flow, reliable, run.video)
         frame = Between(raw, flow, _reliability(flow, reliable), weight * carried, run.mask, run.video, self._path.age)

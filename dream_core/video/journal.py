@@ -21,6 +21,7 @@ the end.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
@@ -103,14 +104,23 @@ def file_identity(path: str | os.PathLike[str] | None) -> dict[str, str] | None:
     """
     if path is None:
         return None
-    digest = hashlib.sha256()
     try:
-        with open(path, "rb") as fh:
-            for block in iter(lambda: fh.read(1 << 20), b""):
-                digest.update(block)
+        st = os.stat(path)
+        digest = _sha256(os.path.realpath(path), st.st_size, st.st_mtime_ns)
     except OSError as exc:
         raise VideoError(f"Could not read '{path}' to identify it: {first_line(exc)}.") from exc
-    return {"path": os.fspath(path), "sha256": digest.hexdigest()}
+    return {"path": os.fspath(path), "sha256": digest}
+
+
+@functools.lru_cache(maxsize=32)
+def _sha256(path: str, size: int, mtime_ns: int) -> str:
+    """The SHA-256 of a file, hashed once per process while its size and modification time stay (a batch of
+    clips shares one weights file of hundreds of MB)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def run_identity(source: VideoInfo | None, start_frame: int, rate: Fraction, encoder: Mapping[str, Any],

@@ -119,9 +119,7 @@ def _encoded_pictures(pieces: Sequence[Piece], encoder: H264Encoder) -> Iterator
     """
     for piece in pieces:
         count = 0
-        for frame in _decoded(piece):
-            if frame.format.name != "yuv420p":
-                frame = frame.reformat(format="yuv420p")
+        for frame in _decoded(piece):  # encode_picture takes any pixel format to yuv420p
             count += 1
             for packet in encoder.encode_picture(frame):
                 yield _packet_time(packet), 0, packet

@@ -36,7 +36,8 @@ def check_range(start: int, end: int | None) -> None:
         raise InvalidParameterError(f"end must be None or a frame index >= start ({start}), got {end!r}.")
 
 
-def read_frames(path: str | os.PathLike[str], start: int = 0, end: int | None = None) -> Iterator[np.ndarray]:
+def read_frames(path: str | os.PathLike[str], start: int = 0, end: int | None = None,
+                num_frames: int | None = None) -> Iterator[np.ndarray]:
     """Decode frames ``start .. end-1`` of a video, one at a time.
 
     A generator: each frame is decoded only when asked for and nothing is kept
@@ -54,6 +55,9 @@ def read_frames(path: str | os.PathLike[str], start: int = 0, end: int | None = 
         path: the video file.
         start: index of the first frame to yield.
         end: index one past the last frame to yield, or ``None``.
+        num_frames: the file's frame count when the caller has probed it
+            (:attr:`VideoInfo.num_frames <dream_core.video.probe.VideoInfo>`): a read from
+            frame 0 then needs no second pass over the file's packets.
 
     Yields:
         ``(H, W, 3)`` ``uint8`` RGB arrays, writable, each in its own buffer
@@ -70,7 +74,7 @@ def read_frames(path: str | os.PathLike[str], start: int = 0, end: int | None = 
     check_range(start, end)
     if not path.is_file():
         raise VideoError(f"Video file '{path}' does not exist. Check the path.")
-    return _decode(path, int(start), None if end is None else int(end))
+    return _decode(path, int(start), None if end is None else int(end), num_frames)
 
 
 def frame_to_rgb(frame: av.VideoFrame) -> np.ndarray:
@@ -96,23 +100,25 @@ class _Upright:
         return self.orientation.apply(frame_to_rgb(frame))
 
 
-def _decode(path: Path, start: int, end: int | None) -> Iterator[np.ndarray]:
+def _decode(path: Path, start: int, end: int | None, num_frames: int | None) -> Iterator[np.ndarray]:
     if end is not None and end <= start:
         return
-    pts, _, _ = scan_packets(path)
-    expected = len(pts) if end is None else min(end, len(pts))  # what the range holds, by the packets
-    if start >= len(pts):
-        return
     index: list[int] | None = None
-    if start > 0 and all(p is not None for p in pts):
-        index = sorted(pts)  # type: ignore[arg-type]
+    if start > 0 or num_frames is None:  # seeking needs the timestamps; the count comes with them
+        pts, _, _ = scan_packets(path)
+        num_frames = len(pts)
+        if start > 0 and all(p is not None for p in pts):
+            index = sorted(pts)  # type: ignore[arg-type]
+    expected = num_frames if end is None else min(end, num_frames)  # what the range holds, by the packets
+    if start >= num_frames:
+        return
     done = start
     for frame in _decode_range(path, start, end, index):
         yield frame
         done += 1
     if done < expected:
         raise VideoError(
-            f"'{path}' stops decoding after frame {done - 1}, but it holds {len(pts)} frames (frames "
+            f"'{path}' stops decoding after frame {done - 1}, but it holds {num_frames} frames (frames "
             f"{done}..{expected - 1} are missing or damaged). Copy or download the file again."
         )
 

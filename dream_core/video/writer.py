@@ -40,9 +40,8 @@ logger = logging.getLogger(__name__)
 
 #: Frames per resumable segment: at most this many frames are redone after a hard crash.
 DEFAULT_SEGMENT_FRAMES = 30
-_SEGMENT_FORMAT = "mp4"
 #: Container of the committed segments; a segment encoded elsewhere (:meth:`VideoWriter.commit_encoded`) uses it too.
-SEGMENT_FORMAT = _SEGMENT_FORMAT
+SEGMENT_FORMAT = "mp4"
 
 
 @dataclass
@@ -279,7 +278,7 @@ class VideoWriter:
         if known is not None and tuple(size) != known:
             raise InvalidImageError(f"The segment is {size[0]}x{size[1]} but the video is {known[0]}x{known[1]}.")
         self._journal.size = (int(size[0]), int(size[1]))
-        self.work_dir.mkdir(exist_ok=True)
+        self._journal.lock()  # held since construction, unless close() let it go
         tmp = self._journal.segment_path(len(self._journal.segments), partial=True)
         tmp.write_bytes(data)
         count = len(scan_packets(tmp)[0])
@@ -303,7 +302,7 @@ class VideoWriter:
         self._journal.lock()  # held since construction, unless close() let it go
         tmp = self._journal.segment_path(len(self._journal.segments), partial=True)
         try:
-            self._segment_container = av.open(str(tmp), "w", format=_SEGMENT_FORMAT)
+            self._segment_container = av.open(str(tmp), "w", format=SEGMENT_FORMAT)
             self._encoder = H264Encoder(self._segment_container, self.rate, width, height,
                                         segment_crf(self.crf), SEGMENT_PRESET)
         except (av.FFmpegError, OSError) as exc:

@@ -66,4 +66,17 @@ def test_frames_that_do_not_decode_are_an_error_not_a_short_clip(clip, monkeypat
     monkeypatch.setattr(reader, "_decode_range", five)
     with pytest.raises(VideoError, match=r"stops decoding after frame 4, but it holds 12 frames \(frames 5..11"):
         list(vio.read_frames(clip))
+    with pytest.raises(VideoError, match=r"stops decoding after frame 4, but it holds 12 frames"):
+        list(vio.read_frames(clip, num_frames=vio.probe_video(clip).num_frames))  # the probed count serves too
     assert len(list(vio.read_frames(clip, end=5))) == 5  # a range that ends before the damage is fine
+
+
+def test_a_read_from_the_start_with_the_probed_count_passes_over_the_file_once(clip, monkeypatch):
+    import dream_core.video.reader as reader
+
+    count = vio.probe_video(clip).num_frames
+    scans = []
+    real = reader.scan_packets
+    monkeypatch.setattr(reader, "scan_packets", lambda path: scans.append(path) or real(path))
+    assert len(list(vio.read_frames(clip, num_frames=count))) == N and not scans
+    assert len(list(vio.read_frames(clip, 3, num_frames=count))) == N - 3 and len(scans) == 1  # seeking needs it
