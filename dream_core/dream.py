@@ -368,6 +368,7 @@ def _dream_octaves(
     step = 0
     detail: Optional[torch.Tensor] = None
     grad_settings = settings if tiles is None else tiles.apply(settings)  # tile_size may shrink after an OOM
+    step_settings = memory_tiles(grad_settings, (h, w), base.device)  # the full size: base stays all along
     with ctx as active:
         for octave, size in enumerate(sizes):
             octave_base = resize(base, size)
@@ -380,10 +381,9 @@ def _dream_octaves(
             for _ in range(settings.num_iterations):
                 ox, oy = (torch.randint(-settings.jitter, settings.jitter + 1, (2,), generator=gen).tolist()
                           if settings.jitter else (0, 0))
-                step_settings = memory_tiles(grad_settings, (h, w), x.device)  # the full size: base stays
                 grad, used = _gradient_backing_off(active, objective, x, step_settings, amp_dtype, (oy, ox))
                 if used is not step_settings:  # an out-of-memory error shrank the tiles: keep that size
-                    grad_settings = used
+                    grad_settings = step_settings = used
                 # Handed over, not kept: step_direction can free the raw gradient once it has
                 # derived the next image from it (one full-size buffer less at its peak).
                 pending = [grad]

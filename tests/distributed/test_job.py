@@ -65,3 +65,21 @@ def test_a_short_source_is_an_error(clip):
     seg = plan_segments(range(N + 4), 6, 2, 1)[1]
     with pytest.raises(Exception, match="needs frames"):
         dream_segment(job(clip, "independent"), seg)
+
+
+def test_odd_sized_frames_are_padded_to_even_sides_like_the_one_worker_writer(tmp_path):
+    """H.264 yuv420p needs even sides: a 65x47 source (lossless FFV1) comes back 66x48, as VideoWriter pads it."""
+    path = tmp_path / "odd.mkv"
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("ffv1", rate=24)
+        stream.width, stream.height, stream.pix_fmt = 65, 47, "yuv444p"
+        for t in range(4):
+            frame = av.VideoFrame.from_ndarray(to_uint8_hwc(textured_image(47, 65, seed=t)), format="rgb24")
+            for packet in stream.encode(frame):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    seg = plan_segments(range(4), 2, 1, 1)[1]
+    result = dream_segment(job(path, "independent"), seg)
+    assert result.size == (66, 48) and frames_of(result)["body"].shape[1:3] == (48, 66)
+    assert result.blend_in.shape[1:3] == (48, 66)
