@@ -53,7 +53,7 @@ import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-import dream_core.video.frame_dreamer as video_mod  # noqa: E402
+import dream_core.clip.frame_dreamer as video_mod  # noqa: E402
 from dream_core.dream import DreamSettings, dream_image  # noqa: E402
 from dream_core.features import FeatureHooks  # noqa: E402
 from dream_core.flow import FlowEstimator, flow_pair  # noqa: E402
@@ -61,7 +61,8 @@ from dream_core.flow.estimate import FARNEBACK_PARAMS  # noqa: E402
 from dream_core.image_io import to_uint8_hwc  # noqa: E402
 from dream_core.image_ops import resize  # noqa: E402
 from dream_core.objectives import resolve_objective  # noqa: E402
-from dream_core.video import FrameDreamer, VideoSettings, VideoWriter, dream_clip, read_frames  # noqa: E402
+from dream_core.video import VideoWriter, read_frames  # noqa: E402
+from dream_core.clip import FrameDreamer, VideoSettings, dream_clip
 
 PARTS = ("io", "flow", "warp", "dream")
 

@@ -48,7 +48,8 @@ from dream_core.image_io import from_uint8_hwc  # noqa: E402
 from dream_core.image_ops import fit_max_side  # noqa: E402
 from dream_core.presets import DEFAULT_PRESET, preset_settings  # noqa: E402
 from dream_core.stability import stability_metrics  # noqa: E402
-from dream_core.video import VideoSettings, VideoWriter, probe_video, read_frames  # noqa: E402
+from dream_core.video import VideoWriter, probe_video, read_frames  # noqa: E402
+from dream_core.clip import VideoSettings
 
 
 def decode(data: bytes) -> list[np.ndarray]:

@@ -44,13 +44,14 @@ import _bench as B  # noqa: E402
 import torch  # noqa: E402
 
 import dream_core.dream as dream_mod  # noqa: E402
-import dream_core.video.frame_dreamer as video_mod  # noqa: E402
+import dream_core.clip.frame_dreamer as video_mod  # noqa: E402
 from dream_core.dream import DreamSettings, dream_image  # noqa: E402
 from dream_core.features import FeatureHooks  # noqa: E402
 from dream_core.flow import FlowEstimator, FlowPair, flow_pair  # noqa: E402
 from dream_core.image_io import from_uint8_hwc, load_image, save_image, to_uint8_hwc  # noqa: E402
 from dream_core.image_ops import resize  # noqa: E402
-from dream_core.video import VIDEO_MODES, FrameDreamer, VideoSettings, VideoWriter, dream_clip, read_frames  # noqa: E402
+from dream_core.video import VideoWriter, read_frames  # noqa: E402
+from dream_core.clip import VIDEO_MODES, FrameDreamer, VideoSettings, dream_clip
 
 PARTS = ("io", "flow", "warp", "forward", "backward", "glue")
 

@@ -11,7 +11,7 @@ One command, a few minutes on a single GPU (an H200 is expected to take well und
 2. For EfficientNet-Lite0 (packaged weights), torchvision GoogLeNet and BVLC GoogLeNet
    (random weights: speed does not depend on their values), in fp32 and under
    fp16 and bf16 autocast: ``--frames`` frames of the balcony clip (a synthetic pan
-   without it) at 1280x720 through :func:`dream_core.video.loop.dream_clip` in the
+   without it) at 1280x720 through :func:`dream_core.clip.loop.dream_clip` in the
    default ``stable`` mode with DIS flow, default dream settings. Printed per row:
    the first frame (full iterations), later frames (mean; ``later_iterations``),
    and the peak CUDA memory.
@@ -36,7 +36,7 @@ import torch  # noqa: E402
 
 from dream_core.dream import DreamSettings, dream_image  # noqa: E402
 from dream_core.flow import FlowEstimator  # noqa: E402
-from dream_core.video import FrameDreamer, VideoSettings, dream_clip  # noqa: E402
+from dream_core.clip import FrameDreamer, VideoSettings, dream_clip  # noqa: E402
 
 MODELS = "efficientnet_lite0,googlenet,bvlc_googlenet"
 PRECISIONS = ("none", "fp16", "bf16")

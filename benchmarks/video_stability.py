@@ -26,7 +26,8 @@ from dream_core.flow import FlowEstimator, compute_flows  # noqa: E402
 from dream_core.image_io import from_uint8_hwc  # noqa: E402
 from dream_core.image_ops import fit_max_side  # noqa: E402
 from dream_core.stability import stability_metrics  # noqa: E402
-from dream_core.video import VIDEO_MODES, VideoSettings, dream_frames, read_frames  # noqa: E402
+from dream_core.video import read_frames  # noqa: E402
+from dream_core.clip import VIDEO_MODES, VideoSettings, dream_frames
 
 
 def load_clip(path: str, frames: int, max_side: int) -> torch.Tensor:

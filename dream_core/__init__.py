@@ -43,7 +43,7 @@ from .flow import (
 from .models import DEFAULT_MODEL, DreamModel, get_spec, list_models, load_model
 from .objectives import Objective, channel, layer, parse_objective, resolve_objective
 from .stability import StabilityMetrics, stability_metrics
-from .video import (
+from .clip import (
     DEFAULT_VIDEO_MODE,
     VIDEO_MODES,
     ClipState,

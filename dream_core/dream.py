@@ -192,7 +192,7 @@ class TileBudget:
 
     :func:`dream_image` halves ``tile_size`` after an out-of-memory error and keeps
     the smaller size for the rest of that dream. Give the dreams of a clip's frames
-    one budget (as :class:`~dream_core.video.frame_dreamer.FrameDreamer` does) and
+    one budget (as :class:`~dream_core.clip.frame_dreamer.FrameDreamer` does) and
     the halving happens once per clip instead of once per frame. The dream's
     result does not depend on the tile size beyond the tiles' seams.
 

@@ -9,19 +9,11 @@ from typing import Any, Mapping, Optional
 import torch
 
 from ..dream_core import DreamModel, FrameDreamer, Objective, dream_clip
-from ..dream_core.animation import (
-    INTERPOLATIONS,
-    SCHEDULABLE,
-    ClipPlan,
-    FeedbackFrames,
-    Motion,
-    Schedule,
-    feedback_plan,
-    parse_schedule,
-)
+from ..dream_core.animation import FeedbackFrames, Motion, feedback_plan
+from ..dream_core.clip import INTERPOLATIONS, SCHEDULABLE, ClipPlan, Schedule, parse_schedule
 from ..dream_core.animation.feedback import DEFAULT_LATER_ITERATIONS
-from ..dream_core.video import VideoSettings
-from ..dream_core.video.settings import RECOMMENDED_COLOUR_COHERENCE
+from ..dream_core.clip import VideoSettings
+from ..dream_core.clip.settings import RECOMMENDED_COLOUR_COHERENCE
 from . import comfy_adapter as host
 from .common import (
     mask_batch,

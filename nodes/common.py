@@ -15,7 +15,7 @@ import torch
 from ..dream_core import VIDEO_MODES, DreamError, DreamSettings, InvalidImageError, VideoSettings
 from ..dream_core.animation import MaskBatch
 from ..dream_core.errors import with_remedy
-from ..dream_core.video.settings import RECOMMENDED_COLOUR_COHERENCE
+from ..dream_core.clip.settings import RECOMMENDED_COLOUR_COHERENCE
 from ..dream_core.presets import LOOK_FIELDS, PRESETS, preset_look, preset_settings
 from ..dream_core.step import STEP_RULES
 from . import comfy_adapter as host
@@ -236,7 +236,7 @@ def presets_payload() -> dict[str, Any]:
 
 
 def video_inputs(defaults: VideoSettings = _V) -> dict[str, tuple]:
-    """Widgets of :class:`~dream_core.video.settings.VideoSettings`."""
+    """Widgets of :class:`~dream_core.clip.settings.VideoSettings`."""
     return {
         "mode": (list(VIDEO_MODES), {
             "default": defaults.mode,

@@ -9,8 +9,8 @@ from typing import Any, Optional
 import torch
 
 from ..dream_core import DreamModel, FlowSet, FrameDreamer, Objective, dream_clip, frame_range
-from ..dream_core.animation import ClipPlan, Schedule
-from ..dream_core.video import check_clip_flows
+from ..dream_core.clip import ClipPlan, Schedule
+from ..dream_core.clip import check_clip_flows
 from . import comfy_adapter as host
 from .common import (
     mask_batch,
@@ -39,7 +39,7 @@ MAX_FRAMES = 1_000_000
 
 
 class DDVVideoDream:
-    """Validation -> :func:`dream_core.video.loop.dream_clip` -> progress; the frames go into a preallocated output."""
+    """Validation -> :func:`dream_core.clip.loop.dream_clip` -> progress; the frames go into a preallocated output."""
 
     DESCRIPTION = (
         "DeepDream a clip frame by frame. In 'stable' mode each frame starts from the previous dream warped along "

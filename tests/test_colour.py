@@ -8,8 +8,8 @@ from dream_core import DreamSettings
 from dream_core.animation import FeedbackFrames, Motion
 from dream_core.colour import colour_balance, lab_to_rgb, match_colour_balance, rgb_to_lab
 from dream_core.errors import InvalidParameterError
-from dream_core.video import FrameDreamer, VideoSettings, dream_frames
-from dream_core.video.loop import dream_clip
+from dream_core.clip import FrameDreamer, VideoSettings, dream_frames
+from dream_core.clip.loop import dream_clip
 
 FAST = DreamSettings(num_octaves=1, num_iterations=3, jitter=2, learning_rate=0.05)
 

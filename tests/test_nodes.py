@@ -156,7 +156,7 @@ def test_dream_widget_defaults_are_the_core_defaults():
     vs = core.VideoSettings()
     for field in ("mode", "carry", "temporal_weight", "later_iterations", "occlusion_feather"):
         assert v[field] == getattr(vs, field), field
-    assert v["colour_coherence"] == core.video.settings.RECOMMENDED_COLOUR_COHERENCE  # the CLI's too
+    assert v["colour_coherence"] == core.clip.settings.RECOMMENDED_COLOUR_COHERENCE  # the CLI's too
     assert v["start_frame"] == 0 and v["frame_count"] == 0
     assert M["DDVVideoDream"].INPUT_TYPES()["required"]["mode"][0] == ["stable", "seed", "independent"]
 

@@ -1,11 +1,11 @@
 """Feedback animation ("infinite zoom"): every frame is the previous dreamed frame moved by a motion, dreamed again.
 
 :class:`FeedbackFrames` produces the ``(index, frame)`` pairs of such an animation
-for the one frame loop (:func:`dream_core.video.loop.dream_clip`, mode
+for the one frame loop (:func:`dream_core.clip.loop.dream_clip`, mode
 ``independent``): frame 0 is the start image, frame ``k`` the dream of frame
 ``k - 1`` moved by frame ``k``'s motion (:class:`~dream_core.animation.motion.Motion`,
-scheduled through a :class:`~dream_core.animation.plan.ClipPlan`). It reads the
-previous dream from the :class:`~dream_core.video.frame_dreamer.FrameDreamer`
+scheduled through a :class:`~dream_core.clip.plan.ClipPlan`). It reads the
+previous dream from the :class:`~dream_core.clip.frame_dreamer.FrameDreamer`
 that the loop drives, so the frames are made one at a time (memory stays flat
 however long the animation) and a run resumes from a saved dream.
 
@@ -21,9 +21,9 @@ from typing import Callable, Iterator, Optional
 import torch
 
 from ..errors import InvalidParameterError
-from ..video.frame_dreamer import FrameDreamer
+from ..clip.frame_dreamer import FrameDreamer
 from ..flow.motion import Motion, apply_motion
-from .plan import FramePlan
+from ..clip.plan import FramePlan
 
 #: A feedback animation's frames after the first dream with this share of their iterations by default.
 DEFAULT_LATER_ITERATIONS = 0.3
@@ -33,7 +33,7 @@ EDGE_MODE = "reflection"
 
 
 class FeedbackFrames:
-    """The frames of a feedback animation, for :func:`~dream_core.video.loop.dream_clip`.
+    """The frames of a feedback animation, for :func:`~dream_core.clip.loop.dream_clip`.
 
     Args:
         dreamer: the entered :class:`FrameDreamer` the loop drives (mode ``independent``).

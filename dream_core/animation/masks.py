@@ -7,7 +7,7 @@ strength, black (0) = keep the frame as it is, values between scale every step
 than the frames is resized to them (bilinear).
 
 Every source is called as ``source(index)`` with a frame's global index, the
-interface of :func:`dream_core.video.loop.dream_clip`'s ``masks``.
+interface of :func:`dream_core.clip.loop.dream_clip`'s ``masks``.
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 Each frame is the previous dreamed frame moved by ``--zoom/--rotate/--translate``
 (schedulable) and dreamed again, through the one frame loop
-(:class:`~dream_core.animation.FeedbackFrames` + :func:`~dream_core.video.loop.dream_clip`),
+(:class:`~dream_core.animation.FeedbackFrames` + :func:`~dream_core.clip.loop.dream_clip`),
 streamed into the same resumable writer as the video command (exact frame rate,
 memory flat however many frames).
 """
@@ -20,8 +20,9 @@ from ..dream import check_image_for_dream
 from ..image_io import load_image, to_uint8_hwc
 from ..image_ops import fit_max_side
 from ..models import load_model
-from ..video import VideoSettings, VideoWriter, dream_clip, file_identity
-from ..video.frame_dreamer import FrameDreamer
+from ..video import VideoWriter, file_identity
+from ..clip import VideoSettings, dream_clip
+from ..clip.frame_dreamer import FrameDreamer
 from ..video.output import parse_rate
 from .animation_args import add_animation_arguments, animation_identity, colour_coherence_from_args, masks_from_args, plan_from_args
 from .args import HelpFormatter, add_dream_arguments, pick_device, settings_from_args
@@ -38,7 +39,7 @@ def run_animate(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from ..errors import InvalidParameterError
-    from ..video.loop import ClipState
+    from ..clip.loop import ClipState
 
     if args.frames < 1:
         raise InvalidParameterError(f"An animation needs at least 1 frame; got {args.frames}.", parameter="frames")

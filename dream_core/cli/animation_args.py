@@ -6,11 +6,12 @@ import argparse
 from fractions import Fraction
 from typing import Any, Optional
 
-from ..animation import INTERPOLATIONS, SCHEDULABLE, ClipPlan, MaskSource, Motion, VideoMask, is_keyed, load_mask
+from ..animation import MaskSource, Motion, VideoMask, load_mask
+from ..clip import INTERPOLATIONS, SCHEDULABLE, ClipPlan, is_keyed
 from ..models.spec import DreamModel
 from ..settings import DreamSettings
 from ..video.journal import file_identity
-from ..video.settings import RECOMMENDED_COLOUR_COHERENCE, VideoSettings
+from ..clip.settings import RECOMMENDED_COLOUR_COHERENCE, VideoSettings
 from .args import SCHEDULE_HINT, Keyed, number_or_schedule
 
 #: Schedulable setting -> the argparse dest of its flag (where they differ).

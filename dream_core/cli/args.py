@@ -17,7 +17,7 @@ import torch
 from ..settings import AUTOCAST_DTYPES, DreamSettings
 from ..errors import InvalidParameterError
 from ..models import DEFAULT_MODEL
-from ..animation.schedule import is_keyed, parse_schedule
+from ..clip.schedule import is_keyed, parse_schedule
 from ..errors import ScheduleSyntaxError
 from ..presets import DEFAULT_PRESET, LOOK_FIELDS, PRESETS, preset_look, preset_settings
 from ..step import STEP_RULES

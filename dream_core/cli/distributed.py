@@ -17,7 +17,7 @@ from typing import Optional
 
 import torch
 
-from ..animation.plan import ClipPlan
+from ..clip.plan import ClipPlan
 from ..distributed.assemble import Assembler
 from ..distributed.job import SegmentJob, cached_model
 from ..distributed.runner import render_segments, require_ray
@@ -25,10 +25,11 @@ from ..distributed.segments import choose_plan
 from ..dream import DreamSettings
 from ..image_io import load_image, to_uint8_hwc
 from ..models.spec import DreamModel
-from ..video import VideoSettings, VideoWriter
-from ..video.loop import MaskProvider
+from ..video import VideoWriter
+from ..clip import VideoSettings
+from ..clip.loop import MaskProvider
 from .animation_args import masks_from_args, plan_from_args
-from .video import check_video_run
+from .video_run import check_video_run
 
 log = logging.getLogger("dream_core")
 

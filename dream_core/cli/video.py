@@ -1,6 +1,6 @@
 """``video IN OUT``: reader -> the one frame loop -> writer, streaming and resumable.
 
-Frames stream from the decoder through :func:`~dream_core.video.loop.dream_clip`
+Frames stream from the decoder through :func:`~dream_core.clip.loop.dream_clip`
 into the encoder one at a time (memory does not grow with clip length). Flow
 is estimated on the fly between consecutive raw frames at the dream
 resolution. Output is written in committed segments next to ``OUT``; a run
@@ -11,62 +11,33 @@ with the same arguments.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import logging
 import time
-from typing import Any, Callable, Optional
 
-import torch
-
-from ..animation.plan import ClipPlan
-from ..dream import DreamSettings, check_image_for_dream
+from ..clip import DEFAULT_VIDEO_MODE, VIDEO_MODES, ClipState, FrameDreamer, VideoSettings, dream_clip
 from ..flow import DEFAULT_FLOW_METHOD, FLOW_METHODS, FlowEstimator
 from ..image_io import from_uint8_hwc, load_image, to_uint8_hwc
-from ..image_ops import fit_max_side, fit_size
-from ..models import load_model
-from ..models.spec import DreamModel
-from ..objectives import Objective
-from ..video import (
-    DEFAULT_SEGMENT_FRAMES,
-    DEFAULT_VIDEO_MODE,
-    VIDEO_MODES,
-    X264_PRESETS,
-    ClipState,
-    FrameDreamer,
-    VideoSettings,
-    VideoInfo,
-    VideoWriter,
-    check_frame_count,
-    check_output_writable,
-    dream_clip,
-    file_identity,
-    frame_range,
-    probe_video,
-    read_frames,
-)
-from ..video.loop import MaskProvider
-from .animation_args import add_animation_arguments, animation_identity, colour_coherence_from_args, masks_from_args, plan_from_args
+from ..image_ops import fit_max_side
+from ..video import DEFAULT_SEGMENT_FRAMES, X264_PRESETS, VideoWriter, read_frames
+from .animation_args import add_animation_arguments
 from .distributed_args import add_distributed_arguments
 from .args import (
     SCHEDULE_HINT,
     HelpFormatter,
-    Keyed,
     add_dream_arguments,
     number_or_schedule,
     pick_device,
-    settings_from_args,
 )
+
+from .video_run import EVEN, check_video_run
 
 log = logging.getLogger("dream_core")
 
 _V = VideoSettings()
 
-#: Frame sides of a dreamed video are rounded to multiples of this (H.264 yuv420p).
-_EVEN = 2
-
 
 def add_video_arguments(p: argparse.ArgumentParser) -> None:
-    """The flags of :class:`~dream_core.video.settings.VideoSettings`, the flow, the range and the encoder."""
+    """The flags of :class:`~dream_core.clip.settings.VideoSettings`, the flow, the range and the encoder."""
     g = p.add_argument_group("video")
     g.add_argument("--mode", choices=VIDEO_MODES, default=DEFAULT_VIDEO_MODE,
                    help="stable: flow-warped, decaying, occlusion-aware; seed: the original tool's rule; "
@@ -101,65 +72,6 @@ def add_output_arguments(g: "argparse._ArgumentGroup | argparse.ArgumentParser")
     g.add_argument("--no-resume", action="store_true", help="start over even if an unfinished run exists")
 
 
-def video_settings_from_args(args: argparse.Namespace) -> VideoSettings:
-    """The :class:`VideoSettings` the video flags describe, validated."""
-    values = {name: getattr(args, name) for name in ("carry", "temporal_weight", "later_iterations", "occlusion_feather")}
-    video = VideoSettings(mode=args.mode, colour_coherence=colour_coherence_from_args(args),
-                          **{k: getattr(_V, k) if isinstance(v, Keyed) else v for k, v in values.items()})
-    video.validate()
-    return video
-
-
-@dataclasses.dataclass
-class VideoRun:
-    """What the flags of ``video`` describe, checked before any frame is dreamed (shared by one and many workers)."""
-
-    settings: DreamSettings
-    video: VideoSettings
-    info: VideoInfo
-    frames: range
-    size: tuple[int, int]
-    model: DreamModel
-    objective: Objective
-    plan: ClipPlan
-    masks: Optional[MaskProvider]
-    #: What a resumed run must share with this one (the writer's ``settings``).
-    identity: dict[str, Any]
-
-
-def check_video_run(args: argparse.Namespace, device: torch.device,
-                    load: Optional[Callable[[str, Optional[str], torch.device], DreamModel]] = None) -> VideoRun:
-    """Parse and check the ``video`` flags against the input and the model (loaded on ``device`` after the
-    other checks, with ``load(name, weights, device)`` when given, e.g. a per-process cache).
-
-    Raises:
-        DreamError: bad flags, an unreadable input or output, a model or objective that does not fit.
-    """
-    settings = settings_from_args(args)
-    video = video_settings_from_args(args)
-    check_output_writable(args.output, args.input)
-    info = probe_video(args.input)
-    frames = frame_range(info.num_frames, args.start, args.end)
-    if video.needs_flow:
-        check_frame_count(info, purpose=f"video mode '{video.mode}'")
-    model = load(args.model, args.weights, device) if load else load_model(args.model, weights=args.weights,
-                                                                             device=device)
-    plan = plan_from_args(args, model, settings, video, fps=info.frame_rate, cadence_start=frames.start)
-    plan.check(frames)
-    masks = masks_from_args(args)
-    objective = plan(frames.start).objective
-    size = fit_size(info.height, info.width, args.max_side, multiple=_EVEN)
-    for index in (frames.start, frames.stop - 1):
-        check_image_for_dream(torch.zeros(1, 3, *size), model, plan(index).settings)
-    identity = {
-        "model": model.name, "weights": file_identity(args.weights), "objective": objective.to_string(),
-        "dream": dataclasses.asdict(settings), "video": dataclasses.asdict(video), "end": frames.stop,
-        "size": size, "flow": args.flow, "flow_weights": file_identity(args.flow_weights),
-        "start_image": file_identity(args.start_image), "animation": animation_identity(args),
-    }
-    return VideoRun(settings, video, info, frames, size, model, objective, plan, masks, identity)
-
-
 def run_video(args: argparse.Namespace) -> int:
     """Dream a video file to a video file: reader -> :func:`dream_clip` -> writer (or segments on Ray workers)."""
     from tqdm import tqdm
@@ -184,7 +96,7 @@ def run_video(args: argparse.Namespace) -> int:
         if point.frames_done and point.carry is not None:
             start = ClipState.from_carry(point.next_frame - 1, point.carry, device)
             log.info("Resuming at frame %d (%d frames already done).", point.next_frame, point.frames_done)
-        raw = ((index, fit_max_side(from_uint8_hwc(arr, device), args.max_side, multiple=_EVEN))
+        raw = ((index, fit_max_side(from_uint8_hwc(arr, device), args.max_side, multiple=EVEN))
                for index, arr in enumerate(read_frames(args.input, point.next_frame, frames.stop, info.num_frames),
                                            point.next_frame))
         bar = tqdm(total=len(frames), initial=point.frames_done, unit="frame", desc="dreaming video",

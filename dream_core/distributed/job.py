@@ -1,7 +1,7 @@
 """Dreaming one segment of a clip on its own: what a worker runs (no Ray in here).
 
 :func:`dream_segment` decodes the segment's frame range from the source (seeking),
-dreams it with the one frame loop (:func:`~dream_core.video.loop.dream_clip`) from a
+dreams it with the one frame loop (:func:`~dream_core.clip.loop.dream_clip`) from a
 fresh start at its first burn-in frame, and returns what the driver needs to
 assemble the output (:class:`SegmentResult`): the body frames encoded as one
 near-lossless segment (the writer's own segment format, so the driver commits the
@@ -39,10 +39,10 @@ from ..image_ops import fit_max_side
 from ..models import load_model
 from ..models.spec import DreamModel
 from ..video.encoder import SEGMENT_PRESET, H264Encoder, pad_to_even, segment_crf
-from ..video.frame_dreamer import FrameDreamer
-from ..video.loop import MaskProvider, PlanSource, dream_clip
+from ..clip.frame_dreamer import FrameDreamer
+from ..clip.loop import MaskProvider, PlanSource, dream_clip
 from ..video.reader import read_frames
-from ..video.settings import VideoSettings
+from ..clip.settings import VideoSettings
 from ..video.writer import SEGMENT_FORMAT
 from .segments import Segment
 

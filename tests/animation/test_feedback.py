@@ -5,9 +5,10 @@ import torch
 
 from conftest import textured_image
 from dream_core import DreamSettings, dream_image
-from dream_core.animation import ClipPlan, FeedbackFrames, Motion, apply_motion
+from dream_core.animation import FeedbackFrames, Motion, apply_motion
+from dream_core.clip import ClipPlan
 from dream_core.errors import InvalidParameterError
-from dream_core.video import FrameDreamer, VideoSettings, dream_clip
+from dream_core.clip import FrameDreamer, VideoSettings, dream_clip
 
 FAST = DreamSettings(num_octaves=2, octave_scale=1.5, num_iterations=3, jitter=4)
 INDEPENDENT = VideoSettings(mode="independent")

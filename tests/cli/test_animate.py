@@ -9,12 +9,14 @@ from PIL import Image
 
 from conftest import panning_clip, textured_image
 from dream_core import DreamSettings
-from dream_core.animation import ClipPlan, FeedbackFrames, MaskSource
+from dream_core.animation import FeedbackFrames, MaskSource
+from dream_core.clip import ClipPlan
 from dream_core.cli import build_parser, main
 from dream_core.flow import FlowEstimator
 from dream_core.image_io import from_uint8_hwc, save_image, to_uint8_hwc
-from dream_core.video.settings import RECOMMENDED_COLOUR_COHERENCE
-from dream_core.video import FrameDreamer, VideoSettings, VideoWriter, dream_clip, probe_video, read_frames
+from dream_core.clip.settings import RECOMMENDED_COLOUR_COHERENCE
+from dream_core.video import VideoWriter, probe_video, read_frames
+from dream_core.clip import FrameDreamer, VideoSettings, dream_clip
 
 QUICK = ["--octaves", "2", "--iterations", "2", "--crf", "0", "--x264-preset", "ultrafast"]
 LOSSLESS = {"crf": 0, "x264_preset": "ultrafast", "resume": False}

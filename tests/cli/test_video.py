@@ -11,8 +11,9 @@ from dream_core import DreamSettings, FlowSet
 from dream_core.cli import main
 from dream_core.flow import FlowEstimator, compute_flows
 from dream_core.image_io import from_uint8_hwc, to_uint8_hwc
-from dream_core.video.settings import RECOMMENDED_COLOUR_COHERENCE
-from dream_core.video import FrameDreamer, VideoSettings, VideoWriter, dream_clip, probe_video, read_frames
+from dream_core.clip.settings import RECOMMENDED_COLOUR_COHERENCE
+from dream_core.video import VideoWriter, probe_video, read_frames
+from dream_core.clip import FrameDreamer, VideoSettings, dream_clip
 
 QUICK = ["--octaves", "2", "--iterations", "2"]
 NTSC = Fraction(30000, 1001)
@@ -67,7 +68,7 @@ def test_video_frame_range(small_clip, tmp_path):
 
 
 def test_video_resume_after_interruption(small_clip, tmp_path, monkeypatch, caplog):
-    from dream_core.video.frame_dreamer import FrameDreamer as Dreamer
+    from dream_core.clip.frame_dreamer import FrameDreamer as Dreamer
 
     lossless = [*QUICK, "--segment-frames", "2", "--crf", "0", "--x264-preset", "ultrafast"]
     full = tmp_path / "full.mp4"
@@ -124,7 +125,7 @@ def test_replaced_weights_file_is_another_run(small_clip, tmp_path, monkeypatch,
     mixing two models in one video. Its content is in the identity now."""
     from safetensors.torch import save_file
 
-    from dream_core.video.frame_dreamer import FrameDreamer as Dreamer
+    from dream_core.clip.frame_dreamer import FrameDreamer as Dreamer
 
     weights = tmp_path / "w.safetensors"
     state = {k: v.contiguous() for k, v in lite0.net.state_dict().items()}

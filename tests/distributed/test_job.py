@@ -12,7 +12,8 @@ from dream_core import DreamSettings
 from dream_core.distributed.job import SegmentJob, dream_segment
 from dream_core.distributed.segments import plan_segments
 from dream_core.image_io import to_uint8_hwc
-from dream_core.video import VideoSettings, VideoWriter
+from dream_core.video import VideoWriter
+from dream_core.clip import VideoSettings
 
 RATE = Fraction(24)
 N = 8

@@ -19,7 +19,8 @@ from dream_core.distributed.runner import render_segments
 from dream_core.distributed.segments import plan_segments
 from dream_core.errors import VideoError
 from dream_core.image_io import to_uint8_hwc
-from dream_core.video import VideoSettings, VideoWriter, probe_video, read_frames
+from dream_core.video import VideoWriter, probe_video, read_frames
+from dream_core.clip import VideoSettings
 from video_clips import audio_seconds, make_clip
 
 RATE = Fraction(24)

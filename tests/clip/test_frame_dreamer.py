@@ -1,4 +1,4 @@
-"""FrameDreamer (dream_core.video.frame_dreamer): the three modes, occlusion handling, hooks, the learned tile size."""
+"""FrameDreamer (dream_core.clip.frame_dreamer): the three modes, occlusion handling, hooks, the learned tile size."""
 
 import pytest
 import torch
@@ -7,7 +7,7 @@ from conftest import panning_clip, textured_image
 from dream_core import DreamSettings, count_hooks, dream_image
 from dream_core.errors import InvalidImageError, InvalidParameterError
 from dream_core.flow.warp import warp
-from dream_core.video import FrameDreamer, VideoSettings, dream_frames
+from dream_core.clip import FrameDreamer, VideoSettings, dream_frames
 
 FAST = DreamSettings(num_octaves=2, octave_scale=1.5, num_iterations=4, jitter=4)
 

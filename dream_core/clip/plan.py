@@ -3,7 +3,7 @@
 :class:`ClipPlan` is given the constant settings of a run, the schedules of the
 settings that change over time (:data:`SCHEDULABLE`), a drift or zoom motion and a
 cadence, and answers per global frame index with a :class:`FramePlan`. The frame
-loop (:func:`dream_core.video.loop.dream_clip`) asks it for every frame, so a
+loop (:func:`dream_core.clip.loop.dream_clip`) asks it for every frame, so a
 schedule changes the settings of the frames it says, whichever front end runs
 the clip (CLI, node, a worker of a distributed render: the plan depends on the
 global index only).
@@ -19,7 +19,7 @@ from ..errors import InvalidParameterError, did_you_mean
 from ..models.spec import DreamModel
 from ..objectives import Objective, ScaledObjective, SumObjective, parse_objective, resolve_objective
 from ..settings import DreamSettings
-from ..video.settings import VideoSettings
+from .settings import VideoSettings
 from ..flow.motion import Motion
 from .schedule import DEFAULT_INTERPOLATION, Schedule, parse_schedule
 

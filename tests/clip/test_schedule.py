@@ -1,8 +1,8 @@
-"""Keyframed schedules (dream_core.animation.schedule): values between keys, seconds, modes, errors with positions."""
+"""Keyframed schedules (dream_core.clip.schedule): values between keys, seconds, modes, errors with positions."""
 
 import pytest
 
-from dream_core.animation.schedule import is_keyed, parse_schedule
+from dream_core.clip.schedule import is_keyed, parse_schedule
 from dream_core.errors import ScheduleSyntaxError
 
 

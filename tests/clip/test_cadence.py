@@ -1,12 +1,12 @@
-"""A cadence's in-between frames (dream_core.video.cadence): carried from the dreamed frames on both sides."""
+"""A cadence's in-between frames (dream_core.clip.cadence): carried from the dreamed frames on both sides."""
 
 import torch
 
 from conftest import panning_clip
 from dream_core import DreamSettings
-from dream_core.animation import ClipPlan
-from dream_core.video import FrameDreamer, VideoSettings
-from dream_core.video.loop import FlowPairs, dream_clip
+from dream_core.clip import ClipPlan
+from dream_core.clip import FrameDreamer, VideoSettings
+from dream_core.clip.loop import FlowPairs, dream_clip
 
 FAST = DreamSettings(num_octaves=1, num_iterations=3, jitter=2, learning_rate=0.05)
 SHARP = VideoSettings(occlusion_feather=0.0)  # no soft edges: the weights are exactly the reliability

@@ -1,4 +1,4 @@
-"""ClipPlan (dream_core.animation.plan) and the frame loop driven by it: schedules, cadence, drift, masks."""
+"""ClipPlan (dream_core.clip.plan) and the frame loop driven by it: schedules, cadence, drift, masks."""
 
 import math
 
@@ -7,10 +7,11 @@ import torch
 
 from conftest import panning_clip, textured_image
 from dream_core import DreamSettings, dream_image
-from dream_core.animation import ClipPlan, MaskBatch, MaskSource, Motion
+from dream_core.animation import MaskBatch, MaskSource, Motion
+from dream_core.clip import ClipPlan
 from dream_core.errors import InvalidParameterError, ScheduleSyntaxError, UnknownLayerError
 from dream_core.objectives import SumObjective
-from dream_core.video import FrameDreamer, VideoSettings, dream_clip
+from dream_core.clip import FrameDreamer, VideoSettings, dream_clip
 
 FAST = DreamSettings(num_octaves=2, octave_scale=1.5, num_iterations=4, jitter=4)
 
@@ -23,7 +24,7 @@ def flows_of(n: int, h: int = 48, w: int = 64, step: float = 2.0):
 
 
 def run(model, clip, plan=None, masks=None, video=VideoSettings(), settings=FAST, flows=None):
-    from dream_core.video.loop import FlowPairs
+    from dream_core.clip.loop import FlowPairs
 
     n = clip.shape[0]
     source = FlowPairs(flows if flows is not None else flows_of(n)) if video.needs_flow else None
@@ -69,7 +70,7 @@ def test_objective_schedule_cross_fades_and_switches(tiny_model):
 
 
 def test_cadence_dreams_exactly_every_nth_frame(tiny_model, monkeypatch):
-    import dream_core.video.frame_dreamer as fd
+    import dream_core.clip.frame_dreamer as fd
 
     calls = []
     real = fd.dream_image
@@ -158,7 +159,7 @@ def test_plan_check_names_the_frame_and_the_schedule(tiny_model):
 
 
 def test_cadence_carries_from_the_last_dreamed_frame_in_one_warp_and_resumes_exactly(tiny_model):
-    from dream_core.video.loop import ClipState, FlowPairs
+    from dream_core.clip.loop import ClipState, FlowPairs
 
     clip = panning_clip(6)
     plan = ClipPlan(tiny_model, FAST, objective="conv2", cadence=3)

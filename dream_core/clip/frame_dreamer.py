@@ -4,7 +4,7 @@ A :class:`FrameDreamer` holds what lasts for a whole clip: the model's feature
 hooks (registered once), the objective, the settings, the previous raw and
 dreamed frame, and the tile size that fitted in memory
 (:class:`~dream_core.dream.TileBudget`). The frame loop
-(:func:`dream_core.video.loop.dream_clip`) drives it; :meth:`FrameDreamer.dream_next`
+(:func:`dream_core.clip.loop.dream_clip`) drives it; :meth:`FrameDreamer.dream_next`
 is the one place a frame is dreamed.
 
 The first frame of a run is dreamed normally, or taken from a predefined start
@@ -33,7 +33,7 @@ from .cadence import Between, CarryPath, feathered, forward_only, settle
 from .settings import VideoSettings
 
 if TYPE_CHECKING:  # pragma: no cover - the animation wing builds on this module
-    from ..animation.plan import FramePlan
+    from .plan import FramePlan
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +51,7 @@ class FrameDreamer:
     """Dreams frames one after the other, carrying the dream along the optical flow.
 
     Use as a context manager (feature hooks are registered once for the clip) and
-    drive it with :func:`~dream_core.video.loop.dream_clip`::
+    drive it with :func:`~dream_core.clip.loop.dream_clip`::
 
         with FrameDreamer(model, "block10_dw", settings, VideoSettings()) as dreamer:
             for done in dream_clip(dreamer, enumerate(frames), flows):
@@ -170,7 +170,7 @@ class FrameDreamer:
             on_step: per-step callback for this frame (default: the constructor's).
             plan: this frame's settings, objective, drift motion and whether it is dreamed or
                 only carried along the flow (a cadence's in-between frame); default: the
-                constructor's settings, dreamed (:class:`~dream_core.animation.plan.FramePlan`).
+                constructor's settings, dreamed (:class:`~dream_core.clip.plan.FramePlan`).
             mask: where to dream (``[H,W]`` or ``[1,1,H,W]`` in ``0..1``); elsewhere the frame
                 comes back as given.
 
@@ -235,7 +235,7 @@ class FrameDreamer:
         """Finish the in-between frames since the last dreamed frame (oldest first).
 
         Called after the next dreamed frame: each is then carried from the dreams on both sides
-        (:func:`~dream_core.video.cadence.settle`); called with no dreamed frame after them (the end
+        (:func:`~dream_core.clip.cadence.settle`); called with no dreamed frame after them (the end
         of a run), each keeps the earlier dream's carry alone. Returns ``[1,3,H,W]`` frames.
         """
         pending, self._between = self._between, []
@@ -334,7 +334,7 @@ class FrameDreamer:
                       plan: "FramePlan", run: "_FrameRun") -> torch.Tensor:
         """A cadence's in-between frame: the last dream carried along the flow where it is reliable
         (undecayed, so the strength holds until the next dreamed frame), no gradient steps. (A
-        :class:`~dream_core.animation.plan.ClipPlan` refuses a cadence in mode ``independent``.)"""
+        :class:`~dream_core.clip.plan.ClipPlan` refuses a cadence in mode ``independent``.)"""
         flow = self._flow(backward_flow, plan)
         carried, weight, self._path = self._carried_diff(flow, reliable, run.video)
         frame = Between(raw, flow, _reliability(flow, reliable), weight * carried, run.mask, run.video, self._path.age)

@@ -35,7 +35,7 @@ from .frame_dreamer import FrameDreamer, missing_flow_error
 from .settings import VideoSettings
 
 if TYPE_CHECKING:  # pragma: no cover
-    from ..animation.plan import FramePlan
+    from .plan import FramePlan
 
 log = logging.getLogger(__name__)
 
@@ -43,9 +43,9 @@ log = logging.getLogger(__name__)
 #: ``index`` (``step`` 1-based over that frame's octaves, ``current`` its image so far); may raise to cancel.
 ClipStepCallback = Callable[[int, int, int, torch.Tensor], None]
 
-#: ``plan(index)``: the :class:`~dream_core.animation.plan.FramePlan` of the frame with global ``index``
+#: ``plan(index)``: the :class:`~dream_core.clip.plan.FramePlan` of the frame with global ``index``
 #: (per-frame settings from schedules, objective, drift, cadence), e.g. a
-#: :class:`~dream_core.animation.plan.ClipPlan`.
+#: :class:`~dream_core.clip.plan.ClipPlan`.
 PlanSource = Callable[[int], "FramePlan"]
 
 #: ``mask(index)``: where to dream in the frame with global ``index`` (``[H,W]`` or ``[1,1,H,W]`` in
@@ -252,14 +252,14 @@ def dream_clip(
             then carried from it instead of being dreamed afresh.
         on_step: progress per gradient step, with the frame's global index; raise in it to cancel.
         plan: per-frame settings, objective, drift and cadence by global index (a
-            :class:`~dream_core.animation.plan.ClipPlan`); ``None``: the dreamer's own settings for
+            :class:`~dream_core.clip.plan.ClipPlan`); ``None``: the dreamer's own settings for
             every frame, every frame dreamed.
         masks: where to dream in each frame, by global index; ``None``: everywhere.
 
     Yields:
         :class:`DreamedFrame` per frame, in order: index, dreamed ``[1,3,H,W]`` on the model's device,
         carry state. A cadence's in-between frames come out together after the next dreamed frame is
-        made (they are carried from the dreams on both sides: :mod:`dream_core.video.cadence`), so up
+        made (they are carried from the dreams on both sides: :mod:`dream_core.clip.cadence`), so up
         to ``cadence - 1`` frames are held at a time.
 
     Raises:

@@ -1,4 +1,4 @@
-"""The one frame loop (dream_core.video.loop): it follows the flow, by global index, resumably."""
+"""The one frame loop (dream_core.clip.loop): it follows the flow, by global index, resumably."""
 
 import pytest
 import torch
@@ -8,16 +8,7 @@ from dream_core import DreamSettings
 from dream_core.errors import FlowError, InvalidParameterError
 from dream_core.flow import FlowEstimator, FlowSet, compute_flows
 from dream_core.stability import stability_metrics
-from dream_core.video import (
-    ClipState,
-    FrameDreamer,
-    PrecomputedFlows,
-    VideoSettings,
-    check_clip_flows,
-    dream_clip,
-    dream_frames,
-    frame_range,
-)
+from dream_core.clip import ClipState, FrameDreamer, PrecomputedFlows, VideoSettings, check_clip_flows, dream_clip, dream_frames, frame_range
 
 FAST = DreamSettings(num_octaves=2, octave_scale=1.5, num_iterations=4, jitter=4)
 
