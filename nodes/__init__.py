@@ -12,6 +12,7 @@ from .common import presets_payload
 from .image_nodes import DDVDreamImage
 from ..dream_core.catalog import layer_catalog
 from .model_nodes import DDVLayerSelect, DDVModelLoader
+from .settings_nodes import DDVSettings
 from .video_nodes import DDVVideoDream
 
 NODE_CLASS_MAPPINGS = {
@@ -22,6 +23,7 @@ NODE_CLASS_MAPPINGS = {
     "DDVVideoDream": DDVVideoDream,
     "DDVSchedule": DDVSchedule,
     "DDVAnimate": DDVAnimate,
+    "DDVSettings": DDVSettings,
 }
 
 NODE_DISPLAY_NAME_MAPPINGS = {
@@ -32,6 +34,7 @@ NODE_DISPLAY_NAME_MAPPINGS = {
     "DDVVideoDream": "DeepDream Video (flow-warped)",
     "DDVSchedule": "DeepDream Schedule",
     "DDVAnimate": "DeepDream Zoom Animation",
+    "DDVSettings": "DeepDream Settings",
 }
 
 
