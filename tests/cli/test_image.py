@@ -141,9 +141,10 @@ def test_tiny_guide_names_the_guide_flag(small_png, tmp_path, caplog):
 
 
 def test_seed_help_says_determinism_holds_at_one_thread_count():
-    # The same seed dreams visibly different detail at another --threads count: the promise says so.
+    # The same seed dreams visibly different detail at another --threads count: the promise says so (in the
+    # seed's one declared help, dream_core.settings, which the flag shows).
     from dream_core.cli import build_parser
 
     image = next(a for a in build_parser()._subparsers._group_actions[0].choices.values() if a.prog.endswith("image"))
     seed = next(a for a in image._actions if "--seed" in a.option_strings)
-    assert "--threads count" in seed.help and "same seed" in seed.help
+    assert "thread count" in seed.help and "same seed" in seed.help
