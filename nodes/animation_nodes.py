@@ -20,6 +20,7 @@ from ..dream_core.animation import (
     parse_schedule,
 )
 from ..dream_core.animation.feedback import DEFAULT_LATER_ITERATIONS
+from ..dream_core.ranking import rank_clip
 from ..dream_core.video import VideoSettings
 from ..dream_core.video.settings import RECOMMENDED_COLOUR_COHERENCE
 from . import comfy_adapter as host
@@ -220,6 +221,7 @@ class DDVAnimate:
         started = time.perf_counter()
         try:
             with FrameDreamer(model, plan(0).objective, settings, video, colour_reference=start) as dreamer:
+                rank_clip(dreamer.ranks, model, clip_plan.objectives, lambda: start)  # ranked picks: the start image
                 feedback = FeedbackFrames(dreamer, start, count, lambda k: plan(k).motion)
                 for done in dream_clip(dreamer, feedback, None, on_step=on_step, plan=plan, masks=masks):
                     out[done.index].copy_(done.image[0].permute(1, 2, 0))

@@ -10,6 +10,7 @@ import torch
 
 from ..dream_core import DreamModel, FlowSet, FrameDreamer, Objective, dream_clip, frame_range
 from ..dream_core.animation import ClipPlan, Schedule
+from ..dream_core.ranking import rank_clip
 from ..dream_core.video import check_clip_flows
 from . import comfy_adapter as host
 from .common import (
@@ -148,6 +149,8 @@ class DDVVideoDream:
         started = time.perf_counter()
         try:
             with FrameDreamer(model, objective, settings, video, start_image=start_rgb) as dreamer:
+                # ranked picks (layer:strong8): on the first frame of the range, for every scheduled objective
+                rank_clip(dreamer.ranks, model, plan.objectives, lambda: rgb_frame(images, frames.start, device))
                 clip = ((t, rgb_frame(images, t, device)) for t in frames)
                 for done in dream_clip(dreamer, clip, flow, on_step=on_step, plan=plan, masks=masks):
                     k = done.index - frames.start

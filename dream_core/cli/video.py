@@ -26,6 +26,7 @@ from ..image_ops import fit_max_side, fit_size
 from ..models import load_model
 from ..models.spec import DreamModel
 from ..objectives import Objective
+from ..ranking import rank_clip
 from ..video import (
     DEFAULT_SEGMENT_FRAMES,
     DEFAULT_VIDEO_MODE,
@@ -179,6 +180,9 @@ def run_video(args: argparse.Namespace) -> int:
                          settings=run_settings, crf=args.crf, x264_preset=args.x264_preset,
                          segment_frames=args.segment_frames, resume=not args.no_resume, audio=not args.no_audio)
     with writer, FrameDreamer(model, objective, settings, video, start_image=start_image) as dreamer:
+        rank_clip(dreamer.ranks, model, plan.objectives, lambda: fit_max_side(from_uint8_hwc(
+            next(read_frames(args.input, frames.start, frames.start + 1, info.num_frames)), device),
+            args.max_side, multiple=_EVEN))  # ranked picks: on the run's first frame, resumed or not
         point = writer.resume_point()
         start = None
         if point.frames_done and point.carry is not None:
