@@ -111,6 +111,17 @@ def test_rank_order_follows_the_convention():
         rank_order(means, Rank("strong", 9), "a")
 
 
+def test_many_equal_means_keep_the_lower_index_first():
+    """A ReLU layer has many silent channels (mean 0): the pick among them must not depend on the sort."""
+    means = torch.randint(0, 3, (200,), generator=torch.Generator().manual_seed(0)).float()
+    values = means.tolist()
+    ascending = sorted(range(200), key=lambda c: values[c])
+    descending = sorted(range(200), key=lambda c: -values[c])
+    assert rank_order(means, Rank("weak", 50)).tolist() == ascending[:50]
+    assert rank_order(means, Rank("strong", 50)).tolist() == descending[:50]
+    assert rank_order(means, Rank("avg", 50)).tolist() == ascending[75:125]
+
+
 def test_a_ranked_term_called_on_features_ranks_on_them():
     """What /step does every gradient step (and any unbound ranked term): rank on the features it is given."""
     act = torch.randn(1, 10, 4, 4)

@@ -89,6 +89,8 @@ def test_a_clip_memory_keeps_the_first_ranking_and_frame_picks_rerank(lite0, pho
     assert len(ranks) == 1  # /frame picks are not kept
     step = parse_objective(f"{LAYER}:strong8/step")
     assert bind_ranks(lite0, step, photo, ranks) is step  # ranked at every step, on the step's features
+    mixed = bind_ranks(lite0, parse_objective(f"{LAYER}:strong8, {LAYER}:weak4/step"), photo)
+    assert mixed.terms[0].rank is None and mixed.terms[1] == parse_objective(f"{LAYER}:weak4/step")
 
 
 def test_large_pictures_are_ranked_shrunk(lite0, photo, monkeypatch):
