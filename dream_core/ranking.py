@@ -11,13 +11,16 @@ channels when a dream starts (:func:`bind_ranks`, called by :func:`~dream_core.d
 * ``/step``: left ranked; the term ranks on the features of every gradient step (with tiles: of
   every tile).
 
-Which image a clip is ranked on: the front ends that read a clip from a file (the ``video``
-command, its Ray workers, the DeepDream Video node) call :meth:`ChannelRanks.take` with the raw
-first frame of the run's range (``--start``, at the dream size) and every objective of the run's
-plan before any frame is dreamed. A resumed run and every segment of a distributed run read that
-same frame, so they rank the same channels as an uninterrupted run on the same kind of device
-(a mean that differs by float round-off across devices could swap two near-equal channels).
-Without that call, a pick is ranked on the first frame dreamed with it.
+Which image a clip is ranked on: before any frame is dreamed, the front ends call
+:func:`rank_clip` with every objective of the run's plan (a schedule's keys included) and the raw
+first frame of the run's range at the dream size (the ``video`` command and its Ray workers:
+frame ``--start`` of the file; the DeepDream Video node: ``start_frame``; ``animate`` and the Zoom
+Animation node: the start image). A resumed run and every segment of a distributed run read that
+same frame, so they rank the same channels as an uninterrupted run on the same kind of device (a
+mean that differs by float round-off between devices could swap two nearly equal channels); the
+run's identity needs nothing more than the objective text it already holds. Without that call
+(the library's :func:`~dream_core.video.loop.dream_frames`), a pick is ranked on the first frame
+dreamed with it.
 
 Ranking reads the activations of a no-gradient forward of the image shrunk to at most
 :data:`RANK_MAX_SIDE` pixels on its longer side (bounded memory for large pictures).

@@ -163,8 +163,8 @@ def _term_text(layer: str, channels: str, pick: str, count: int, rank_on: str, l
     """
     chans = _channels_text(str(channels))
     if pick not in PICKS:
-        raise InvalidParameterError(f"DeepDream Layers: 'pick' is {pick!r};{did_you_mean(str(pick), PICKS)} "
-                                    f"choose one of {', '.join(PICKS)}.")
+        raise InvalidParameterError(f"DeepDream Layers: 'pick' is {pick!r}.{did_you_mean(str(pick), PICKS)} "
+                                    f"Choose one of {', '.join(PICKS)}.")
     if pick in _RANKED:
         if chans:
             log.warning("DeepDream Layers: pick '%s' ranks the channels itself; the channel list %r is not used.",
