@@ -41,7 +41,9 @@ from .flow import (
     warp_with_mask,
 )
 from .models import DEFAULT_MODEL, DreamModel, get_spec, list_models, load_model
-from .objectives import Objective, channel, layer, parse_objective, resolve_objective
+from .loss_modes import LOSS_MODES
+from .objectives import Objective, all_but, channel, layer, parse_objective, ranked, resolve_objective
+from .ranking import ChannelRanks, strongest_channels
 from .stability import StabilityMetrics, stability_metrics
 from .clip import (
     DEFAULT_VIDEO_MODE,
@@ -65,4 +67,5 @@ __all__ = [
     "TemporalAnchor", "UnknownLayerError", "UnknownModelError", "VideoError", "WeightsError", "channel",
     "count_hooks", "dream_image", "get_spec", "layer", "list_models", "load_model", "objective_value",
     "parse_objective",
+    "LOSS_MODES", "ChannelRanks", "all_but", "ranked", "strongest_channels",
 ]

@@ -38,6 +38,7 @@ from .features import FeatureHooks, grad_enabled_outside_inference
 from .image_ops import MAX_PIXELS, as_mask, fit_max_side, keep_colours, octave_sizes, resize, to_rgb
 from .models.spec import DreamModel
 from .objectives import GuideObjective, Objective, SumObjective, resolve_objective
+from .ranking import ChannelRanks, bind_ranks
 from .settings import AUTOCAST_DTYPES, DreamSettings
 from .step import step_direction
 
@@ -304,6 +305,7 @@ def dream_image(
     hooks: Optional[FeatureHooks] = None,
     tiles: Optional[TileBudget] = None,
     mask: Optional[torch.Tensor] = None,
+    ranks: Optional[ChannelRanks] = None,
 ) -> torch.Tensor:
     """Dream ``image`` with ``model``.
 
@@ -322,6 +324,9 @@ def dream_image(
             every step, 0 = keep; resized to the image when its size differs): each step is
             multiplied by it, and the result is ``image + mask * (dream - image)``, so pixels
             where it is 0 come back unchanged.
+        ranks: the channels a clip's ranked picks (``layer:strong8``) were given, kept from one
+            dream to the next (a :class:`~dream_core.ranking.ChannelRanks`); ``None``: ranked on
+            ``image`` (:func:`~dream_core.ranking.bind_ranks`).
 
     Returns:
         Dreamed image ``[B,3,H,W]`` in ``0..1`` on ``image``'s device and dtype. Computation
@@ -329,7 +334,7 @@ def dream_image(
     """
     out_device, out_dtype = image.device, image.dtype
     image = check_image_for_dream(image, model, settings)
-    objective = resolve_objective(model, objective)
+    objective = bind_ranks(model, resolve_objective(model, objective), image, ranks)
     if guide is not None:
         objective = guide_objective(model, objective, guide)
     amp_dtype = AUTOCAST_DTYPES[settings.autocast]

@@ -21,7 +21,16 @@ from typing import TYPE_CHECKING, Iterable, Optional, Sequence, Union
 
 import torch
 
+from .channel_select import (
+    DEFAULT_CAPTURE,
+    Rank,
+    channel_means,
+    format_channels,
+    parse_selection,
+    rank_order,
+)
 from .errors import ChannelOutOfRangeError, InvalidParameterError, ObjectiveSyntaxError
+from .loss_modes import DEFAULT_LOSS, check_loss_mode, loss_value
 
 if TYPE_CHECKING:  # pragma: no cover
     from .models.spec import DreamModel
@@ -76,40 +85,88 @@ def _terms(obj: Objective) -> list[Objective]:
 
 @dataclass(frozen=True, repr=False)
 class LayerObjective(Objective):
-    """Mean squared activation of ``layer`` (optionally only ``channels``).
+    """One layer's activations (optionally only some channels) turned into a value by a loss mode.
 
-    ``value[b] = mean_{c in channels, y, x} act[b, c, y, x]^2`` — the classic
-    DeepDream "L2" objective, whose gradient amplifies whatever the layer
-    already sees.
+    With the default loss ``l2``: ``value[b] = mean_{c in channels, y, x} act[b, c, y, x]^2``, the
+    classic DeepDream objective, whose gradient amplifies whatever the layer already sees (other
+    modes: :mod:`dream_core.loss_modes`).
+
+    Which channels (:mod:`dream_core.channel_select`): all (``channels`` and ``rank`` ``None``), the
+    listed ``channels``, every channel but them (``exclude``), or a pick by mean activation
+    (``rank``). A ranked term is ranked when a dream starts (:func:`dream_core.rank_binding.bind_ranks`
+    turns it into a listed term); called directly on features, or with ``capture="step"``, it ranks
+    on the features it is given.
     """
 
     layer: str
     channels: Optional[tuple[int, ...]] = None
-    # Index tensors per device, made once: the objective runs every gradient step.
-    _index: dict[torch.device, torch.Tensor] = field(default_factory=dict, init=False, compare=False, repr=False)
+    exclude: bool = False
+    rank: Optional[Rank] = None
+    loss: str = DEFAULT_LOSS
+    # Index tensors per (device, channel count), made once: the objective runs every gradient step.
+    _index: dict[tuple[torch.device, int], torch.Tensor] = field(
+        default_factory=dict, init=False, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "loss", check_loss_mode(self.loss, self.layer))
+        if self.rank is not None and self.channels is not None:
+            raise InvalidParameterError(f"Layer '{self.layer}': give listed channels or a ranked pick, not both.",
+                                        parameter="objective")
+        if self.exclude and not self.channels:
+            raise InvalidParameterError(f"Layer '{self.layer}': 'all but' needs the channels to leave out.",
+                                        parameter="objective")
 
     def layers(self) -> list[str]:
         return [self.layer]
 
     def __call__(self, features: Features) -> torch.Tensor:
         act = features[self.layer]
+        if self.rank is not None:
+            act = act.index_select(1, rank_order(channel_means(act), self.rank, self.layer))
+        elif self.channels is not None:
+            act = self._select(act)
+        return loss_value(act, self.loss)
+
+    def _select(self, act: torch.Tensor) -> torch.Tensor:
         chans = self.channels
-        if chans is not None:
-            if chans == tuple(range(chans[0], chans[0] + len(chans))):
-                act = act[:, chans[0]: chans[0] + len(chans)]  # a contiguous range: a view, no copy
-            else:
-                idx = self._index.get(act.device)
-                if idx is None:
-                    idx = self._index[act.device] = torch.tensor(chans, device=act.device)
-                act = act.index_select(1, idx)
-        return act.float().pow(2).mean(dim=(1, 2, 3))
+        assert chans is not None
+        if not self.exclude and chans == tuple(range(chans[0], chans[0] + len(chans))):
+            return act[:, chans[0]: chans[0] + len(chans)]  # a contiguous range: a view, no copy
+        key = (act.device, act.shape[1])
+        idx = self._index.get(key)
+        if idx is None:
+            kept = self._kept(act.shape[1]) if self.exclude else chans
+            idx = self._index[key] = torch.tensor(kept, device=act.device)
+        return act.index_select(1, idx)
+
+    def _kept(self, count: int) -> tuple[int, ...]:
+        """With ``exclude``: the layer's channels but the listed ones (checked: some are left, all exist)."""
+        left_out = set(self.channels or ())
+        bad = sorted(c for c in left_out if c >= count)
+        if bad:
+            raise ChannelOutOfRangeError(
+                f"Layer '{self.layer}' has channels 0..{count - 1}; cannot leave out "
+                f"{', '.join(map(str, bad[:5]))}. Use indices from 0 to {count - 1} "
+                "(model.layer_channels() gives every layer's channel count).", parameter="objective")
+        kept = tuple(c for c in range(count) if c not in left_out)
+        if not kept:
+            raise ChannelOutOfRangeError(
+                f"'{self.to_string()}' leaves out all {count} channels of layer '{self.layer}'; leave out fewer.",
+                parameter="objective")
+        return kept
 
     def validate(self, model: "DreamModel") -> None:
         model.module_for(self.layer)
-        if self.channels is None:
+        if self.channels is None and self.rank is None:
             return
         count = model.channels(self.layer)
-        bad = [c for c in self.channels if c < 0 or c >= count]
+        if self.rank is not None:
+            self.rank.check_count(count, self.layer)
+            return
+        if self.exclude:
+            self._kept(count)
+            return
+        bad = [c for c in self.channels or () if c < 0 or c >= count]
         if bad:
             raise ChannelOutOfRangeError(
                 f"Layer '{self.layer}' of model '{model.name}' has channels 0..{count - 1}; "
@@ -119,9 +176,12 @@ class LayerObjective(Objective):
             )
 
     def to_string(self) -> str:
-        if self.channels is None:
-            return self.layer
-        return f"{self.layer}:{_format_channels(self.channels)}"
+        text = self.layer
+        if self.rank is not None:
+            text += f":{self.rank.to_string()}"
+        elif self.channels is not None:
+            text += f":{'!' if self.exclude else ''}{format_channels(self.channels)}"
+        return text if self.loss == DEFAULT_LOSS else f"{text}@{self.loss}"
 
 
 #: Largest objective weight (in size). The step is normalised, so only the ratio between terms
@@ -225,39 +285,43 @@ class GuideObjective(Objective):
         return f"guide({self.layer})"
 
 
-def layer(name: str, weight: float = 1.0) -> Objective:
-    """Objective maximising all channels of layer ``name``."""
-    obj: Objective = LayerObjective(name)
+def layer(name: str, weight: float = 1.0, *, loss: str = DEFAULT_LOSS) -> Objective:
+    """Objective maximising all channels of layer ``name`` (``loss``: :mod:`dream_core.loss_modes`)."""
+    obj: Objective = LayerObjective(name, loss=loss)
     return obj if weight == 1.0 else weight * obj
 
 
-def channel(name: str, channels: Union[int, Sequence[int]], weight: float = 1.0) -> Objective:
+def channel(name: str, channels: Union[int, Sequence[int]], weight: float = 1.0, *,
+            loss: str = DEFAULT_LOSS) -> Objective:
     """Objective maximising only ``channels`` (an index or a list) of layer ``name``."""
     chans = (channels,) if isinstance(channels, int) else tuple(int(c) for c in channels)
-    obj: Objective = LayerObjective(name, chans)
+    obj: Objective = LayerObjective(name, chans, loss=loss)
     return obj if weight == 1.0 else weight * obj
 
 
-def _format_channels(channels: Sequence[int]) -> str:
-    if len(channels) == 1:
-        return str(channels[0])
-    parts: list[str] = []
-    start = prev = channels[0]
-    for c in list(channels[1:]) + [None]:  # type: ignore[list-item]
-        if c is not None and c == prev + 1:
-            prev = c
-            continue
-        parts.append(str(start) if start == prev else f"{start}-{prev}")
-        if c is not None:
-            start = prev = c
-    if len(parts) == 1 and "-" in parts[0]:
-        return parts[0]
-    return "[" + ",".join(parts) + "]"
+def all_but(name: str, channels: Union[int, Sequence[int]], weight: float = 1.0, *,
+            loss: str = DEFAULT_LOSS) -> Objective:
+    """Objective maximising every channel of layer ``name`` except ``channels`` (``"name:![...]"``)."""
+    chans = (channels,) if isinstance(channels, int) else tuple(int(c) for c in channels)
+    obj: Objective = LayerObjective(name, chans, exclude=True, loss=loss)
+    return obj if weight == 1.0 else weight * obj
+
+
+def ranked(name: str, mode: str, count: int, weight: float = 1.0, *, capture: str = DEFAULT_CAPTURE,
+           loss: str = DEFAULT_LOSS) -> Objective:
+    """Objective maximising the ``count`` channels of layer ``name`` that the picture excites most
+    (``mode="strong"``), least (``"weak"``) or around the median (``"avg"``), e.g. ``"name:strong8"``.
+
+    ``capture`` says when the ranking is taken: ``"clip"`` (once per clip or image), ``"frame"`` or
+    ``"step"`` (:mod:`dream_core.channel_select`).
+    """
+    obj: Objective = LayerObjective(name, rank=Rank(mode, count, capture), loss=loss)
+    return obj if weight == 1.0 else weight * obj
 
 
 _TERM = re.compile(
     r"^\s*(?:(?P<weight>[-+]?\d*\.?\d+(?:[eE][-+]?\d+)?)\s*\*\s*)?"
-    r"(?P<layer>[A-Za-z_][\w./-]*?)\s*(?::\s*(?P<chans>\[[^\]]*\]|[\d\s-]+))?\s*$"
+    r"(?P<layer>[A-Za-z_][\w./-]*?)\s*(?::(?P<chans>[^@]*))?(?:@\s*(?P<loss>\S*))?\s*$"
 )
 
 
@@ -279,53 +343,22 @@ def _split_terms(text: str) -> list[str]:
 
 #: Longest objective text parsed (a list of every channel of the widest layer fits many times over).
 MAX_OBJECTIVE_TEXT = 20_000
-#: Largest channel index written in an objective; the widest registered layer has 2048 channels.
-MAX_CHANNEL = 65_535
-
-
-def _parse_channels(spec: str, term: str) -> tuple[int, ...]:
-    body = spec.strip().strip("[]")
-    out: list[int] = []
-    for piece in (p.strip() for p in body.split(",")):
-        if not piece:
-            continue
-        m = re.fullmatch(r"(\d+)\s*(?:-\s*(\d+))?", piece)
-        if not m:
-            raise ObjectiveSyntaxError(
-                f"Cannot read channels '{piece}' in '{term}'. Write one index (12), a range (10-20) "
-                "or a list ([3,7,10-20]).", parameter="objective",
-            )
-        if len(m.group(1)) > 6 or len(m.group(2) or "") > 6:  # before int(): no huge number is even converted
-            raise ChannelOutOfRangeError(
-                f"Channel '{piece}' in '{term}' is beyond any layer's channels (indices go up to {MAX_CHANNEL} at "
-                "most; model.layer_channels() gives every layer's count).", parameter="objective",
-            )
-        lo = int(m.group(1))
-        hi = int(m.group(2)) if m.group(2) else lo
-        if hi < lo:
-            raise ObjectiveSyntaxError(f"Channel range '{piece}' in '{term}' goes backwards; write {hi}-{lo}.",
-                                       parameter="objective")
-        if hi > MAX_CHANNEL:  # checked before the range is made: '0-99999999' would take gigabytes
-            raise ChannelOutOfRangeError(
-                f"Channel '{piece}' in '{term}' is beyond any layer's channels (indices go up to {MAX_CHANNEL} at "
-                "most; model.layer_channels() gives every layer's count).", parameter="objective",
-            )
-        out.extend(range(lo, hi + 1))
-    if not out:
-        raise ObjectiveSyntaxError(f"No channels given after ':' in '{term}'.", parameter="objective")
-    return tuple(dict.fromkeys(out))
 
 
 def parse_objective(text: str, model: Optional["DreamModel"] = None) -> Objective:
     """Parse the objective shorthand.
 
     Grammar: terms separated by ``,`` or ``+``; each term is
-    ``[weight*]layer[:channels]`` where channels is ``12``, ``10-20`` or
-    ``[3,7,10-20]``. Layer names may contain ``/`` and ``.`` (Caffe and
-    torchvision names, e.g. ``inception_4c/output``).
+    ``[weight*]layer[:channels][@loss]`` where channels is ``12``, ``10-20``,
+    ``[3,7,10-20]``, all but some (``!12``, ``![3,7]``) or a pick by rank
+    (``strong8``, ``avg16``, ``weak4``, optionally ``/frame`` or ``/step``:
+    :mod:`dream_core.channel_select`), and loss is a loss mode
+    (:mod:`dream_core.loss_modes`; default ``l2``). Layer names may contain
+    ``/`` and ``.`` (Caffe and torchvision names, e.g. ``inception_4c/output``).
 
     Examples:
-        ``"block10_dw"``, ``"block8:12, block11"``, ``"inception4c + 0.5*inception4d:[1,5-9]"``.
+        ``"block10_dw"``, ``"block8:12, block11"``, ``"inception4c + 0.5*inception4d:[1,5-9]"``,
+        ``"block10_dw:strong8@norm, 0.5*block8_dw:![3,7]"``.
 
     Args:
         text: the shorthand.
@@ -350,12 +383,16 @@ def parse_objective(text: str, model: Optional["DreamModel"] = None) -> Objectiv
         if not m:
             raise ObjectiveSyntaxError(
                 f"Cannot read '{term}'. Write terms like 'layer', 'layer:12', 'layer:10-20', "
-                "'0.5*layer:[3,7]' separated by ',' or '+'.", parameter="objective",
+                "'0.5*layer:[3,7]', 'layer:![3,7]', 'layer:strong8', 'layer@norm' separated by ',' or '+'.",
+                parameter="objective",
             )
         name = m.group("layer")
         if model is not None:
             model.module_for(name)  # UnknownLayerError with close matches and the model's layers
-        obj: Objective = LayerObjective(name, _parse_channels(m.group("chans"), term) if m.group("chans") else None)
+        chans, exclude, rank = parse_selection(m.group("chans"), term) if m.group("chans") is not None else (
+            None, False, None)
+        loss = DEFAULT_LOSS if m.group("loss") is None else check_loss_mode(m.group("loss"), term)
+        obj: Objective = LayerObjective(name, chans, exclude, rank, loss)
         if m.group("weight") is not None:
             w = check_weight(float(m.group("weight")), term)  # '1e400*layer' reads as inf
             if w != 1.0:

@@ -13,6 +13,7 @@ from ..dream_core import DreamModel, FrameDreamer, Objective, dream_clip
 from ..dream_core.animation import FeedbackFrames, Motion, feedback_plan
 from ..dream_core.clip import INTERPOLATIONS, SCHEDULABLE, ClipPlan, Schedule, parse_schedule
 from ..dream_core.animation.feedback import DEFAULT_LATER_ITERATIONS
+from ..dream_core.ranking import rank_clip
 from ..dream_core.clip import VideoSettings
 from . import comfy_adapter as host
 from .common import (
@@ -225,6 +226,7 @@ class DDVAnimateV2:
         started = time.perf_counter()
         try:
             with FrameDreamer(model, plan(0).objective, dreaming, video, colour_reference=start) as dreamer:
+                rank_clip(dreamer.ranks, model, clip_plan.objectives, lambda: start)  # ranked picks: the start image
                 feedback = FeedbackFrames(dreamer, start, count, lambda k: plan(k).motion)
                 for done in dream_clip(dreamer, feedback, None, on_step=on_step, plan=plan, masks=masks):
                     out[done.index].copy_(done.image[0].permute(1, 2, 0))

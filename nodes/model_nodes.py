@@ -21,7 +21,9 @@ from ..dream_core import (
     parse_objective,
     resolve_objective,
 )
+from ..dream_core.channel_select import CAPTURES, DEFAULT_CAPTURE, MAX_CHANNEL
 from ..dream_core.errors import did_you_mean
+from ..dream_core.loss_modes import DEFAULT_LOSS, LOSS_MODES
 from ..dream_core.catalog import all_layer_names, default_layer
 from . import comfy_adapter as host
 from .common import CATEGORY, MODEL_TYPE, OBJECTIVE_TYPE, explained
@@ -147,13 +149,46 @@ def _channels_text(channels: str) -> str:
     return text if text.startswith("[") else f"[{text}]"
 
 
+#: The Layers node's ``pick`` choices: the channel list as written, every channel but the listed ones, or a
+#: pick of ``count`` channels by mean activation on the picture (:mod:`dream_core.channel_select`).
+PICKS = ("listed", "all but listed", "strong", "avg", "weak")
+_RANKED = ("strong", "avg", "weak")
+
+
+def _term_text(layer: str, channels: str, pick: str, count: int, rank_on: str, loss: str) -> str:
+    """The objective shorthand of one Layers node: ``layer[:selection][@loss]``.
+
+    Raises:
+        InvalidParameterError: an unknown ``pick``, or 'all but listed' with an empty channel list.
+    """
+    chans = _channels_text(str(channels))
+    if pick not in PICKS:
+        raise InvalidParameterError(f"DeepDream Layers: 'pick' is {pick!r}.{did_you_mean(str(pick), PICKS)} "
+                                    f"Choose one of {', '.join(PICKS)}.")
+    if pick in _RANKED:
+        if chans:
+            log.warning("DeepDream Layers: pick '%s' ranks the channels itself; the channel list %r is not used.",
+                        pick, channels)
+        when = "" if rank_on == DEFAULT_CAPTURE else f"/{rank_on}"
+        selection = f":{pick}{int(count)}{when}"
+    elif pick == "all but listed":
+        if not chans:
+            raise InvalidParameterError(
+                "DeepDream Layers: pick 'all but listed' needs the channels to leave out in 'channels' "
+                "(e.g. 3,7); or choose pick 'listed' to dream every channel.")
+        selection = f":!{chans}"
+    else:
+        selection = f":{chans}" if chans else ""
+    return f"{layer}{selection}" + ("" if loss == DEFAULT_LOSS else f"@{loss}")
+
+
 class DDVLayerSelect:
     """Builds the objective: a layer (optionally some of its channels) with a weight, chained onto another."""
 
     DESCRIPTION = (
-        "What the dream maximises: one layer of the model, optionally only some channels, with a weight. "
-        "Chain several DeepDream Layers nodes through 'objective' to mix layers. The layer list follows "
-        "the connected model."
+        "What the dream maximises: one layer of the model, optionally only some channels (listed, all but listed, "
+        "or the strongest / middle / weakest on the picture), with a weight and a loss mode. Chain several "
+        "DeepDream Layers nodes through 'objective' to mix layers. The layer list follows the connected model."
     )
     CATEGORY = CATEGORY
     RETURN_TYPES = (OBJECTIVE_TYPE,)
@@ -175,7 +210,8 @@ class DDVLayerSelect:
                 "channels": ("STRING", {
                     "default": "",
                     "tooltip": "Empty = all channels of the layer. Or one channel (12), a range (10-20) or a list "
-                               "(3,7,10-20): fewer channels -> one distinct motif. The label shows the valid range.",
+                               "(3,7,10-20): fewer channels -> one distinct motif. The label shows the valid range. "
+                               "With pick 'all but listed': the channels to leave out; unused by strong/avg/weak.",
                 }),
                 "weight": ("FLOAT", {
                     "default": 1.0, "min": -10.0, "max": 10.0, "step": 0.05,
@@ -187,16 +223,40 @@ class DDVLayerSelect:
                 "objective": (OBJECTIVE_TYPE, {
                     "tooltip": "Chain: the objective of another DeepDream Layers node; this node adds its layer to it.",
                 }),
+                "pick": (list(PICKS), {
+                    "default": "listed",
+                    "tooltip": "listed: the channels in 'channels' (empty = all). all but listed: every channel except "
+                               "them. strong / avg / weak: the 'count' channels the picture excites most / around the "
+                               "median / least (a video: ranked on its first frame). strong -> the picture's own "
+                               "motifs grow; weak -> patterns it barely shows appear.",
+                }),
+                "count": ("INT", {
+                    "default": 8, "min": 1, "max": MAX_CHANNEL,
+                    "tooltip": "How many channels strong / avg / weak dream (at most the layer's channel count). Fewer "
+                               "-> fewer, more distinct motifs.",
+                }),
+                "rank_on": (list(CAPTURES), {
+                    "default": DEFAULT_CAPTURE,
+                    "tooltip": "When strong / avg / weak are ranked. clip: once (a video keeps the same channels on "
+                               "every frame, no jumps); frame: again on every frame (the motifs follow the picture "
+                               "but can jump); step: again at every gradient step.",
+                }),
+                "loss": (list(LOSS_MODES), {
+                    "default": DEFAULT_LOSS,
+                    "tooltip": "How the activations become the value the dream raises. l2: mean square (classic). "
+                               "norm: every channel pushes equally hard. mean / abs_mean: average (absolute) "
+                               "activation. abs_l2 = norm, mse = l2, bce: the original tool's names.",
+                }),
             },
         }
 
     @classmethod
-    def VALIDATE_INPUTS(cls, layer: str, channels: Optional[str]) -> bool | str:
+    def VALIDATE_INPUTS(cls, layer: str, channels: Optional[str], pick: Optional[str] = None) -> bool | str:
         names = all_layer_names()
         if layer not in names:
             return (f"Unknown layer '{layer}'.{did_you_mean(str(layer), names)} Pick a layer from the list; it "
                     "follows the model connected to this node.")
-        if channels is not None and _channels_text(str(channels)):
+        if channels is not None and _channels_text(str(channels)) and (pick or "listed") not in _RANKED:
             try:  # bounded: a huge range such as 0-99999999 is refused before any list of indices is made
                 parse_objective(f"{layer}:{_channels_text(str(channels))}")
             except DreamError as exc:
@@ -205,7 +265,8 @@ class DDVLayerSelect:
 
     @explained
     def select(
-        self, model: DreamModel, layer: str, channels: str, weight: float, objective: Optional[Objective] = None
+        self, model: DreamModel, layer: str, channels: str, weight: float, objective: Optional[Objective] = None,
+        pick: str = "listed", count: int = 8, rank_on: str = DEFAULT_CAPTURE, loss: str = DEFAULT_LOSS,
     ) -> tuple[Objective]:
         model = check_model(model)
         if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not math.isfinite(weight) or weight == 0:
@@ -213,8 +274,7 @@ class DDVLayerSelect:
                 f"DeepDream Layers: 'weight' is {weight!r}; give a finite, non-zero weight (e.g. 1.0, or -1.0 to "
                 "suppress the layer's patterns). A weight of 0 would leave the images unchanged."
             )
-        chans = _channels_text(channels)
-        term = parse_objective(f"{layer}:{chans}" if chans else layer, model)
+        term = parse_objective(_term_text(layer, channels, pick, count, rank_on, loss), model)
         if weight != 1.0:
             term = float(weight) * term
         result = term if objective is None else resolve_objective(model, objective) + term

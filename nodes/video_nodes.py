@@ -12,6 +12,7 @@ import torch
 from ..dream_core import DreamModel, FlowSet, FrameDreamer, Objective, dream_clip, frame_range
 from ..dream_core.clip import ClipPlan, Schedule
 from ..dream_core.clip import check_clip_flows
+from ..dream_core.ranking import rank_clip
 from . import comfy_adapter as host
 from .common import (
     CATEGORY,
@@ -182,6 +183,8 @@ class DDVVideoDreamV2:
         started = time.perf_counter()
         try:
             with FrameDreamer(model, objective, dreaming, video, start_image=start_rgb) as dreamer:
+                # ranked picks (layer:strong8): on the first frame of the range, for every scheduled objective
+                rank_clip(dreamer.ranks, model, plan.objectives, lambda: rgb_frame(images, frames.start, device))
                 clip = ((t, rgb_frame(images, t, device)) for t in frames)
                 for done in dream_clip(dreamer, clip, flow, on_step=on_step, plan=plan, masks=masks):
                     k = done.index - frames.start

@@ -1,5 +1,5 @@
 // DeepDream Video: the "layer" dropdown of DeepDream Layers follows the model chosen in the
-// DeepDream Model Loader it is connected to, and the "channels" label shows the valid range.
+// DeepDream Model Loader it is connected to, and the "channels" and "count" labels show the valid range.
 //
 // Layer names and channel counts come from GET /api/deepdream_video/layers?model=NAME
 // (registered by nodes/comfy_adapter.py). Without this extension the dropdown lists the
@@ -55,6 +55,8 @@ function setChannelsLabel(node, info) {
   if (!channels || !layer) return;
   const entry = info?.layers?.find((l) => l.name === layer.value);
   channels.label = entry ? `channels (0-${entry.channels - 1}, empty = all)` : undefined;
+  const count = widget(node, "count");
+  if (count) count.label = entry ? `count (1-${entry.channels})` : undefined;
 }
 
 async function refreshLayerNode(node) {

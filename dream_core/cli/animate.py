@@ -20,6 +20,7 @@ from ..dream import check_image_for_dream
 from ..image_io import load_image, to_uint8_hwc
 from ..image_ops import fit_max_side
 from ..models import load_model
+from ..ranking import rank_clip
 from ..video import VideoWriter, file_identity
 from ..clip import VideoSettings, dream_clip
 from ..clip.frame_dreamer import FrameDreamer
@@ -67,6 +68,7 @@ def run_animate(args: argparse.Namespace) -> int:
     writer = VideoWriter(args.output, rate, source=None, settings=run_settings, crf=args.crf,
                          x264_preset=args.x264_preset, segment_frames=args.segment_frames, resume=not args.no_resume)
     with writer, FrameDreamer(model, plan(0).objective, settings, video, colour_reference=start.to(device)) as dreamer:
+        rank_clip(dreamer.ranks, model, clip_plan.objectives, lambda: start)  # ranked picks: on the start image
         point = writer.resume_point()
         previous = None
         if point.frames_done and point.carry is not None:

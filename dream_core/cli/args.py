@@ -156,8 +156,10 @@ def add_dream_arguments(p: argparse.ArgumentParser, *, schedules: bool = False) 
     g.add_argument("--weights", default=None, help="state dict file (.pth/.safetensors) for --model; "
                                                    "none: the model's own default weights")
     g.add_argument("--layers", default=None,
-                   help="objective, e.g. 'block10_dw' or 'block8_dw:12, 0.5*block12_dw:[3,7,10-20]'; "
-                        "none: the model's own (see --list-layers MODEL)"
+                   help="objective, e.g. 'block10_dw' or 'block8_dw:12, 0.5*block12_dw:[3,7,10-20]'; channels by what "
+                        "the picture excites: 'block10_dw:strong8' (also avg16, weak4; '/frame' or '/step' re-ranks), "
+                        "all but some: 'block10_dw:![3,7]'; a loss mode after '@': 'block10_dw@norm' (l2, mean, "
+                        "norm, abs_mean, abs_l2, mse, bce); none: the model's own (see --list-layers MODEL --image IN)"
                         + ("; or a schedule '0:(block8_dw), 60:(block12_dw)' (cross-fades between keys)" if schedules else ""))
     g.add_argument("--guide", default=None, help="guide image: dream towards its features")
     d = p.add_argument_group("dream", "A --preset sets the look; the flags marked 'the --preset's' override it one by one.")

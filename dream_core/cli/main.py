@@ -10,14 +10,18 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from pathlib import Path
 from typing import Optional, Sequence
 
 from .. import allocator, fastpath
 from ..errors import DreamCancelled, DreamError, with_remedy
 from ..catalog import layer_catalog
-from ..models import get_spec, list_models
+from ..errors import InvalidParameterError
+from ..image_io import load_image
+from ..models import get_spec, list_models, load_model
+from ..ranking import RANK_MAX_SIDE, strongest_channels
 from . import checks
-from .args import REMEDIES, HelpFormatter, apply_threads
+from .args import REMEDIES, HelpFormatter, apply_threads, pick_device
 from .animate import add_animate_command
 from .batch import add_batch_command
 from .demo import add_demo_command
@@ -39,13 +43,26 @@ def list_models_text() -> str:
     return "\n".join(lines)
 
 
-def list_layers_text(model_name: str) -> str:
-    """``model_name``'s dreamable layers with channel counts (needs no weights)."""
+def list_layers_text(model_name: str, image: Optional[str] = None, top: int = 8) -> str:
+    """``model_name``'s dreamable layers with channel counts (needs no weights); with ``image`` (a file),
+    also each layer's ``top`` strongest channels on that picture with their mean activations (loads the model)."""
     info = layer_catalog(model_name)
-    lines = [f"Layers of {model_name} (shallow to deep; default objective: {info['objective']}):"]
+    strongest: dict[str, list[tuple[int, float]]] = {}
+    head = f"Layers of {model_name} (shallow to deep; default objective: {info['objective']})"
+    if image is not None:
+        if top < 1:
+            raise InvalidParameterError(f"--top must be at least 1; got {top}.")
+        model = load_model(model_name, device=pick_device(None))
+        strongest = strongest_channels(model, load_image(image), top)
+        head += (f"; strongest channels on {Path(image).name} as channel:mean activation (ranked at most "
+                 f"{RANK_MAX_SIDE} px; 'layer:strong{top}' dreams them)")
+    lines = [head + ":"]
     for entry in info["layers"]:
         c = entry["channels"]
-        lines.append(f"  {entry['name']:32s} {c:5d} channels  (0..{c - 1})")
+        line = f"  {entry['name']:32s} {c:5d} channels  (0..{c - 1})"
+        if entry["name"] in strongest:
+            line += "  " + " ".join(f"{ch}:{mean:.2f}" for ch, mean in strongest[entry["name"]])
+        lines.append(line)
     return "\n".join(lines)
 
 
@@ -57,6 +74,9 @@ def build_parser(prog: Optional[str] = None) -> argparse.ArgumentParser:
     )
     p.add_argument("--list-models", action="store_true", help="list registered models and exit")
     p.add_argument("--list-layers", metavar="MODEL", help="list MODEL's dreamable layers with channel counts and exit")
+    p.add_argument("--image", metavar="IN", default=None,
+                   help="with --list-layers: also show each layer's strongest channels on this picture")
+    p.add_argument("--top", type=int, default=8, help="with --list-layers --image: strongest channels per layer")
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = p.add_subparsers(dest="command")
     add_image_command(sub)
@@ -78,8 +98,10 @@ def main(argv: Optional[Sequence[str]] = None, prog: Optional[str] = None) -> in
         if args.list_models:
             print(list_models_text())
             return 0
+        if args.image is not None and not args.list_layers:
+            parser.error("--image goes with --list-layers MODEL (the input of a dream is given after its command)")
         if args.list_layers:
-            print(list_layers_text(args.list_layers))
+            print(list_layers_text(args.list_layers, args.image, args.top))
             return 0
         if not getattr(args, "func", None):
             parser.print_help()

@@ -20,6 +20,7 @@ from ..image_io import from_uint8_hwc, load_image, to_uint8_hwc
 from ..image_ops import fit_max_side
 from ..video import DEFAULT_SEGMENT_FRAMES, X264_PRESETS, VideoWriter, read_frames
 from .animation_args import add_animation_arguments
+from ..ranking import rank_clip
 from .distributed_args import add_distributed_arguments
 from .args import SETTINGS, HelpFormatter, add_dream_arguments, add_setting_argument, pick_device
 
@@ -73,6 +74,9 @@ def run_video(args: argparse.Namespace) -> int:
                          settings=run_settings, crf=args.crf, x264_preset=args.x264_preset,
                          segment_frames=args.segment_frames, resume=not args.no_resume, audio=not args.no_audio)
     with writer, FrameDreamer(model, objective, settings, video, start_image=start_image) as dreamer:
+        rank_clip(dreamer.ranks, model, plan.objectives, lambda: fit_max_side(from_uint8_hwc(
+            next(read_frames(args.input, frames.start, frames.start + 1, info.num_frames)), device),
+            args.max_side, multiple=EVEN))  # ranked picks: on the run's first frame, resumed or not
         point = writer.resume_point()
         start = None
         if point.frames_done and point.carry is not None:

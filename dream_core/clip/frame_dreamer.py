@@ -29,6 +29,7 @@ from ..flow.warp import warp, warp_with_mask
 from ..image_ops import as_mask, resize, to_rgb
 from ..models.spec import DreamModel
 from ..objectives import Objective, resolve_objective
+from ..ranking import ChannelRanks
 from .cadence import Between, CarryPath, feathered, forward_only, settle
 from .settings import VideoSettings
 
@@ -102,6 +103,8 @@ class FrameDreamer:
         #: The backward flow and reliability of the dreamed frame that follows them.
         self._key_link: Optional[tuple[torch.Tensor, torch.Tensor]] = None
         self._hooks: Optional[FeatureHooks] = None
+        #: The channels of the clip's ranked picks (``layer:strong8``), ranked once for the whole clip.
+        self.ranks = ChannelRanks()
 
     def __enter__(self) -> "FrameDreamer":
         self._hooks = FeatureHooks(self.model, self.objective.layers(), optimize=True).__enter__()
@@ -268,7 +271,7 @@ class FrameDreamer:
     def _dream(self, start: torch.Tensor, run: "_FrameRun", settings: DreamSettings,
                anchor: Optional[TemporalAnchor] = None) -> torch.Tensor:
         out = dream_image(self.model, start, run.objective, settings, anchor=anchor, on_step=run.on_step,
-                          hooks=run.hooks, tiles=self.tiles, mask=run.mask)
+                          hooks=run.hooks, tiles=self.tiles, mask=run.mask, ranks=self.ranks)
         return out
 
     def _first(self, raw: torch.Tensor, run: "_FrameRun") -> torch.Tensor:

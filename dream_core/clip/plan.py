@@ -134,10 +134,14 @@ class ClipPlan:
             self.objective = resolve_objective(model, objective)
 
     @property
+    def objectives(self) -> list[Objective]:
+        """Every objective a frame may use: the constant one, or each key's of the objective schedule."""
+        return [self.objective] if self.objective is not None else list(self._objectives.values())
+
+    @property
     def layers(self) -> list[str]:
         """Every layer any frame's objective reads."""
-        objectives = [self.objective] if self.objective is not None else list(self._objectives.values())
-        return sorted({name for o in objectives for name in o.layers()})
+        return sorted({name for o in self.objectives for name in o.layers()})
 
     def __call__(self, index: int) -> FramePlan:
         """The plan of the frame with global ``index``."""

@@ -38,6 +38,7 @@ from ..image_io import from_uint8_hwc, to_uint8_hwc
 from ..image_ops import fit_max_side
 from ..models import load_model
 from ..models.spec import DreamModel
+from ..ranking import rank_clip
 from ..video.encoder import SEGMENT_PRESET, H264Encoder, pad_to_even, segment_crf
 from ..clip.frame_dreamer import FrameDreamer
 from ..clip.loop import MaskProvider, PlanSource, dream_clip
@@ -207,6 +208,10 @@ def dream_segment(job: SegmentJob, segment: Segment, report: Optional[SegmentRep
     body: list[np.ndarray] = []
     dreamed = kept = 0
     with FrameDreamer(model, objective, job.settings, job.video, start_image=start_image) as dreamer:
+        # Ranked picks: on the run's first frame, as the one-worker command ranks them, whichever segment this is.
+        rank_clip(dreamer.ranks, model, getattr(plan, "objectives", [dreamer.objective]), lambda: fit_max_side(
+            from_uint8_hwc(next(read_frames(job.source, job.first_frame, job.first_frame + 1)), device),
+            job.max_side, multiple=EVEN))
         for done in dream_clip(dreamer, raw, estimator, plan=plan, masks=masks):
             frame = pad_to_even(to_uint8_hwc(done.image))  # yuv420p, as the one-worker writer pads it
             dreamed += 1
