@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import numbers
 from dataclasses import dataclass, replace
+from typing import Optional
 
 import torch
 
@@ -56,6 +57,13 @@ class DreamSettings:
             On the CPU, images over 8 MP use tiles of at most 512 px at every octave
             (:func:`~dream_core.dream.memory_tiles`: a 1024 px tile's activations alone take ~1.9 GB).
         tile_overlap: context margin around each tile (pixels).
+        fast_path: how the network runs, not what the dream looks like (same result up to float
+            round-off): ``True`` its execution copy (BatchNorm folded, ``channels_last``, ...; see
+            :mod:`dream_core.fastpath`), ``False`` the network as loaded (debugging, comparison),
+            ``None`` on unless the environment variable ``DEEPDREAM_FAST_PATH`` is ``0``.
+        cuda_graphs: on CUDA, each octave's step is captured once as a CUDA graph and replayed
+            (one launch per step instead of hundreds; same result up to float round-off); ``False``:
+            step by step. The CPU, MPS, tiled octaves and out-of-memory retries always go step by step.
     """
 
     num_octaves: int = 4
@@ -72,6 +80,8 @@ class DreamSettings:
     autocast: str = "none"
     tile_size: int = 1024
     tile_overlap: int = 64
+    fast_path: Optional[bool] = None
+    cuda_graphs: bool = True
 
     def validate(self) -> None:
         """Raise :class:`InvalidParameterError` naming the bad value and the valid range.
@@ -88,6 +98,12 @@ class DreamSettings:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
                 raise InvalidParameterError(f"{name} must be a finite number; got {value!r}.", parameter=name)
+        if self.fast_path is not None and not isinstance(self.fast_path, bool):
+            raise InvalidParameterError(f"fast_path must be True, False or None; got {self.fast_path!r}.",
+                                        parameter="fast_path")
+        if not isinstance(self.cuda_graphs, bool):
+            raise InvalidParameterError(f"cuda_graphs must be True or False; got {self.cuda_graphs!r}.",
+                                        parameter="cuda_graphs")
         checks = [
             (self.num_octaves >= 1, f"num_octaves must be >= 1; got {self.num_octaves}"),
             (self.octave_scale > 1.0, f"octave_scale must be > 1 (e.g. 1.4); got {self.octave_scale}"),

@@ -12,7 +12,7 @@ import logging
 import sys
 from typing import Optional, Sequence
 
-from .. import allocator, fastpath
+from .. import allocator
 from ..errors import DreamCancelled, DreamError, with_remedy
 from ..catalog import layer_catalog
 from ..models import get_spec, list_models
@@ -87,8 +87,6 @@ def main(argv: Optional[Sequence[str]] = None, prog: Optional[str] = None) -> in
         checks.check_run_arguments(args)
         apply_threads(args.threads)
         checks.warn_if_busy(args.threads, args.device)
-        if args.no_fast_path:
-            fastpath.set_enabled(False)
         if args.command != "image":  # the image command decides by the image's size (cli/image.py)
             allocator.keep_freed_memory()  # this process dreams for a long time: reuse freed activation memory
         return args.func(args)
