@@ -163,8 +163,14 @@ class CudaCapture:
         if self.pool is None:
             self.pool = torch.cuda.graph_pool_handle()
         graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph, pool=self.pool, capture_error_mode="thread_local"):
-            body()
+        main = torch.cuda.current_stream(device)
+        try:
+            with torch.cuda.graph(graph, pool=self.pool, capture_error_mode="thread_local"):
+                body()
+        except BaseException:
+            # A capture that ends in an error can leave the capture stream current: put ours back.
+            torch.cuda.set_stream(main)
+            raise
         return graph.replay
 
 
