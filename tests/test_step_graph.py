@@ -148,6 +148,25 @@ def test_graphs_kept_per_hooks_are_bounded(tiny_model, graphs_on_cpu):
         assert len(graphs) == MAX_GRAPHS and capturer.captures == MAX_GRAPHS + 3
 
 
+def test_a_stable_clip_through_graphs_is_the_stepped_clip(tiny_model, graphs_on_cpu):
+    """A clip's frames share hooks and graphs: the first frame captures without an anchor, the later ones with
+    it, and every later frame reloads image and anchor into the same graphs."""
+    from conftest import panning_clip
+    from dream_core.flow import FlowEstimator
+    from dream_core.video import FrameDreamer, VideoSettings, dream_clip
+
+    clip = panning_clip(frames=4, h=48, w=64)
+    outs = {}
+    for graphs in (True, False):
+        capturer = EagerCapture()
+        with FrameDreamer(tiny_model, "conv2", S.with_(cuda_graphs=graphs), VideoSettings(mode="stable")) as dreamer:
+            StepGraphs.of(dreamer._hooks, capturer)
+            outs[graphs] = [d.image for d in dream_clip(dreamer, ((i, f[None]) for i, f in enumerate(clip)),
+                                                        FlowEstimator("dis"))]
+        assert capturer.captures == (4 if graphs else 0)  # 2 octaves, without and with the anchor
+    assert all(torch.equal(a, b) for a, b in zip(outs[True], outs[False]))
+
+
 def test_on_the_cpu_nothing_is_captured(tiny_model):
     x = textured_image(40, 56)
     with FeatureHooks(tiny_model, ["conv2"], optimize=True) as hooks:
@@ -194,3 +213,24 @@ def test_cuda_graphs_are_captured_once_per_clip():
         graphs = StepGraphs.of(dreamer._hooks)
         assert graphs.captured() == 2 and len(graphs) == 2
     assert all(torch.isfinite(o).all() for o in outs)
+
+
+@pytest.mark.cuda
+def test_stable_mode_clip_with_graphs_matches_stepping():
+    """Later frames of a stable clip carry an anchor: graphs with the anchor's static buffers, reloaded per frame."""
+    from conftest import panning_clip
+    from dream_core.flow import FlowEstimator
+    from dream_core.video import FrameDreamer, VideoSettings, dream_clip
+
+    model = _cuda_model()
+    clip = panning_clip(frames=4, h=96, w=128).cuda()
+    outs = {}
+    for graphs in (True, False):
+        s = DreamSettings(num_octaves=2, num_iterations=5, cuda_graphs=graphs)
+        with FrameDreamer(model, None, s, VideoSettings(mode="stable")) as dreamer:
+            outs[graphs] = [d.image for d in dream_clip(dreamer, ((i, f[None]) for i, f in enumerate(clip)),
+                                                        FlowEstimator("dis"))]
+            if graphs:
+                assert StepGraphs.of(dreamer._hooks).captured() == 4  # 2 octaves, without and with the anchor
+    for with_graphs, stepped, raw in zip(outs[True], outs[False], clip):
+        assert (with_graphs - stepped).abs().mean() < 0.05 * (stepped - raw[None]).abs().mean()
