@@ -47,10 +47,25 @@ def test_weight_and_bias_gradients_when_asked():
         torch.testing.assert_close(a, b)
 
 
-def test_cudnn_flag_is_restored_after_forward_and_backward():
+def test_forward_and_backward_run_with_cudnn_off_and_the_flag_comes_back():
+    """What makes PyTorch pick its native depthwise kernels on CUDA: cuDNN off at both convolutions, and only there."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    class FlagAtConvolutions(TorchDispatchMode):
+        def __init__(self) -> None:
+            super().__init__()
+            self.seen: list[tuple[str, bool]] = []
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            if func.overloadpacket in (torch.ops.aten.convolution, torch.ops.aten.convolution_backward):
+                self.seen.append((func.overloadpacket.__name__, torch.backends.cudnn.enabled))
+            return func(*args, **(kwargs or {}))
+
     native = NativeDepthwiseConv2d.from_conv(_depthwise("plain", torch.float32))
     x = torch.rand(1, 6, 9, 9, requires_grad=True)
-    native(x).sum().backward()
+    with FlagAtConvolutions() as mode:
+        (grad,) = torch.autograd.grad(native(x).sum(), x)
+    assert mode.seen == [("convolution", False), ("convolution_backward", False)]
     assert torch.backends.cudnn.enabled
 
 
