@@ -287,10 +287,17 @@ def clip_frames(count: int, size: Optional[tuple[int, int]], path: Path = CLIP, 
         if len(frames) == count:
             return frames
     h, w = size or SIZES["720p"]
-    g = torch.Generator().manual_seed(0)
-    scene = torch.nn.functional.interpolate(torch.rand(1, 3, h // 16 + 2, (w + 8 * count) // 16 + 2, generator=g),
-                                            size=(h, w + 8 * count), mode="bicubic", align_corners=False).clamp(0, 1)
+    scene = synthetic_scene(count, (h, w))
     return [scene[..., 8 * t: 8 * t + w].contiguous() for t in range(count)]
+
+
+def synthetic_scene(count: int, size: tuple[int, int]) -> torch.Tensor:
+    """A smooth random landscape ``[1,3,h,w + 8 * count]`` in 0..1: frame ``t`` of the synthetic pan is
+    its columns ``8t .. 8t + w`` (what :func:`clip_frames` returns without the clip)."""
+    h, w = size
+    g = torch.Generator().manual_seed(0)
+    return torch.nn.functional.interpolate(torch.rand(1, 3, h // 16 + 2, (w + 8 * count) // 16 + 2, generator=g),
+                                           size=(h, w + 8 * count), mode="bicubic", align_corners=False).clamp(0, 1)
 
 
 def real_image(size: tuple[int, int], device: torch.device) -> torch.Tensor:

@@ -56,6 +56,7 @@ from .clip import (
     dream_frames,
     frame_range,
 )
+from .warmup import warm_up, warm_up_in_background
 
 __all__ = [
     "DEFAULT_FLOW_METHOD", "DEFAULT_VIDEO_MODE", "FLOW_METHODS", "ClipState", "DreamedFrame", "FlowEstimator",
@@ -66,6 +67,6 @@ __all__ = [
     "FeatureHooks", "FlowError", "InvalidImageError", "InvalidParameterError", "Objective", "ObjectiveSyntaxError",
     "TemporalAnchor", "UnknownLayerError", "UnknownModelError", "VideoError", "WeightsError", "channel",
     "count_hooks", "dream_image", "get_spec", "layer", "list_models", "load_model", "objective_value",
-    "parse_objective",
+    "parse_objective", "warm_up", "warm_up_in_background",
     "LOSS_MODES", "ChannelRanks", "all_but", "ranked", "strongest_channels",
 ]

@@ -17,6 +17,13 @@ Recipe for one step at one octave (the image ``x`` is RGB ``[B,3,h,w]`` in ``0..
 6. optional temporal pull towards an anchor image on reliable pixels (video);
 7. clamp to ``0..1``.
 
+Steps 1-7 are one function, :func:`dream_core.dream_step.dream_step`. On CUDA each
+untiled octave's step is captured once as a CUDA graph and replayed
+(:mod:`dream_core.step_graph`); the CPU, MPS, tiled octaves and out-of-memory
+retries go step by step. Both jitter by the same offsets, drawn for the whole
+dream from the seeded generator. On CUDA the dream runs with cuDNN's benchmark
+mode off, restored afterwards (:func:`dream_core.backends.dream_flags`).
+
 Octaves: the start image is shrunk ``num_octaves - 1`` times by
 ``octave_scale``; dreaming starts at the smallest size and the *detail*
 (dreamed minus base) is upscaled and added to the next size's base, as in
@@ -33,14 +40,17 @@ from typing import Callable, Optional
 import torch
 
 from .allocator import tiles_on_the_heap
+from .backends import dream_flags
+from .dream_step import HostShift, StepTerms, autocast_context, draw_jitter, dream_step, gradient_at
 from .errors import InvalidImageError, InvalidParameterError
+from .fastpath import use_fast_path
 from .features import FeatureHooks, grad_enabled_outside_inference
 from .image_ops import MAX_PIXELS, as_mask, fit_max_side, keep_colours, octave_sizes, resize, to_rgb
 from .models.spec import DreamModel
 from .objectives import GuideObjective, Objective, SumObjective, resolve_objective
 from .ranking import ChannelRanks, bind_ranks
 from .settings import AUTOCAST_DTYPES, DreamSettings
-from .step import step_direction
+from .step_graph import StepGraphs, wanted
 
 log = logging.getLogger(__name__)
 
@@ -83,12 +93,14 @@ class TemporalAnchor:
     strength: float
 
 
-def guide_objective(model: DreamModel, objective: Objective, guide: torch.Tensor, max_side: int = 512) -> Objective:
+def guide_objective(model: DreamModel, objective: Objective, guide: torch.Tensor, max_side: int = 512,
+                    *, fast_path: Optional[bool] = None) -> Objective:
     """Objective that pulls the dream towards ``guide``'s features at ``objective``'s layers.
 
     Args:
         guide: RGB ``[1,3,H,W]`` (or ``[B,...]``, first item used) in ``0..1``; shrunk to
             ``max_side`` so its feature map stays small.
+        fast_path: read the features on the execution copy (``DreamSettings.fast_path``).
 
     Raises:
         InvalidImageError: the guide is not an image, or smaller than the network's
@@ -106,7 +118,8 @@ def guide_objective(model: DreamModel, objective: Objective, guide: torch.Tensor
         )
     guide = fit_max_side(guide.to(device=model.device, dtype=model.dtype), max_side)
     layers = objective.layers()
-    with grad_enabled_outside_inference(), torch.no_grad(), FeatureHooks(model, layers, optimize=True) as hooks:
+    with grad_enabled_outside_inference(), torch.no_grad(), \
+            FeatureHooks(model, layers, optimize=use_fast_path(fast_path)) as hooks:
         feats = hooks.run(guide.clone())
     terms = [GuideObjective(name, feats[name][0].flatten(1).detach()) for name in layers]
     return terms[0] if len(terms) == 1 else SumObjective(terms)
@@ -142,14 +155,9 @@ def _objective_gradient(
     """
     _, _, h, w = image.shape
     device_type = image.device.type
-    amp = torch.autocast(device_type, dtype=amp_dtype) if amp_dtype is not None else nullcontext()
-    oy, ox = shift
+    amp = autocast_context(device_type, amp_dtype)
     if h <= settings.tile_size and w <= settings.tile_size:
-        x = torch.roll(image.detach(), shifts=(oy, ox), dims=(2, 3)).requires_grad_(True)
-        with amp:
-            value = objective(hooks.run(x))
-        (grad,) = torch.autograd.grad(value.sum(), x)
-        return torch.roll(grad, shifts=(-oy, -ox), dims=(2, 3)), value.detach()
+        return gradient_at(hooks, objective, image, HostShift(*shift), amp)
     grad = torch.zeros_like(image)
     with tiles_on_the_heap() if device_type == "cpu" else nullcontext():
         total = _tile_gradients(hooks, objective, image, settings, amp, shift, grad)
@@ -317,7 +325,9 @@ def dream_image(
         guide: optional RGB image whose features the dream should resemble (guided dreaming).
         anchor: optional temporal pull towards a target on reliable pixels (video).
         on_step: progress callback ``(step, total, current)``; raise in it to cancel.
-        hooks: already-entered :class:`FeatureHooks` for ``objective``'s layers (video reuses them).
+        hooks: already-entered :class:`FeatureHooks` for ``objective``'s layers (video reuses them,
+            and the CUDA graphs captured with them). Hooks on the execution copy are not used when
+            ``settings.fast_path`` turns the fast path off: the dream then runs ``model.net``.
         tiles: a :class:`TileBudget` shared with other dreams (a clip's frames): starts from
             the tile size it learned and learns a smaller one after an out-of-memory error.
         mask: where to dream, ``[1,1,H,W]`` or ``[H,W]`` in ``0..1`` (1 = dream, fractions scale
@@ -336,7 +346,7 @@ def dream_image(
     image = check_image_for_dream(image, model, settings)
     objective = bind_ranks(model, resolve_objective(model, objective), image, ranks)
     if guide is not None:
-        objective = guide_objective(model, objective, guide)
+        objective = guide_objective(model, objective, guide, fast_path=settings.fast_path)
     amp_dtype = AUTOCAST_DTYPES[settings.autocast]
     with grad_enabled_outside_inference():
         # Never modified in place, so no copy is made unless it is an inference-mode tensor.
@@ -366,44 +376,62 @@ def _dream_octaves(
 ) -> torch.Tensor:
     h, w = base.shape[-2:]
     sizes = octave_sizes(h, w, settings.num_octaves, settings.octave_scale)
-    total = len(sizes) * settings.num_iterations
-    gen = torch.Generator().manual_seed(int(settings.seed))
-    own_hooks = hooks is None
-    ctx = FeatureHooks(model, objective.layers(), optimize=True) if own_hooks else nullcontext(hooks)
+    n = settings.num_iterations
+    total = len(sizes) * n
+    offsets = draw_jitter(settings, total)  # (ox, oy) of every step, in order
+    device_offsets: Optional[torch.Tensor] = None  # the same on the device, for CUDA graphs (made when needed)
+    fast = use_fast_path(settings.fast_path)
+    own_hooks = hooks is None or (hooks.optimize and not fast)
+    ctx = FeatureHooks(model, objective.layers(), optimize=fast) if own_hooks else nullcontext(hooks)
     step = 0
     detail: Optional[torch.Tensor] = None
     grad_settings = settings if tiles is None else tiles.apply(settings)  # tile_size may shrink after an OOM
     step_settings = memory_tiles(grad_settings, (h, w), base.device)  # the full size: base stays all along
-    with ctx as active:
+
+    def gradient(k: int):  # the step-by-step gradient of step k: tiles, out-of-memory back-off
+        def at(image: torch.Tensor) -> torch.Tensor:
+            nonlocal grad_settings, step_settings
+            ox, oy = (int(v) for v in offsets[k])
+            grad, used = _gradient_backing_off(active, objective, image, step_settings, amp_dtype, (oy, ox))
+            if used is not step_settings:  # an out-of-memory error shrank the tiles: keep that size
+                grad_settings = step_settings = used
+            return grad
+        return at
+
+    with dream_flags(base.device), ctx as active:
         for octave, size in enumerate(sizes):
             octave_base = resize(base, size)
             x = octave_base if detail is None else octave_base + resize(detail, size)
             detail = None  # memory: at most one full-size image besides ``base`` and ``x`` outlives a step
+            terms = StepTerms(float(settings.learning_rate) if mask is None else
+                              settings.learning_rate * resize(mask, size))
             if anchor is not None:
-                a_target = resize(anchor.target.to(base), size)
-                a_weight = resize(anchor.weight.to(base), size) * anchor.strength
-            step_scale = settings.learning_rate if mask is None else settings.learning_rate * resize(mask, size)
-            for _ in range(settings.num_iterations):
-                ox, oy = (torch.randint(-settings.jitter, settings.jitter + 1, (2,), generator=gen).tolist()
-                          if settings.jitter else (0, 0))
-                grad, used = _gradient_backing_off(active, objective, x, step_settings, amp_dtype, (oy, ox))
-                if used is not step_settings:  # an out-of-memory error shrank the tiles: keep that size
-                    grad_settings = step_settings = used
-                # Handed over, not kept: step_direction can free the raw gradient once it has
-                # derived the next image from it (one full-size buffer less at its peak).
-                pending = [grad]
-                del grad
-                grad = step_direction(pending.pop(), settings.step_rule, smoothing=settings.gradient_smoothing,
-                                      colour_decorrelation=settings.colour_decorrelation,
-                                      laplacian_levels=settings.laplacian_levels)
-                x = x + step_scale * grad
-                del grad
-                if anchor is not None:
-                    x = x + a_weight * (a_target - x)
-                x = x.clamp(0, 1)
+                terms.anchor_target = resize(anchor.target.to(base), size)
+                terms.anchor_weight = resize(anchor.weight.to(base), size) * anchor.strength
+            graph = None
+            if wanted(x, settings, step_settings.tile_size):
+                graph = StepGraphs.of(active).for_octave(active, objective, settings, amp_dtype, x, terms, n)
+            if graph is not None:
+                x = graph.x  # the graph's static buffer holds the image from here
+                if device_offsets is None:  # one copy per dream, none per step
+                    device_offsets = (offsets.pin_memory().to(base.device, non_blocking=True)
+                                      if base.device.type == "cuda" else offsets.to(base.device))
+            for i in range(n):
+                k = octave * n + i
+                made = False
+                if graph is not None and device_offsets is not None:
+                    made = graph.step(device_offsets[k])
+                    if not graph.usable:  # not capturable: on step by step from here
+                        x, graph = graph.x.clone(), None
+                if not made:
+                    current = [x]  # handed over: the old image is freed once the update is made
+                    del x
+                    x = dream_step(current, gradient(k), settings, terms)
                 step += 1
                 if on_step is not None:
-                    on_step(step, total, x)
+                    on_step(step, total, x if graph is None else x.clone())
+            if graph is not None:
+                x = x.clone()  # the graph's buffer is overwritten by the next dream
             if octave < len(sizes) - 1:
                 detail = x - octave_base
     if tiles is not None and grad_settings is not settings:

@@ -6,11 +6,10 @@ requested layer raises :class:`_StopForward` so the rest of the network never
 runs (the network is *truncated* after the deepest layer without rewriting
 any architecture's ``forward``).
 
-With ``optimize=True`` (what the dream loop uses) the forward runs on the
+With ``optimize=True`` (what the dream loop uses unless a dream's
+``DreamSettings.fast_path`` says otherwise) the forward runs on the
 *execution copy* of the network (:mod:`dream_core.fastpath`: BatchNorm folded,
-``channels_last``, closed-form LRN, polyphase stems; checked on a probe image),
-unless the fast path is switched off (``DEEPDREAM_FAST_PATH=0``,
-:func:`dream_core.fastpath.set_enabled`).
+``channels_last``, closed-form LRN, polyphase stems; checked on a probe image).
 """
 
 from __future__ import annotations
@@ -81,12 +80,14 @@ class FeatureHooks:
             into convolutions, ``channels_last``; see
             :func:`dream_core.fastpath.execution_net`) instead of ``model.net``.
             Same features up to float round-off, faster; hooks of your own on
-            ``model.net`` do not see these forwards. Ignored while the fast path
-            is switched off (:mod:`dream_core.fastpath.switch`).
+            ``model.net`` do not see these forwards.
         channels_last: with ``optimize``, force the memory format on (``True``)
             or off (``False``); ``None`` picks it by device (on for CPU and CUDA).
         polyphase: with ``optimize``, force the polyphase input gradient of the
             stem on or off; ``None`` picks it by device (on for CPU).
+        depthwise: with ``optimize``, force depthwise convolutions onto ATen's native
+            kernels (``True``) or leave them to cuDNN (``False``); ``None`` picks it by
+            device (on for CUDA; :mod:`dream_core.fastpath.depthwise`).
     """
 
     def __init__(
@@ -98,6 +99,7 @@ class FeatureHooks:
         optimize: bool = False,
         channels_last: Optional[bool] = None,
         polyphase: Optional[bool] = None,
+        depthwise: Optional[bool] = None,
     ) -> None:
         if not layers:
             raise InvalidParameterError("At least one layer is needed to read features; none was given.")
@@ -109,14 +111,17 @@ class FeatureHooks:
         self.optimize = optimize
         self.channels_last = channels_last
         self.polyphase = polyphase
+        self.depthwise = depthwise
         self._net: nn.Module = model.net
         self._channels_last = False
         self._norm: Optional[tuple[torch.Tensor, torch.Tensor]] = None
         self._handles: list[RemovableHandle] = []
         self._store: dict[str, torch.Tensor] = {}
         self._running = False  # hooks act only during this object's own run()
-        self._fast = False  # optimize, and the fast path switched on (decided on entering)
         self._lock: Optional[threading.RLock] = None  # held from entering to remove()
+        #: State that lives as long as these hooks and is dropped by :meth:`remove` (the dream
+        #: step's captured CUDA graphs, :mod:`dream_core.step_graph`).
+        self.cache: dict[object, object] = {}
 
     def __enter__(self) -> "FeatureHooks":
         lock = model_lock(self.model)
@@ -132,15 +137,15 @@ class FeatureHooks:
         return self
 
     def _attach(self) -> None:
-        self._fast = self.optimize and fastpath.enabled()
-        if self._fast:
+        if self.optimize:
             cl = fastpath.channels_last_pays(self.model) if self.channels_last is None else self.channels_last
-            self._net = fastpath.execution_net(self.model, channels_last=cl, polyphase=self.polyphase)
+            self._net = fastpath.execution_net(self.model, channels_last=cl, polyphase=self.polyphase,
+                                               depthwise=self.depthwise)
             self._channels_last = cl
         else:
             self._net, self._channels_last = self.model.net, False
         for name in self.layers:
-            module = self._net.get_submodule(self.model.spec.layers[name]) if self._fast else self.modules[name]
+            module = self._net.get_submodule(self.model.spec.layers[name]) if self.optimize else self.modules[name]
             self._handles.append(module.register_forward_hook(self._make_hook(name)))
 
     def __exit__(self, *exc: object) -> None:
@@ -152,6 +157,7 @@ class FeatureHooks:
             handle.remove()
         self._handles.clear()
         self._store = {}
+        self.cache.clear()
         lock, self._lock = self._lock, None
         if lock is not None:
             lock.release()
@@ -169,7 +175,7 @@ class FeatureHooks:
         return hook
 
     def _normalize(self, image: torch.Tensor) -> torch.Tensor:
-        if not self._fast:
+        if not self.optimize:
             return self.model.normalize(image)
         # (x * value_scale - mean) / std as one multiply-add with constants made once.
         norm = self.model.spec.normalization

@@ -152,10 +152,17 @@ def _shifted_sum(image: torch.Tensor, taps: Sequence[float], dim: int, stride: i
     return out
 
 
+@functools.lru_cache(maxsize=32)
+def _taps_tensor(taps: tuple[float, ...], device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+    """``taps`` as a tensor on ``device``, made once (no host-to-device copy per call: capturable in a CUDA graph)."""
+    with torch.inference_mode(False):
+        return torch.tensor(taps, device=device, dtype=dtype)
+
+
 def _convolve_axes(image: torch.Tensor, taps: Sequence[float]) -> torch.Tensor:
     r = len(taps) // 2
     c = image.shape[1]
-    kernel = torch.tensor(taps, device=image.device, dtype=image.dtype)
+    kernel = _taps_tensor(tuple(taps), image.device, image.dtype)
     out = F.conv2d(F.pad(image, (r, r, 0, 0), mode="reflect"), kernel.view(1, 1, 1, -1).expand(c, 1, 1, -1), groups=c)
     return F.conv2d(F.pad(out, (0, 0, r, r), mode="reflect"), kernel.view(1, 1, -1, 1).expand(c, 1, -1, 1), groups=c)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from typing import Optional
 
 import torch
 
@@ -94,6 +95,17 @@ class DreamSettings:
         64, minimum=0, maximum=4096, step=8, flag="--tile-overlap",
         help="Context pixels around each tile (below half the tile_size). Larger -> fewer seams, slower.")
 
+    # How the network runs, not what the dream looks like (the same result up to float round-off): no
+    # widget or schedule; the command line's --no-fast-path sets fast_path for its run (see EXECUTION_FIELDS).
+    #: ``True``: the network's execution copy (BatchNorm folded, ``channels_last``, ...; see
+    #: :mod:`dream_core.fastpath`); ``False``: the network as loaded (debugging, comparison); ``None``: on
+    #: unless the environment variable ``DEEPDREAM_FAST_PATH`` is ``0`` (read at call time).
+    fast_path: Optional[bool] = None
+    #: On CUDA, each untiled octave's step is captured once as a CUDA graph and replayed (one launch per step
+    #: instead of hundreds); ``False``: step by step. The CPU, MPS, tiled octaves and out-of-memory retries
+    #: always go step by step.
+    cuda_graphs: bool = True
+
     def validate(self) -> None:
         """Raise :class:`InvalidParameterError` naming the bad value and the valid range.
 
@@ -101,6 +113,12 @@ class DreamSettings:
         integer fields integers, values in range), then the tile overlap against the tile size.
         """
         check_options(self)
+        if self.fast_path is not None and not isinstance(self.fast_path, bool):
+            raise InvalidParameterError(f"fast_path must be True, False or None; got {self.fast_path!r}.",
+                                        parameter="fast_path")
+        if not isinstance(self.cuda_graphs, bool):
+            raise InvalidParameterError(f"cuda_graphs must be True or False; got {self.cuda_graphs!r}.",
+                                        parameter="cuda_graphs")
         if self.tile_overlap >= self.tile_size // 2:
             raise InvalidParameterError(
                 f"tile_overlap must be below half the tile_size: {self.tile_overlap} px of overlap need a tile_size "

@@ -71,19 +71,14 @@ class _CountingStage(torch.nn.Module):
 
 @pytest.mark.parametrize("fast_path", [True, False])
 def test_truncation_skips_layers_after_the_deepest(tiny_model, fast_path):
-    from dream_core import fastpath
-
     tiny_model.net.conv3.append(_CountingStage())  # runs only if the forward goes past conv2
-    fastpath.set_enabled(fast_path)
-    try:
-        dream_image(tiny_model, textured_image(32, 32), "conv2", FAST)  # builds the execution copy (probe runs)
-        _CountingStage.calls = 0
-        dream_image(tiny_model, textured_image(32, 32), "conv2", FAST)
-        assert _CountingStage.calls == 0
-        dream_image(tiny_model, textured_image(32, 32), "conv3", FAST)  # the stage itself is reached
-        assert _CountingStage.calls == FAST.num_octaves * FAST.num_iterations
-    finally:
-        fastpath.set_enabled(True)
+    settings = FAST.with_(fast_path=fast_path)
+    dream_image(tiny_model, textured_image(32, 32), "conv2", settings)  # builds the execution copy (probe runs)
+    _CountingStage.calls = 0
+    dream_image(tiny_model, textured_image(32, 32), "conv2", settings)
+    assert _CountingStage.calls == 0
+    dream_image(tiny_model, textured_image(32, 32), "conv3", settings)  # the stage itself is reached
+    assert _CountingStage.calls == FAST.num_octaves * FAST.num_iterations
 
 
 def test_works_inside_inference_mode(tiny_model):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 
 import pytest
 import torch
@@ -35,7 +34,7 @@ def settings_node(**over) -> dict:
 
 
 def test_settings_node_holds_every_setting_but_the_everyday_ones():
-    every = {f.name for f in dataclasses.fields(core.DreamSettings)} | {f.name for f in dataclasses.fields(core.VideoSettings)}
+    every = set(core.options.options(core.DreamSettings)) | set(core.options.options(core.VideoSettings))
     carried = settings_node()
     assert set(carried) == every - {"learning_rate", "seed", "mode"}
     assert M["DDVSettings"].RETURN_TYPES == ("DEEPDREAM_SETTINGS",) == (nodes.common.SETTINGS_TYPE,)

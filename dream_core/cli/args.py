@@ -176,7 +176,7 @@ def add_dream_arguments(p: argparse.ArgumentParser, *, schedules: bool = False) 
                         "work shares, --threads 1 can be several times faster (benchmarks/RESULTS.md, 'Threads')")
     r.add_argument("--no-fast-path", action="store_true",
                    help="run the network as loaded instead of its optimised execution copy (debugging, comparison; "
-                        "same as DEEPDREAM_FAST_PATH=0)")
+                        "for this run only; DEEPDREAM_FAST_PATH=0 makes it the default)")
 
 
 def settings_from_args(args: argparse.Namespace) -> DreamSettings:
@@ -187,7 +187,7 @@ def settings_from_args(args: argparse.Namespace) -> DreamSettings:
     base = DreamSettings(**{
         name: option.default if isinstance(getattr(args, name), Keyed) else getattr(args, name)
         for name, option in options(DreamSettings).items() if not option.look
-    })
+    }, fast_path=False if getattr(args, "no_fast_path", False) else None)
     given = {field: getattr(args, field) for field in LOOK_FIELDS
              if getattr(args, field) is not None and not isinstance(getattr(args, field), Keyed)}
     return preset_settings(args.preset, base, **given)

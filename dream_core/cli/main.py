@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 from typing import Optional, Sequence
 
-from .. import allocator, fastpath
+from .. import allocator
 from ..errors import DreamCancelled, DreamError, with_remedy
 from ..catalog import layer_catalog
 from ..errors import InvalidParameterError
@@ -109,8 +109,6 @@ def main(argv: Optional[Sequence[str]] = None, prog: Optional[str] = None) -> in
         checks.check_run_arguments(args)
         apply_threads(args.threads)
         checks.warn_if_busy(args.threads, args.device)
-        if args.no_fast_path:
-            fastpath.set_enabled(False)
         if args.command != "image":  # the image command decides by the image's size (cli/image.py)
             allocator.keep_freed_memory()  # this process dreams for a long time: reuse freed activation memory
         return args.func(args)

@@ -6,12 +6,12 @@ polyphase input gradients for strided stems and ``channels_last`` weights
 original on a probe image (:mod:`.execution`, :mod:`.check`).
 ``FeatureHooks(..., optimize=True)`` uses it.
 
-One switch turns it off (debugging, comparison): the environment variable
-``DEEPDREAM_FAST_PATH=0``, :func:`set_enabled`, :func:`disabled`, or the
-command line's ``--no-fast-path`` (:mod:`.switch`).
+Whether a dream uses it is chosen per call (``DreamSettings.fast_path``; the
+command line's ``--no-fast-path``), with a default from the environment
+variable ``DEEPDREAM_FAST_PATH`` (:mod:`.switch`).
 """
 
 from .execution import channels_last_pays, execution_copies, execution_net
-from .switch import ENV_VAR, disabled, enabled, set_enabled
+from .switch import ENV_VAR, default_enabled, use_fast_path
 
-__all__ = ["ENV_VAR", "channels_last_pays", "disabled", "enabled", "execution_copies", "execution_net", "set_enabled"]
+__all__ = ["ENV_VAR", "channels_last_pays", "default_enabled", "execution_copies", "execution_net", "use_fast_path"]

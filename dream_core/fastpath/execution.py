@@ -4,8 +4,8 @@
 of ``model.net`` with new module objects that share every tensor they do not
 change, applies the rewrites of :mod:`dream_core.fastpath.rewrites`, and keeps
 the copy only when the probe check (:mod:`dream_core.fastpath.check`) finds the
-same features and image gradient. With the switch off
-(:mod:`dream_core.fastpath.switch`) it returns ``model.net``.
+same features and image gradient. Whether a dream runs the copy is the caller's
+choice (``DreamSettings.fast_path``, :mod:`dream_core.fastpath.switch`).
 """
 
 from __future__ import annotations
@@ -19,17 +19,17 @@ from typing import TYPE_CHECKING, Optional
 import torch
 from torch import nn
 
+from ..backends import dream_flags
 from . import rewrites
-from .check import same_features
-from .switch import enabled
+from .check import precision_regime, same_features
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..models.spec import DreamModel
 
 log = logging.getLogger(__name__)
 
-#: model -> {(channels_last, polyphase): (weights key, execution net)}
-_CACHE: "weakref.WeakKeyDictionary[DreamModel, dict[tuple[bool, bool], tuple[tuple, nn.Module]]]" = weakref.WeakKeyDictionary()
+#: model -> {(channels_last, polyphase, depthwise, precision regime): (weights key, execution net)}
+_CACHE: "weakref.WeakKeyDictionary[DreamModel, dict[tuple, tuple[tuple, nn.Module]]]" = weakref.WeakKeyDictionary()
 _LOCK = threading.Lock()
 
 
@@ -45,7 +45,8 @@ def _weights_key(net: nn.Module) -> tuple:
 
 
 def execution_net(
-    model: "DreamModel", *, channels_last: Optional[bool] = None, polyphase: Optional[bool] = None
+    model: "DreamModel", *, channels_last: Optional[bool] = None, polyphase: Optional[bool] = None,
+    depthwise: Optional[bool] = None,
 ) -> nn.Module:
     """The network the dream loop runs: a copy of ``model.net`` made for speed.
 
@@ -68,34 +69,40 @@ def execution_net(
       channels, e.g. GoogLeNet's 7x7 stride-2 stem) compute their input gradient
       as one stride-1 convolution plus a pixel shuffle
       (:class:`~dream_core.fastpath.polyphase.PolyphaseConv2d`; 1.9x faster for that stem);
+    * with ``depthwise`` (``None``: on for CUDA), depthwise convolutions run ATen's
+      native kernels instead of cuDNN's, forward and backward
+      (:class:`~dream_core.fastpath.depthwise.NativeDepthwiseConv2d`: no per-shape engine setup);
     * with ``channels_last`` (``None``: on for CPU and CUDA), convolution weights
       are stored NHWC so the NHWC kernels run (1.3-2.4x faster on CPU; see
       benchmarks/RESULTS.md).
 
     The copy is checked against ``model.net`` on a probe image (every named
     layer's features and their gradient w.r.t. the probe, relative tolerance
-    1e-3 and 5%); on a mismatch it is rebuilt without the
-    padding, LRN and polyphase rewrites, and if that fails too ``model.net`` itself is returned
-    with a warning. Cached per model; rebuilt when the model's
-    weights, device or dtype change. With the fast path switched off
-    (:func:`dream_core.fastpath.set_enabled`, ``DEEPDREAM_FAST_PATH=0``) returns ``model.net``.
+    1e-3 and 5%, widened by the rounding noise of TF32 or an enclosing autocast
+    when the device computes at that precision: :mod:`dream_core.fastpath.check`);
+    on a mismatch it is rebuilt without the padding, LRN, polyphase and depthwise
+    rewrites, and if that fails too ``model.net`` itself is returned
+    with a warning. Cached per model and precision in effect; rebuilt when the model's
+    weights, device or dtype change. The probe runs with cuDNN's benchmark mode off
+    (:func:`dream_core.backends.dream_flags`).
 
     Returns:
         ``nn.Module`` in eval mode with frozen parameters, on the model's device and dtype.
     """
-    if not enabled():
-        return model.net
+    device = model.device
     cl = channels_last_pays(model) if channels_last is None else bool(channels_last)
-    poly = model.device.type == "cpu" if polyphase is None else bool(polyphase)
+    poly = device.type == "cpu" if polyphase is None else bool(polyphase)
+    dw = device.type == "cuda" if depthwise is None else bool(depthwise)
     key = _weights_key(model.net)
+    options = (cl, poly, dw, precision_regime(device))
     with _LOCK:
         per_model = _CACHE.setdefault(model, {})
-        cached = per_model.get((cl, poly))
+        cached = per_model.get(options)
         if cached is not None and cached[0] == key:
             return cached[1]
-        with torch.inference_mode(False), torch.no_grad():
-            net = _build(model, cl, poly)
-        per_model[(cl, poly)] = (key, net)
+        with torch.inference_mode(False), torch.no_grad(), dream_flags(device):
+            net = _build(model, cl, poly, dw)
+        per_model[options] = (key, net)
         return net
 
 
@@ -115,7 +122,7 @@ def _structural_copy(net: nn.Module) -> nn.Module:
     return twin
 
 
-def _build(model: "DreamModel", channels_last: bool, polyphase: bool) -> nn.Module:
+def _build(model: "DreamModel", channels_last: bool, polyphase: bool, depthwise: bool) -> nn.Module:
     if model.net.training:
         return model.net
     reference = _structural_copy(model.net)
@@ -126,26 +133,28 @@ def _build(model: "DreamModel", channels_last: bool, polyphase: bool) -> nn.Modu
     pairs = rewrites.conv_bn_pairs(model, reference, probe) if foldable else []
     padded, lrns = rewrites.static_padding_candidates(reference), rewrites.lrn_candidates(reference)
     strided = rewrites.polyphase_candidates(reference) if polyphase else []
-    if not pairs and not padded and not lrns and not strided and not channels_last:
+    depthwise_convs = rewrites.depthwise_candidates(reference) if depthwise else []
+    if not pairs and not padded and not lrns and not strided and not depthwise_convs and not channels_last:
         return model.net
     # Try everything; if the probe disagrees, try again without the module rewrites, then give up.
-    module_rewrites = (padded, lrns, strided)
-    attempts = [module_rewrites, ([], [], [])] if any(module_rewrites) else [([], [], [])]
-    for pad_names, lrn_names, strided_names in attempts:
+    module_rewrites = (padded, lrns, strided, depthwise_convs)
+    attempts = [module_rewrites, ([], [], [], [])] if any(module_rewrites) else [([], [], [], [])]
+    for pad_names, lrn_names, strided_names, depthwise_names in attempts:
         fast = _structural_copy(model.net)
         rewrites.to_static_padding(fast, pad_names)
         rewrites.replace_lrn(fast, lrn_names)
         for conv_name, bn_name in pairs:
             rewrites.fold_pair(fast, conv_name, bn_name)
         rewrites.to_polyphase(fast, strided_names)  # after folding: shares the folded weight and bias
+        rewrites.to_native_depthwise(fast, depthwise_names)  # after folding, like the polyphase stems
         if channels_last:
             rewrites.to_channels_last(fast)
         fast.eval()
         if same_features(model, reference, fast, probe):
             log.debug("Execution copy of %s: %d BatchNorm layers folded, %d convolutions with static padding, "
                       "%d LRN layers with a closed-form backward, %d strided convolutions with polyphase input gradients, "
-                      "channels_last=%s", model.name, len(pairs), len(pad_names), len(lrn_names),
-                      len(strided_names), channels_last)
+                      "%d depthwise convolutions on native kernels, channels_last=%s", model.name, len(pairs),
+                      len(pad_names), len(lrn_names), len(strided_names), len(depthwise_names), channels_last)
             return fast
     log.warning("The optimised copy of %s computes different features; running the original network.", model.name)
     return model.net

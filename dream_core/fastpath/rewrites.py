@@ -11,6 +11,8 @@ gradients on a probe (:mod:`dream_core.fastpath.check`).
 * LRN: ``nn.LocalResponseNorm`` becomes :class:`~dream_core.fastpath.lrn.ChannelWindowLRN`.
 * Polyphase: strided convolutions reading the image become
   :class:`~dream_core.fastpath.polyphase.PolyphaseConv2d`.
+* Native depthwise: depthwise convolutions become
+  :class:`~dream_core.fastpath.depthwise.NativeDepthwiseConv2d` (CUDA: no cuDNN per-shape setup).
 * ``channels_last``: convolution weights stored NHWC.
 """
 
@@ -22,6 +24,8 @@ import torch
 from torch import nn
 
 from ..models.same_conv import SameConv2d
+from .depthwise import NativeDepthwiseConv2d
+from .depthwise import supports as supports_native_depthwise
 from .lrn import ChannelWindowLRN
 from .polyphase import PolyphaseConv2d
 from .polyphase import supports as supports_polyphase
@@ -190,6 +194,19 @@ def to_polyphase(net: nn.Module, names: list[str]) -> None:
     for name in names:
         old = net.get_submodule(name)
         set_submodule(net, name, PolyphaseConv2d.from_conv(old, tf_same=type(old) is SameConv2d).eval())
+
+
+# --------------------------------------------------------------------------- native depthwise
+
+
+def depthwise_candidates(net: nn.Module) -> list[str]:
+    """Depthwise convolutions :class:`~dream_core.fastpath.depthwise.NativeDepthwiseConv2d` can run."""
+    return [name for name, m in net.named_modules() if supports_native_depthwise(m)]
+
+
+def to_native_depthwise(net: nn.Module, names: list[str]) -> None:
+    for name in names:
+        set_submodule(net, name, NativeDepthwiseConv2d.from_conv(net.get_submodule(name)).eval())
 
 
 # --------------------------------------------------------------------------- memory format

@@ -34,12 +34,16 @@ def test_image_command_same_seed_same_file(small_png, tmp_path):
     assert torch.equal(load_image(tmp_path / "a.png"), load_image(tmp_path / "b.png"))
 
 
-def test_no_fast_path_switches_the_execution_copy_off(tmp_path):
-    try:
-        assert main(["image", str(tmp_path / "missing.png"), str(tmp_path / "o.png"), "--no-fast-path"]) == 2
-        assert not fastpath.enabled()
-    finally:
-        fastpath.set_enabled(True)
+@pytest.mark.parametrize("command", ["image", "video"])
+def test_no_fast_path_is_a_setting_of_this_run_only(tmp_path, command):
+    from dream_core.cli.args import settings_from_args
+    from dream_core.cli.main import build_parser
+
+    io = [str(tmp_path / "in.mp4"), str(tmp_path / "out.mp4")]
+    assert settings_from_args(build_parser().parse_args([command, *io, "--no-fast-path"])).fast_path is False
+    assert settings_from_args(build_parser().parse_args([command, *io])).fast_path is None  # the default decides
+    assert main(["image", str(tmp_path / "missing.png"), str(tmp_path / "o.png"), "--no-fast-path"]) == 2
+    assert fastpath.default_enabled()  # nothing process-wide was switched
 
 
 @pytest.mark.parametrize(

@@ -226,11 +226,47 @@ def test_bvlc_googlenet_copy_replaces_lrn_and_matches():
     assert (opt - plain).abs().max() <= 1e-3 * plain.abs().max()
 
 
+def test_copy_checked_under_autocast_is_used_at_that_precision():
+    # bfloat16 autocast on the CPU rounds as TF32 does on CUDA, only coarser: the folded copy differs from
+    # the original by rounding alone, which the check accepts (a fixed 1e-3 tolerance refused it).
+    model = _zoo_model("efficientnet_lite0")
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        fast = execution_net(model)
+        assert execution_net(model) is fast
+    assert fast is not model.net
+    assert execution_net(model) is not fast  # checked again at float32: cached per precision
+
+
+@pytest.mark.parametrize("error", [0.05, 0.5])
+def test_a_wrong_copy_is_refused_at_reduced_precision_too(bn_model, error):
+    import copy
+
+    from dream_core.fastpath.check import same_features
+
+    wrong = copy.deepcopy(bn_model.net)
+    with torch.no_grad():
+        wrong.bn2.weight.mul_(1 + error)  # as a BatchNorm folded with a wrong scale would compute
+    probe = textured_image(64, 64)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert same_features(bn_model, bn_model.net, execution_net(bn_model), probe)
+        assert not same_features(bn_model, bn_model.net, wrong, probe)
+    assert not same_features(bn_model, bn_model.net, wrong, probe)
+
+
 @pytest.mark.cuda
 @pytest.mark.parametrize("name", ["googlenet", "efficientnet_lite0", "bvlc_googlenet"])
 def test_execution_copy_on_cuda_matches(name):
+    """The copy is used on CUDA, and is as close to exact float32 as the original at the GPU's precision
+    (TF32 convolutions unless the host turned them off)."""
+    from dream_core.backends import full_precision
+    from dream_core.fastpath.check import NOISE_FACTOR
+
     model = _zoo_model(name, "cuda")
+    assert execution_net(model) is not model.net
     x = textured_image(96, 112).to("cuda")
     layer = model.spec.default_objective
     plain, opt = (_layer_feature(model, x, layer, optimize) for optimize in (False, True))
-    assert (opt - plain).abs().max() <= 2e-3 * plain.abs().max()
+    with full_precision(x.device):
+        exact = _layer_feature(model, x, layer, False)
+    noise = (plain - exact).abs().max()
+    assert (opt - exact).abs().max() <= 2e-3 * exact.abs().max() + NOISE_FACTOR * noise
