@@ -63,8 +63,8 @@ def _constant(args: argparse.Namespace, name: str, default: Any) -> Any:
 
 
 def plan_from_args(args: argparse.Namespace, model: DreamModel, settings: DreamSettings, video: VideoSettings, *,
-                   fps: Optional[Fraction], cadence_start: int = 0) -> ClipPlan:
-    """The :class:`ClipPlan` the flags describe (constants, schedules, motion, cadence)."""
+                   fps: Optional[Fraction], cadence_start: int = 0, feedback: bool = False) -> ClipPlan:
+    """The :class:`ClipPlan` the flags describe (constants, schedules, motion, cadence; ``feedback``: ``animate``)."""
     schedules = schedules_from_args(args)
     motion = Motion(zoom=_constant(args, "zoom", 1.0), rotate=_constant(args, "rotate", 0.0),
                     translate=tuple(_constant(args, "translate", (0.0, 0.0))))
@@ -73,7 +73,7 @@ def plan_from_args(args: argparse.Namespace, model: DreamModel, settings: DreamS
         objective=None if "objective" in schedules else args.layers,
         video=video, schedules=schedules, motion=motion,
         cadence=getattr(args, "cadence", 1), cadence_start=cadence_start,
-        fps=float(fps) if fps else None, interpolation=args.interpolation,
+        fps=float(fps) if fps else None, interpolation=args.interpolation, feedback=feedback,
     )
 
 

@@ -43,14 +43,18 @@ def add_video_arguments(p: argparse.ArgumentParser) -> None:
                    help="stable: flow-warped, decaying, occlusion-aware; seed: the original tool's rule; "
                         "independent: no flow (flickers)")
     scheduled = number_or_schedule(float, True)
-    g.add_argument("--carry", type=scheduled, default=_V.carry,
-                   help=f"stable: share of the previous dream carried (0..1){SCHEDULE_HINT}")
-    g.add_argument("--temporal-weight", type=scheduled, default=_V.temporal_weight,
-                   help=f"stable: per-step pull of reliable pixels to the warped previous dream (0..1){SCHEDULE_HINT}")
-    g.add_argument("--later-iterations", type=scheduled, default=_V.later_iterations,
-                   help=f"stable: iterations on frames after the first, as a fraction{SCHEDULE_HINT}")
-    g.add_argument("--occlusion-feather", type=scheduled, default=_V.occlusion_feather,
-                   help=f"stable: blur (pixels) of the edge where the flow is unreliable{SCHEDULE_HINT}")
+    # default None: a flag given to a mode that never reads it is refused (video_run.video_settings_from_args)
+    g.add_argument("--carry", type=scheduled, default=None,
+                   help=f"stable: share of the previous dream carried (0..1){SCHEDULE_HINT} (default: {_V.carry})")
+    g.add_argument("--temporal-weight", type=scheduled, default=None,
+                   help=f"stable: per-step pull of reliable pixels to the warped previous dream (0..1){SCHEDULE_HINT} "
+                        f"(default: {_V.temporal_weight})")
+    g.add_argument("--later-iterations", type=scheduled, default=None,
+                   help=f"stable: iterations on frames after the first, as a fraction{SCHEDULE_HINT} "
+                        f"(default: {_V.later_iterations})")
+    g.add_argument("--occlusion-feather", type=scheduled, default=None,
+                   help=f"stable, and seed with a cadence: blur (pixels) of the edge where the flow is unreliable"
+                        f"{SCHEDULE_HINT} (default: {_V.occlusion_feather})")
     g.add_argument("--flow", choices=FLOW_METHODS, default=DEFAULT_FLOW_METHOD, help="optical flow method")
     g.add_argument("--flow-weights", default=None, help="RAFT weights file (.pth); none: torchvision's download")
     g.add_argument("--start", type=int, default=0, help="first frame to dream (0-based)")

@@ -12,14 +12,15 @@ import torch
 from ..clip import VideoSettings, frame_range
 from ..clip.loop import MaskProvider
 from ..clip.plan import ClipPlan
-from ..dream import DreamSettings, check_image_for_dream
+from ..dream import DreamSettings
 from ..image_ops import fit_size
 from ..models import load_model
 from ..models.spec import DreamModel
 from ..objectives import Objective
 from ..video import VideoInfo, check_frame_count, check_output_writable, file_identity, probe_video
 from .animation_args import animation_identity, colour_coherence_from_args, masks_from_args, plan_from_args
-from .args import Keyed, settings_from_args
+from ..errors import InvalidParameterError
+from .args import FLAGS, Keyed, settings_from_args
 
 _V = VideoSettings()
 
@@ -28,11 +29,22 @@ EVEN = 2
 
 
 def video_settings_from_args(args: argparse.Namespace) -> VideoSettings:
-    """The :class:`VideoSettings` the video flags describe, validated."""
+    """The :class:`VideoSettings` the video flags describe, validated.
+
+    Raises:
+        InvalidParameterError: a flag given to a mode that never reads it (``--carry`` with ``--mode
+            independent``); a schedule of one is refused by the :class:`ClipPlan`.
+    """
     values = {name: getattr(args, name) for name in ("carry", "temporal_weight", "later_iterations", "occlusion_feather")}
     video = VideoSettings(mode=args.mode, colour_coherence=colour_coherence_from_args(args),
-                          **{k: getattr(_V, k) if isinstance(v, Keyed) else v for k, v in values.items()})
+                          **{k: getattr(_V, k) if v is None or isinstance(v, Keyed) else v for k, v in values.items()})
     video.validate()
+    unused = [FLAGS[k] for k, v in values.items() if v is not None and k in video.unused(getattr(args, "cadence", 1))]
+    if unused:
+        raise InvalidParameterError(
+            f"{', '.join(unused)} {'does' if len(unused) == 1 else 'do'} nothing in --mode {video.mode} (only "
+            f"--mode stable reads {'it' if len(unused) == 1 else 'them'}{'; --occlusion-feather also seed with a --cadence' if video.mode == 'seed' else ''}). "
+            "Leave it out, or use --mode stable.")
     return video
 
 
@@ -71,12 +83,10 @@ def check_video_run(args: argparse.Namespace, device: torch.device,
     model = load(args.model, args.weights, device) if load else load_model(args.model, weights=args.weights,
                                                                              device=device)
     plan = plan_from_args(args, model, settings, video, fps=info.frame_rate, cadence_start=frames.start)
-    plan.check(frames)
     masks = masks_from_args(args)
-    objective = plan(frames.start).objective
     size = fit_size(info.height, info.width, args.max_side, multiple=EVEN)
-    for index in (frames.start, frames.stop - 1):
-        check_image_for_dream(torch.zeros(1, 3, *size), model, plan(index).settings)
+    plan.check(frames, size=size, masks=masks)  # every frame's octaves, the cadence's memory, the masks' length
+    objective = plan(frames.start).objective
     identity = {
         "model": model.name, "weights": file_identity(args.weights), "objective": objective.to_string(),
         "dream": dataclasses.asdict(settings), "video": dataclasses.asdict(video), "end": frames.stop,
