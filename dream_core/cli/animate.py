@@ -22,9 +22,10 @@ from ..models import load_model
 from ..video import VideoWriter, file_identity
 from ..clip import VideoSettings, dream_clip
 from ..clip.frame_dreamer import FrameDreamer
-from ..video.output import parse_rate
+from ..video.output import check_output_writable, parse_rate
 from .animation_args import add_animation_arguments, animation_identity, colour_coherence_from_args, masks_from_args, plan_from_args
 from .args import SCHEDULE_HINT, HelpFormatter, Keyed, add_dream_arguments, number_or_schedule, pick_device, settings_from_args
+from .paths import check_distinct_paths
 from .video import add_output_arguments
 
 log = logging.getLogger("dream_core")
@@ -44,6 +45,8 @@ def run_animate(args: argparse.Namespace) -> int:
         raise InvalidParameterError(f"An animation needs at least 1 frame; got {args.frames}.", parameter="frames")
     rate = parse_rate(args.fps)
     settings = settings_from_args(args)
+    check_output_writable(args.output, args.input)
+    check_distinct_paths(args)
     later = args.later_iterations
     video = VideoSettings(mode="independent", colour_coherence=colour_coherence_from_args(args),
                           later_iterations=DEFAULT_LATER_ITERATIONS if isinstance(later, Keyed) else later)

@@ -6,12 +6,19 @@ import argparse
 import logging
 import time
 
+import torch
+
 from .. import allocator
 from ..dream import check_image_for_dream, dream_image
 from ..image_io import check_output_image, load_image, save_image
+from ..animation import load_mask
 from ..models import load_model
+from ..clip.plan import INTEGER_SETTINGS, SCHEDULABLE, parse_setting_schedule
+from ..errors import InvalidParameterError
 from ..objectives import resolve_objective
+from .animation_args import schedules_from_args
 from .args import HelpFormatter, add_dream_arguments, pick_device, progress_bar, settings_from_args
+from .paths import check_distinct_paths
 
 log = logging.getLogger("dream_core")
 
@@ -20,27 +27,77 @@ def run_image(args: argparse.Namespace) -> int:
     """Dream ``args.input`` into ``args.output``.
 
     Everything that can fail is checked before the dream: the output path and
-    format, the input's size (from its header), the guide, the model and objective.
+    format (not any input), the input's size (from its header), the guide, the mask, the model and objective.
     """
     settings = settings_from_args(args)
     check_output_image(args.output, source=args.input)
+    check_distinct_paths(args)
     image = load_image(args.input, max_side=args.max_side)
     if max(image.shape[-2:]) <= settings.tile_size:
         # Small images: reuse freed activation memory step after step. Large (tiled) ones keep
         # the default: heap fragments between their full-size buffers would raise the peak.
         allocator.keep_freed_memory()
     guide = load_image(args.guide) if args.guide else None
+    # A mask image, or a mask video's first frame (the image is frame 0, as in batch with clips).
+    mask = load_mask(args.mask)(0) if getattr(args, "mask", None) else None
     model = load_model(args.model, weights=args.weights, device=pick_device(args.device))
     objective = resolve_objective(model, args.layers)
     check_image_for_dream(image, model, settings)
     total = settings.num_octaves * settings.num_iterations
     t0 = time.perf_counter()
-    out = dream_image(model, image, objective, settings, guide=guide,
+    out = dream_image(model, image, objective, settings, guide=guide, mask=mask,
                       on_step=progress_bar(total, f"dreaming {args.input}"))
     del image
     save_image(out, args.output)
     log.info("Wrote %s (%dx%d) in %.1f s", args.output, out.shape[-1], out.shape[-2], time.perf_counter() - t0)
     return 0
+
+
+def image_args(args: argparse.Namespace) -> argparse.Namespace:
+    """The flags as a still image takes them (``batch`` passes the clips' flags): each schedule of a dream
+    setting or of ``--layers`` replaced by its value at frame 0 (an image is a clip's first frame); the
+    video and motion schedules are the clips' alone.
+
+    Raises:
+        InvalidParameterError: a schedule that mixes frame and second keys with none at 0 (which comes
+            first depends on a frame rate an image does not have).
+    """
+    values: dict[str, object] = {}
+    for name, text in schedules_from_args(args).items():
+        if SCHEDULABLE[name][0] not in ("dream", "objective"):
+            continue
+        schedule = parse_setting_schedule(name, text, args.interpolation)
+        seconds = {k.seconds for k in schedule.keys}
+        if len(seconds) > 1 and not any(k.at == 0 for k in schedule.keys):
+            raise InvalidParameterError(
+                f"{name}: images take each schedule's value at frame 0, and {text!r} mixes keys in frames and "
+                "seconds with none at 0, so its first key depends on a clip's frame rate. Add a key at 0.",
+                parameter=name,
+            )
+        value = schedule.at(0, 1.0 if schedule.uses_seconds else None)  # any rate: the first key's value
+        if name == "objective":
+            values["layers"] = value[0][0]  # type: ignore[index]  # at a key: one objective, weight 1
+        else:
+            values[name] = round(value) if name in INTEGER_SETTINGS else value  # type: ignore[arg-type]
+    return argparse.Namespace(**{**vars(args), **values})
+
+
+def check_image_flags(args: argparse.Namespace) -> None:
+    """What every image of a batch shares, checked once before the first is dreamed: the settings, the model
+    and objective, the guide and the mask.
+
+    Raises:
+        DreamError: the first of them that is wrong.
+    """
+    from ..distributed.job import cached_model
+
+    settings_from_args(args)
+    model = cached_model(args.model, args.weights, torch.device("cpu"))
+    resolve_objective(model, args.layers)
+    if args.guide:
+        load_image(args.guide)
+    if getattr(args, "mask", None):
+        load_mask(args.mask)(0)
 
 
 def add_image_command(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
@@ -49,4 +106,7 @@ def add_image_command(sub: "argparse._SubParsersAction[argparse.ArgumentParser]"
     p.add_argument("input", help="input image (PNG/JPEG/WebP/TIFF, 8 or 16 bits)")
     p.add_argument("output", help="output image; format from the extension (.png, .jpg, .webp, .tif)")
     add_dream_arguments(p)
+    p.add_argument("--mask", default=None,
+                   help="where to dream: an image (white = dream, black = keep, grey = weaker; resized to the image) "
+                        "or a video (its first frame); none: everywhere")
     p.set_defaults(func=run_image)

@@ -21,6 +21,7 @@ from ..video import VideoInfo, check_frame_count, check_output_writable, file_id
 from .animation_args import animation_identity, colour_coherence_from_args, masks_from_args, plan_from_args
 from ..errors import InvalidParameterError
 from .args import FLAGS, Keyed, settings_from_args
+from .paths import check_distinct_paths
 
 _V = VideoSettings()
 
@@ -76,6 +77,7 @@ def check_video_run(args: argparse.Namespace, device: torch.device,
     settings = settings_from_args(args)
     video = video_settings_from_args(args)
     check_output_writable(args.output, args.input)
+    check_distinct_paths(args)
     info = probe_video(args.input)
     frames = frame_range(info.num_frames, args.start, args.end)
     if video.needs_flow:

@@ -19,7 +19,7 @@ from ..errors import InvalidParameterError, did_you_mean
 from ..models.spec import DreamModel
 import torch
 
-from ..dream import check_image_for_dream
+from ..dream import check_image_for_dream, guide_objective
 from ..objectives import (Objective, ScaledObjective, SumObjective, check_objective_size, parse_objective,
                           resolve_objective)
 from ..settings import DreamSettings
@@ -39,7 +39,8 @@ SCHEDULABLE: dict[str, tuple[str, str]] = {
     "translate": ("motion", "pair"),
     "objective": ("objective", "text"),
 }
-_INTEGERS = {f.name for f in fields(DreamSettings) if f.type in ("int", int)}
+#: The DreamSettings fields that hold whole numbers (rounded after interpolation).
+INTEGER_SETTINGS = {f.name for f in fields(DreamSettings) if f.type in ("int", int)}
 
 
 #: Most memory a cadence's held frames may take (the in-between frames wait for the next dreamed frame:
@@ -143,6 +144,9 @@ class ClipPlan:
         interpolation: between keys, unless a schedule names its own (``"smooth: 0:(1), ..."``).
         feedback: a feedback animation (mode ``independent``, frames after the first dreamed with
             ``video.later_iterations``): a schedule of ``later_iterations`` is read.
+        guide: an RGB ``[1,3,H,W]`` image in ``0..1``: every frame is dreamed towards its features at the
+            layers of its objective (:func:`~dream_core.dream.guide_objective`, as ``dream_image(guide=...)``;
+            a scheduled objective's keys are each guided).
 
     Raises:
         InvalidParameterError: an unknown setting name, a cadence below 1, a schedule of a setting the
@@ -165,6 +169,7 @@ class ClipPlan:
         fps: Optional[float] = None,
         interpolation: str = DEFAULT_INTERPOLATION,
         feedback: bool = False,
+        guide: Optional[torch.Tensor] = None,
     ) -> None:
         if isinstance(cadence, bool) or not isinstance(cadence, int) or cadence < 1:
             raise InvalidParameterError(f"cadence must be a whole number >= 1 (1 = dream every frame); got {cadence!r}.",
@@ -202,12 +207,15 @@ class ClipPlan:
         if "objective" in self.schedules:  # a Schedule made elsewhere is bounded as a whole here too
             check_objective_size(",".join(map(str, self.schedules["objective"].values())))
         self._objectives: dict[str, Objective] = {}
+        def guided(target: Objective) -> Objective:
+            return target if guide is None else guide_objective(model, target, guide)
+
         if "objective" in self.schedules:
             for text in self.schedules["objective"].values():
-                self._objectives[str(text)] = parse_objective(str(text), model)
+                self._objectives[str(text)] = guided(parse_objective(str(text), model))
             self.objective: Optional[Objective] = None
         else:
-            self.objective = resolve_objective(model, objective)
+            self.objective = guided(resolve_objective(model, objective))
 
     @property
     def layers(self) -> list[str]:
@@ -219,7 +227,7 @@ class ClipPlan:
         """The plan of the frame with global ``index``."""
         values = {name: s.at(index, self.fps) for name, s in self.schedules.items()}
         dream = {k: v for k, v in values.items() if SCHEDULABLE[k][0] == "dream"}
-        dream = {k: (round(v) if k in _INTEGERS else v) for k, v in dream.items()}
+        dream = {k: (round(v) if k in INTEGER_SETTINGS else v) for k, v in dream.items()}
         video = {k: v for k, v in values.items() if SCHEDULABLE[k][0] == "video"}
         motion = {k: (tuple(v) if k == "translate" else v) for k, v in values.items() if SCHEDULABLE[k][0] == "motion"}
         return FramePlan(
