@@ -24,14 +24,14 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..distributed.runner import require_ray, run_tasks
+from ..distributed.runner import check_address, require_ray, run_tasks
 from ..errors import DreamError, InvalidParameterError
 from ..paths import same_file
 from ..video.journal import WORK_SUFFIX
 from ..video.output import OUTPUT_FORMATS
 from .args import HelpFormatter
 from .image import check_image_flags, image_args
-from .paths import check_distinct_paths, given_inputs, ignores_case, output_key
+from .paths import absolute_paths, check_distinct_paths, given_inputs, ignores_case, output_key
 from .distributed import run_video_distributed
 from .image import run_image
 from .video import add_clip_arguments
@@ -128,7 +128,10 @@ def _image_task(args: argparse.Namespace) -> float:
 def run_batch(args: argparse.Namespace) -> int:
     """Dream every clip and image of ``args.input_dir`` into ``args.output_dir``."""
     require_ray()
-    in_dir, out_dir = Path(args.input_dir), Path(args.output_dir)
+    if args.ray_address:
+        check_address(args.ray_address)  # within seconds, before any work
+    args = absolute_paths(args)  # workers read and write these from their own working folders
+    in_dir, out_dir = Path(args.input_dir).absolute(), Path(args.output_dir).absolute()
     if not in_dir.is_dir():
         raise InvalidParameterError(f"Input folder '{in_dir}' does not exist or is not a folder.")
     if in_dir.resolve() == out_dir.resolve():

@@ -26,6 +26,7 @@ log = logging.getLogger("dream_core")
 REMEDIES = {
     "device": "Set it with --device (cpu, cuda, cuda:N, mps), or leave it out to use a GPU when there is one.",
     "guide": "Give another image with --guide.",
+    "ray_address": "Set it with --ray-address, or leave it out to start a local Ray runtime.",
 }
 
 #: A 1-minute load average this far above zero counts as other work on the machine.

@@ -31,6 +31,14 @@ def given_inputs(args: argparse.Namespace) -> Iterator[tuple[str, Path]]:
             yield flag, Path(value).expanduser().absolute()
 
 
+def absolute_paths(args: argparse.Namespace) -> argparse.Namespace:
+    """``args`` with every file flag (:data:`INPUT_FLAGS`) and the output as absolute paths: what Ray workers,
+    whose working folder is not the driver's, are given."""
+    paths = {dest: str(Path(getattr(args, dest)).expanduser().absolute())
+             for dest in (*INPUT_FLAGS, "output") if getattr(args, dest, None)}
+    return argparse.Namespace(**{**vars(args), **paths})
+
+
 def ignores_case(folder: Path) -> bool:
     """Whether the disk of ``folder`` (which exists and is writable) takes ``A`` and ``a`` for one name: a
     probe file is made and looked up with its case swapped."""
