@@ -135,3 +135,17 @@ def test_guide_is_honoured_by_video_and_animate_and_a_missing_one_refused(lite0,
         assert main([command, str(source), str(guided), *QUICK, *CLIP, *extra, "--guide", str(tmp_path / "guide.png")]) == 0
         a, b = (np.stack(list(read_frames(p))).astype(float) for p in (plain, guided))
         assert np.abs(a - b).mean() > 1.0  # identical before
+
+
+def test_checks_that_came_after_the_first_frame_come_before_it(tmp_path, caplog):
+    """A mask video shorter than the clip, or an --octaves schedule too deep for the frame size at a later
+    frame, failed mid-run (and the corrected rerun could not resume); now nothing is dreamed first."""
+    src = _clip(tmp_path / "in.mp4", n=6)
+    mask = _clip(tmp_path / "mask.mp4", n=2)
+    runs = [["--mask", str(mask), "--octaves", "2"], ["--octaves", "0:(2), 2:(2), 3:(5), 4:(2)"]]  # 5 at frame 3
+    with caplog.at_level(logging.ERROR):
+        for extra in runs:
+            assert main(["video", str(src), str(tmp_path / "out.mp4"), "--iterations", "1", *CLIP, *extra]) == 2
+    assert "has 2 frames; the clip's frames 0..5 need one each" in caplog.text
+    assert "5 octaves" in caplog.text and "frame 3 of the clip" in caplog.text and "Set it with --octaves" in caplog.text
+    assert not (tmp_path / "out.mp4.dream-work").exists()
