@@ -149,3 +149,33 @@ def test_checks_that_came_after_the_first_frame_come_before_it(tmp_path, caplog)
     assert "has 2 frames; the clip's frames 0..5 need one each" in caplog.text
     assert "5 octaves" in caplog.text and "frame 3 of the clip" in caplog.text and "Set it with --octaves" in caplog.text
     assert not (tmp_path / "out.mp4.dream-work").exists()
+
+
+def test_a_file_system_error_mid_run_is_our_message_and_says_how_to_resume(tmp_path, monkeypatch, caplog):
+    import errno
+
+    from dream_core.cli import image as image_cli
+    from dream_core.video import writer as writer_module
+
+    save_image(textured_image(48, 64), tmp_path / "in.png")
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device", str(tmp_path / "out.png"))
+
+    monkeypatch.setattr(image_cli, "save_image", full)
+    with caplog.at_level(logging.ERROR):
+        assert main(["image", str(tmp_path / "in.png"), str(tmp_path / "out.png"), *QUICK]) == 1  # was: a traceback
+    assert f"The file system refused '{tmp_path / 'out.png'}': No space left on device. Check the free space" in caplog.text
+    caplog.clear()
+    src = _clip(tmp_path / "in.mp4", n=3)
+    real_write = writer_module.VideoWriter.write
+
+    def second_fails(self, frame, carry=None):
+        if self.frames_written >= 1:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_write(self, frame, carry)
+
+    monkeypatch.setattr(writer_module.VideoWriter, "write", second_fails)
+    with caplog.at_level(logging.ERROR):
+        assert main(["video", str(src), str(tmp_path / "out.mp4"), *QUICK, *CLIP, "--segment-frames", "1"]) == 1
+    assert "No space left on device" in caplog.text and "run the same command again" in caplog.text
