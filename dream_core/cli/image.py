@@ -12,6 +12,8 @@ from .. import allocator
 from ..dream import check_image_for_dream, dream_image
 from ..image_io import check_output_image, load_image, save_image
 from ..animation import load_mask
+from ..colour import match_colour_balance
+from ..image_ops import as_mask
 from ..models import load_model
 from ..clip.plan import INTEGER_SETTINGS, SCHEDULABLE, parse_setting_schedule
 from ..errors import InvalidParameterError
@@ -47,6 +49,10 @@ def run_image(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     out = dream_image(model, image, objective, settings, guide=guide, mask=mask,
                       on_step=progress_bar(total, f"dreaming {args.input}"))
+    coherence = getattr(args, "colour_coherence", None)  # batch: the clips' flag reaches its images too
+    if coherence:
+        matched = match_colour_balance(out, image, float(coherence))
+        out = matched if mask is None else torch.lerp(out, matched, as_mask(mask, tuple(out.shape[-2:])))
     del image
     save_image(out, args.output)
     log.info("Wrote %s (%dx%d) in %.1f s", args.output, out.shape[-1], out.shape[-2], time.perf_counter() - t0)
@@ -55,8 +61,8 @@ def run_image(args: argparse.Namespace) -> int:
 
 def image_args(args: argparse.Namespace) -> argparse.Namespace:
     """The flags as a still image takes them (``batch`` passes the clips' flags): each schedule of a dream
-    setting or of ``--layers`` replaced by its value at frame 0 (an image is a clip's first frame); the
-    video and motion schedules are the clips' alone.
+    setting, of ``--layers`` or ``--colour-coherence`` replaced by its value at frame 0 (an image is a clip's
+    first frame); the video and motion schedules are the clips' alone.
 
     Raises:
         InvalidParameterError: a schedule that mixes frame and second keys with none at 0 (which comes
@@ -64,7 +70,7 @@ def image_args(args: argparse.Namespace) -> argparse.Namespace:
     """
     values: dict[str, object] = {}
     for name, text in schedules_from_args(args).items():
-        if SCHEDULABLE[name][0] not in ("dream", "objective"):
+        if SCHEDULABLE[name][0] not in ("dream", "objective") and name != "colour_coherence":
             continue
         schedule = parse_setting_schedule(name, text, args.interpolation)
         seconds = {k.seconds for k in schedule.keys}

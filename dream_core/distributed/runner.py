@@ -45,7 +45,7 @@ CONNECT_TIMEOUT = 3.0
 #: Seconds after which a join that has not finished says what it is waiting for (and again as often).
 WAIT_NOTICE = 10.0
 #: What a cluster address looks like, for messages.
-ADDRESS_FORMS = "'host:6379' (the head's address that `ray start --head` prints), 'ray://host:10001' or 'auto'"
+ADDRESS_FORMS = "'host:6379' (the head's address that Ray's 'ray start' prints), 'ray://host:10001' or 'auto'"
 
 
 def check_address(address: str, timeout: float = CONNECT_TIMEOUT) -> None:
@@ -70,8 +70,8 @@ def check_address(address: str, timeout: float = CONNECT_TIMEOUT) -> None:
         why = "no answer" if isinstance(exc, TimeoutError) else (exc.strerror or str(exc))
         raise ClusterError(
             f"Nothing answers at {host}:{port} ({why}, waited up to {timeout:g} s). Check that the Ray head runs "
-            "there (`ray start --head` prints its address), the host name and port, and that no firewall blocks "
-            "the port.", parameter="ray_address",
+            "there (Ray's 'ray start' on the head prints its address), the host name and port, and that no "
+            "firewall blocks the port.", parameter="ray_address",
         ) from None
 
 

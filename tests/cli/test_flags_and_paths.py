@@ -66,6 +66,7 @@ def test_images_of_a_batch_take_schedules_at_frame_zero(tmp_path):
     assert (still.learning_rate, still.num_octaves, still.layers) == (0.02, 3, "block8_dw")  # was: default lr
     assert isinstance(still.num_octaves, int) and str(still.carry) == "0:(0.5), 9:(0.9)"  # the clips' alone
     assert parsed("--lr", "0s:(0.03), 2s:(0.05)").learning_rate == 0.03
+    assert parsed("--colour-coherence", "0:(0.8), 9:(0)").colour_coherence == 0.8
     with pytest.raises(InvalidParameterError, match="mixes keys in frames and seconds with none at 0"):
         parsed("--lr", "5:(0.03), 2s:(0.05)")
 
@@ -179,3 +180,19 @@ def test_a_file_system_error_mid_run_is_our_message_and_says_how_to_resume(tmp_p
     with caplog.at_level(logging.ERROR):
         assert main(["video", str(src), str(tmp_path / "out.mp4"), *QUICK, *CLIP, "--segment-frames", "1"]) == 1
     assert "No space left on device" in caplog.text and "run the same command again" in caplog.text
+
+
+def test_batch_images_honour_colour_coherence(tmp_path):
+    """--colour-coherence reached a batch's clips only; its images now keep their colour balance by it too."""
+    from dream_core.cli.image import run_image
+    from dream_core.colour import colour_balance
+
+    save_image(textured_image(48, 64, seed=3) * 0.5 + 0.25, tmp_path / "in.png")
+    loud = ["--octaves", "1", "--iterations", "3", "--lr", "0.3"]
+    off = {}
+    for coherence in ("0", "1"):
+        args = image_args(build_parser().parse_args(["batch", "in", "out", *loud, "--colour-coherence", coherence]))
+        out = tmp_path / f"c{coherence}.png"
+        run_image(argparse.Namespace(**{**vars(args), "input": str(tmp_path / "in.png"), "output": str(out)}))
+        off[coherence] = (colour_balance(load_image(out)) - colour_balance(load_image(tmp_path / "in.png"))).abs().max()
+    assert off["1"] < 0.5 * off["0"]

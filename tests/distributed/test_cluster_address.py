@@ -40,7 +40,7 @@ def test_a_malformed_address_is_our_error(address):
 def test_an_address_where_nothing_listens_fails_within_seconds(tmp_path, caplog):
     port = _free_port()
     t0 = time.monotonic()
-    with pytest.raises(ClusterError, match=f"Nothing answers at 127.0.0.1:{port}.*ray start --head"):
+    with pytest.raises(ClusterError, match=f"Nothing answers at 127.0.0.1:{port}.*ray start"):
         runner.check_address(f"127.0.0.1:{port}")
     with caplog.at_level(logging.ERROR):  # the command line: before the model is even loaded
         assert main(["video", "in.mp4", str(tmp_path / "o.mp4"), "--workers", "2",
