@@ -98,6 +98,10 @@ class VideoError(DreamError):
     """A video file that cannot be read or written."""
 
 
+class ClusterError(DreamError):
+    """A compute cluster (Ray) that cannot be reached or joined: the message names what to check."""
+
+
 class MissingDependencyError(DreamError):
     """An optional dependency a feature needs is not installed (the message gives the install command)."""
 

@@ -2,16 +2,19 @@
 
 Reading checks the size in the file's header before decoding anything (a
 huge or hostile file is refused in milliseconds, without the memory its
-pixels would take) and scales every bit depth to ``0..1`` (16-bit PNG and
-TIFF, gray or colour, keep their range instead of clipping to white).
-Writing checks the path and the format *before* the work (:func:`check_output_image`)
-and writes atomically (:func:`save_image`).
+pixels would take), scales every bit depth to ``0..1`` (16-bit PNG and
+TIFF, gray or colour, keep their range instead of clipping to white) and
+turns the picture as viewers show it (the EXIF orientation of a phone photo),
+shrunk or not. Writing checks the path and the format *before* the work
+(:func:`check_output_image`) and writes atomically (:func:`save_image`) with
+the permissions any new file gets (the umask).
 """
 
 from __future__ import annotations
 
 import io
 import os
+import secrets
 import tempfile
 import warnings
 from pathlib import Path
@@ -31,24 +34,46 @@ MAX_DECODE_PIXELS = 178_000_000
 #: Pillow modes holding one integer or float channel of more than 8 bits, and the value that is white.
 _WIDE_GRAY = {"I;16": 65535, "I;16L": 65535, "I;16B": 65535, "I;16N": 65535, "I": 65535, "F": 1.0}
 
+#: Modes Pillow cannot shrink with ``reduce`` (or would shrink wrongly: a palette's indices averaged),
+#: and the mode each is converted to first (same picture, same range).
+_REDUCE_AS = {"1": "L", "P": "RGBA", "PA": "RGBA", "I;16": "I", "I;16L": "I", "I;16B": "I", "I;16N": "I"}
+
+#: The EXIF orientation tag, and the turn that shows the stored pixels upright for each of its values
+#: (2..8; 1 = stored upright). Values 5..8 swap width and height.
+_ORIENTATION_TAG = 0x0112
+_UPRIGHT = {2: "FLIP_LEFT_RIGHT", 3: "ROTATE_180", 4: "FLIP_TOP_BOTTOM", 5: "TRANSPOSE", 6: "ROTATE_270",
+            7: "TRANSVERSE", 8: "ROTATE_90"}
+
 
 def image_size(path: str | os.PathLike[str]) -> tuple[int, int]:
-    """``(width, height)`` of an image file, read from its header (nothing is decoded).
+    """``(width, height)`` of an image file as viewers show it (EXIF orientation applied), read from its
+    header (nothing is decoded).
 
     Raises:
         InvalidImageError: missing or unreadable file.
     """
     with _open(Path(path)) as im:
-        return int(im.size[0]), int(im.size[1])
+        width, height = int(im.size[0]), int(im.size[1])
+        return (height, width) if _orientation(im) >= 5 else (width, height)
+
+
+def _orientation(im) -> int:  # im: PIL.Image.Image
+    """The EXIF orientation (1..8) of ``im``; 1 (upright) when it has none or an unreadable one."""
+    try:
+        value = im.getexif().get(_ORIENTATION_TAG, 1)
+    except Exception:  # noqa: BLE001 - a damaged EXIF block: show the pixels as stored, as most viewers do
+        return 1
+    return value if isinstance(value, int) and value in _UPRIGHT else 1
 
 
 def load_image(path: str | os.PathLike[str], max_side: Optional[int] = None) -> torch.Tensor:
     """Read an image file as RGB ``[1,3,H,W]`` float32 in ``0..1``.
 
-    Grayscale and palette images become RGB; alpha is dropped (composited on
+    Grayscale, 1-bit and palette images become RGB; alpha is dropped (composited on
     black). Every bit depth is scaled to ``0..1``: 8-bit by 255, 16-bit
     (``I;16`` gray PNG/TIFF) by 65535; Pillow reads 16-bit colour PNG/TIFF as
-    8 bits per channel, scaled alike.
+    8 bits per channel, scaled alike. The EXIF orientation is applied (a portrait
+    phone photo comes out portrait), and every mode reads the same shrunk or not.
 
     The size is checked from the header first: an image over
     :data:`~dream_core.image_ops.MAX_PIXELS` is refused before it is decoded
@@ -70,11 +95,18 @@ def load_image(path: str | os.PathLike[str], max_side: Optional[int] = None) -> 
         width, height = im.size
         _check_decode_size(path, width, height, max_side)
         factor = max(width, height) // max_side if max_side else 1
+        upright = _orientation(im)
         try:
             if factor >= 2:  # shrink by a whole factor while still 8 bits (box filter): no full-size float copy
                 im.draft(im.mode, (width // factor, height // factor))  # JPEG: decode at the smaller size
                 if max(im.size) // max_side >= 2:
+                    if im.mode in _REDUCE_AS:
+                        im = im.convert(_REDUCE_AS[im.mode])
                     im = im.reduce(max(im.size) // max_side)
+            if upright != 1:
+                from PIL import Image
+
+                im = im.transpose(getattr(Image.Transpose, _UPRIGHT[upright]))
             rgb = _to_rgb_array(im)
         except (OSError, ValueError, SyntaxError) as exc:
             raise InvalidImageError(
@@ -226,10 +258,23 @@ def check_output_image(path: str | os.PathLike[str], source: str | os.PathLike[s
     return out
 
 
+def _new_partial(path: Path) -> tuple[int, str]:
+    """A new, empty file next to ``path`` for an atomic write: ``(descriptor, name)``, created with mode
+    ``0o666`` so the umask decides its permissions as for any new file (``mkstemp`` makes ``0o600``)."""
+    folder = path.parent or Path(".")
+    while True:
+        tmp = str(folder / f"{path.name}.{secrets.token_hex(4)}.partial")
+        try:
+            return os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666), tmp
+        except FileExistsError:
+            continue
+
+
 def save_image(image: torch.Tensor, path: str | os.PathLike[str]) -> None:
     """Write ``[1,3,H,W]`` in ``0..1`` to ``path`` atomically (temp file + rename).
 
-    The format follows the extension (PNG, JPEG, WebP, ...). A failure leaves no partial file.
+    The format follows the extension (PNG, JPEG, WebP, ...). A failure leaves no partial file. The file gets
+    the permissions of any new file (``0o666`` less the umask), not the temporary file's private ``0o600``.
 
     Raises:
         InvalidParameterError: an extension no format writes (see :func:`output_format`).
@@ -239,7 +284,7 @@ def save_image(image: torch.Tensor, path: str | os.PathLike[str]) -> None:
     path = Path(path)
     fmt = output_format(path)
     arr = to_uint8_hwc(image)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".partial", dir=path.parent or ".")
+    fd, tmp = _new_partial(path)
     try:
         with os.fdopen(fd, "wb") as fh:
             Image.fromarray(arr).save(fh, format=fmt, **({"quality": 95} if fmt == "JPEG" else {}))

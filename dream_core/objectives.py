@@ -25,6 +25,7 @@ from .channel_select import (
     DEFAULT_CAPTURE,
     Rank,
     channel_means,
+    check_channel_count,
     format_channels,
     parse_selection,
     rank_order,
@@ -345,6 +346,22 @@ def _split_terms(text: str) -> list[str]:
 MAX_OBJECTIVE_TEXT = 20_000
 
 
+def check_objective_size(text: str) -> None:
+    """Refuse, in microseconds, an objective text (or a schedule of them) too large to be worth parsing:
+    over :data:`MAX_OBJECTIVE_TEXT` characters, or naming too many channels in all
+    (:func:`~dream_core.channel_select.check_channel_count`).
+
+    Raises:
+        ObjectiveSyntaxError: too long; ChannelOutOfRangeError: too many channels (``parameter="objective"``).
+    """
+    if len(text) > MAX_OBJECTIVE_TEXT:
+        raise ObjectiveSyntaxError(
+            f"The objective text is {len(text)} characters long; at most {MAX_OBJECTIVE_TEXT} are read. "
+            "Use channel ranges (10-20) instead of listing every index.", parameter="objective",
+        )
+    check_channel_count(text)
+
+
 def parse_objective(text: str, model: Optional["DreamModel"] = None) -> Objective:
     """Parse the objective shorthand.
 
@@ -372,11 +389,7 @@ def parse_objective(text: str, model: Optional["DreamModel"] = None) -> Objectiv
         raise ObjectiveSyntaxError(
             "The layer selection is empty. Give at least one layer, e.g. 'block10_dw'.", parameter="objective"
         )
-    if len(text) > MAX_OBJECTIVE_TEXT:
-        raise ObjectiveSyntaxError(
-            f"The objective text is {len(text)} characters long; at most {MAX_OBJECTIVE_TEXT} are read. "
-            "Use channel ranges (10-20) instead of listing every index.", parameter="objective",
-        )
+    check_objective_size(text)
     terms: list[Objective] = []
     for term in _split_terms(text):
         m = _TERM.match(term)

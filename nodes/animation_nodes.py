@@ -11,7 +11,8 @@ import torch
 
 from ..dream_core import DreamedFrame, DreamModel, FrameDreamer, Objective
 from ..dream_core.animation import FeedbackFrames, Motion, feedback_plan
-from ..dream_core.clip import INTERPOLATIONS, SCHEDULABLE, ClipPlan, Schedule, parse_schedule
+from ..dream_core.clip import INTERPOLATIONS, SCHEDULABLE, ClipPlan, Schedule
+from ..dream_core.clip.plan import parse_setting_schedule
 from ..dream_core.animation.feedback import DEFAULT_LATER_ITERATIONS
 from ..dream_core.ranking import rank_clip
 from ..dream_core.clip import VideoSettings
@@ -89,7 +90,7 @@ class DDVSchedule:
         if setting not in SCHEDULABLE:
             return f"'{setting}' cannot be scheduled; choose one of {', '.join(SCHEDULABLE)}."
         try:
-            parse_schedule(keyframes, kind=SCHEDULABLE[setting][1], interpolation=interpolation, name=setting)
+            parse_setting_schedule(setting, keyframes, interpolation)  # bounded as a whole, objectives included
         except ValueError as exc:
             return str(exc)
         return True
@@ -97,7 +98,7 @@ class DDVSchedule:
     @explained
     def build(self, setting: str, keyframes: str, interpolation: str,
               schedule: Optional[Mapping[str, Schedule]] = None) -> tuple[dict[str, Schedule]]:
-        parsed = parse_schedule(keyframes, kind=SCHEDULABLE[setting][1], interpolation=interpolation, name=setting)
+        parsed = parse_setting_schedule(setting, keyframes, interpolation)
         out = dict(schedule or {})
         if setting in out:
             log.warning("DeepDream Schedule: '%s' is scheduled twice in the chain; this node's keyframes win.", setting)
@@ -205,13 +206,16 @@ class DDVAnimateV2:
         image = check_image(image, "image")
         model = check_model(model)
         dreaming, chained = merge_settings(widgets, settings)  # of the video settings only colour_coherence applies
-        video = VideoSettings(mode="independent", colour_coherence=chained.colour_coherence)
+        video = VideoSettings(mode="independent", colour_coherence=chained.colour_coherence,
+                              later_iterations=float(later_iterations))  # the node's own widget (zoom's default)
+        video.validate()
         clip_plan = ClipPlan(model, dreaming, objective=objective, video=video, schedules=dict(schedule or {}),
-                             motion=Motion(zoom=zoom, rotate=rotate, translate=(translate_x, translate_y)), fps=fps)
+                             motion=Motion(zoom=zoom, rotate=rotate, translate=(translate_x, translate_y)), fps=fps,
+                             feedback=True)  # a later_iterations schedule is read; carry & co. are refused
         count = int(frames)
-        clip_plan.check(range(count))
-        plan = feedback_plan(clip_plan, later_iterations)
         masks = mask_batch(mask)
+        clip_plan.check(range(count), size=tuple(image.shape[1:3]), masks=masks)
+        plan = feedback_plan(clip_plan)  # each frame's later_iterations: the widget, or its schedule
         device = model.device
         start = rgb_frame(image, 0, device)
         _, _, height, width = start.shape

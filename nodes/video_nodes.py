@@ -167,8 +167,8 @@ class DDVVideoDreamV2:
         check_clip_flows(video, flow, frames, num_frames, height, width)
         plan = ClipPlan(model, dreaming, objective=objective, video=video, schedules=dict(schedule or {}),
                         cadence=int(cadence), cadence_start=frames.start, fps=fps or None)
-        plan.check(frames)
         masks = mask_batch(mask)
+        plan.check(frames, size=(height, width), masks=masks)
         objective = plan(frames.start).objective
         device = model.device
         start_rgb = rgb_frame(check_image(start_image, "start_image"), 0, device) if start_image is not None else None

@@ -697,3 +697,35 @@ def test_colour_coherence_reaches_the_frames_from_the_video_and_animation_nodes(
                         (lambda **o: animate(tiny, images[:1], zoom=1.05, **loud, **o), images[:1].expand(3, -1, -1, -1))):
         off = lambda out: (colour_balance(out.permute(0, 3, 1, 2)) - colour_balance(source.permute(0, 3, 1, 2)))[:, [0, 2, 3]].abs().max()  # noqa: E731
         assert off(run(colour_coherence=1.0)) < 1.0 < off(run(colour_coherence=0.0))  # brightness and cast
+
+
+def test_zoom_node_honours_or_refuses_every_schedule(tiny):
+    """A Zoom node took a carry schedule and ignored it, and ignored a later_iterations schedule for its widget."""
+    image = image_batch()
+    with pytest.raises(ValueError, match="carry is scheduled, but mode 'independent' of a feedback animation"):
+        animate(tiny, image, schedule=schedule("carry", "0:(0.5), 2:(0.9)"))
+    plain = animate(tiny, image, later_iterations=0.5, colour_coherence=0.0)
+    scheduled = animate(tiny, image, later_iterations=0.5, colour_coherence=0.0,
+                        schedule=schedule("later_iterations", "0:(0.5), 1:(0.5), 2:(1.0)"))
+    assert torch.equal(plain[1], scheduled[1]) and not torch.equal(plain[2], scheduled[2])
+    # The Schedule node's validation bounds an objective schedule as a whole (4.8 KB took 1.5 GB and passed).
+    many = ", ".join(f"{k}:(conv2:0-40000)" for k in range(2))
+    assert "channels in all" in M["DDVSchedule"].VALIDATE_INPUTS("objective", many, "linear")
+
+
+def test_nodes_check_cadence_memory_and_masks_before_the_first_frame(tiny, monkeypatch):
+    clip = panning_clip(4)
+    flow = flow_of(clip)[0]
+    steps = []
+    monkeypatch.setattr(core.clip.plan, "MAX_HELD_BYTES", 2 * core.clip.plan.held_frame_bytes((48, 64)))
+    monkeypatch.setattr(host, "check_interrupt", lambda: steps.append(1))
+    video(tiny, clip, flow, cadence=3)  # two held frames fit
+    assert steps
+    steps.clear()
+    with pytest.raises(ValueError, match="cadence of 4 holds 3 frames of 64x48"):
+        video(tiny, clip, flow, cadence=4)
+    with pytest.raises(ValueError, match="2 masks, for frames 0..1; the clip's frames 0..3"):
+        video(tiny, clip, flow, mask=torch.ones(2, 48, 64))
+    with pytest.raises(ValueError, match="2 masks"):
+        animate(tiny, image_batch(), frames=3, mask=torch.ones(2, 48, 64))
+    assert not steps  # refused before any gradient step

@@ -85,15 +85,20 @@ class FeedbackFrames:
 
 
 def feedback_plan(plan: Callable[[int], FramePlan],
-                  later_iterations: float = DEFAULT_LATER_ITERATIONS) -> Callable[[int], FramePlan]:
+                  later_iterations: Optional[float] = None) -> Callable[[int], FramePlan]:
     """``plan`` with frames after the first dreamed with ``later_iterations`` of their iterations: each frame
     starts from the previous dream, which already holds most of the pattern (a full dream per frame
     compounds into a saturated picture within a few frames).
 
+    Args:
+        plan: the clip's plan (a :class:`~dream_core.clip.plan.ClipPlan` made with ``feedback=True``).
+        later_iterations: the fraction for every frame; ``None``: each frame's own
+            ``video.later_iterations`` (a constant, or its schedule).
+
     Raises:
         InvalidParameterError: ``later_iterations`` outside ``(0, 1]``.
     """
-    if not 0 < later_iterations <= 1:
+    if later_iterations is not None and not 0 < later_iterations <= 1:
         raise InvalidParameterError(f"later_iterations must be in (0, 1]; got {later_iterations}.",
                                     parameter="later_iterations")
 
@@ -101,7 +106,8 @@ def feedback_plan(plan: Callable[[int], FramePlan],
         p = plan(index)
         if index == 0:
             return p
-        iterations = max(1, round(p.settings.num_iterations * later_iterations))
+        fraction = p.video.later_iterations if later_iterations is None else later_iterations
+        iterations = max(1, round(p.settings.num_iterations * fraction))
         return dataclasses.replace(p, settings=p.settings.with_(num_iterations=iterations))
 
     return frame

@@ -58,6 +58,18 @@ class MaskBatch:
     def __len__(self) -> int:
         return int(self.masks.shape[0])
 
+    def check_frames(self, indices: range) -> None:
+        """Before the first frame: one mask for all, or one for every frame of ``indices``.
+
+        Raises:
+            InvalidImageError: frames without a mask (``parameter="mask"``).
+        """
+        if len(self) > 1 and len(indices) and not (self.offset <= indices.start and indices.stop <= self.offset + len(self)):
+            raise InvalidImageError(
+                f"There are {len(self)} masks, for frames {self.offset}..{self.offset + len(self) - 1}; the clip's frames "
+                f"{indices.start}..{indices.stop - 1} need one each. Give one mask, or one per frame.", parameter="mask",
+            )
+
     def __call__(self, index: int) -> Optional[torch.Tensor]:
         if len(self) == 1:
             return self.masks[0]
@@ -86,6 +98,19 @@ class VideoMask:
         self.info = probe_video(self.path)
         self._frames: Optional[Iterator[np.ndarray]] = None
         self._next = -1
+
+    def check_frames(self, indices: range) -> None:
+        """Before the first frame: the mask video reaches the last frame of ``indices``.
+
+        Raises:
+            InvalidImageError: it is shorter (``parameter="mask"``).
+        """
+        if len(indices) and indices.stop > self.info.num_frames:
+            raise InvalidImageError(
+                f"The mask video '{self.path}' has {self.info.num_frames} frames; the clip's frames {indices.start}.."
+                f"{indices.stop - 1} need one each. Give a mask video at least as long as the clip, or one mask image.",
+                parameter="mask",
+            )
 
     def __call__(self, index: int) -> Optional[torch.Tensor]:
         from ..video import read_frames

@@ -16,7 +16,6 @@ import time
 
 from ..animation import FeedbackFrames, feedback_plan
 from ..animation.feedback import DEFAULT_LATER_ITERATIONS
-from ..dream import check_image_for_dream
 from ..image_io import load_image
 from ..image_ops import fit_max_side
 from ..models import load_model
@@ -25,9 +24,10 @@ from ..video import file_identity
 from ..clip import VideoSettings
 from ..clip.frame_dreamer import FrameDreamer
 from ..pipeline import EVEN, WriterSink, open_writer, render_range, resume_state
-from ..video.output import parse_rate
+from ..video.output import check_output_writable, parse_rate
 from .animation_args import add_animation_arguments, animation_identity, colour_coherence_from_args, masks_from_args, plan_from_args
-from .args import HelpFormatter, add_dream_arguments, pick_device, settings_from_args
+from .args import SCHEDULE_HINT, HelpFormatter, Keyed, add_dream_arguments, number_or_schedule, pick_device, settings_from_args
+from .paths import check_distinct_paths
 from .video import add_output_arguments
 from .video_run import output_options
 
@@ -44,19 +44,22 @@ def run_animate(args: argparse.Namespace) -> int:
         raise InvalidParameterError(f"An animation needs at least 1 frame; got {args.frames}.", parameter="frames")
     rate = parse_rate(args.fps)
     settings = settings_from_args(args)
-    video = VideoSettings(mode="independent", colour_coherence=colour_coherence_from_args(args))
+    check_output_writable(args.output, args.input)
+    check_distinct_paths(args)
+    later = args.later_iterations
+    video = VideoSettings(mode="independent", colour_coherence=colour_coherence_from_args(args),
+                          later_iterations=DEFAULT_LATER_ITERATIONS if isinstance(later, Keyed) else later)
+    video.validate()
     start = fit_max_side(load_image(args.input, max_side=args.max_side), args.max_side, multiple=EVEN)
     h, w = start.shape[-2:]
     if h % 2 or w % 2:  # yuv420p: trim an odd row/column rather than stretch the picture
         start = start[..., : h - h % 2, : w - w % 2]
     device = pick_device(args.device)
     model = load_model(args.model, weights=args.weights, device=device)
-    clip_plan = plan_from_args(args, model, settings, video, fps=rate)
-    clip_plan.check(range(args.frames))
-    plan = feedback_plan(clip_plan, args.later_iterations)
-    for index in (0, args.frames - 1):
-        check_image_for_dream(start, model, plan(index).settings)
+    clip_plan = plan_from_args(args, model, settings, video, fps=rate, feedback=True)
     masks = masks_from_args(args)
+    clip_plan.check(range(args.frames), size=tuple(start.shape[-2:]), masks=masks)
+    plan = feedback_plan(clip_plan)  # each frame's later_iterations: the flag, or its schedule
     run_settings = {
         "command": "animate", "model": model.name, "weights": file_identity(args.weights),
         "start_image": file_identity(args.input),
@@ -87,9 +90,9 @@ def add_animate_command(sub: "argparse._SubParsersAction[argparse.ArgumentParser
     p.add_argument("output", help="output video (.mp4, .mov, .mkv)")
     p.add_argument("--frames", type=int, default=120, help="number of frames")
     p.add_argument("--fps", default="30", help="frame rate, e.g. 30, 24 or 30000/1001")
-    p.add_argument("--later-iterations", type=float, default=DEFAULT_LATER_ITERATIONS,
+    p.add_argument("--later-iterations", type=number_or_schedule(float, True), default=DEFAULT_LATER_ITERATIONS,
                    help="iterations of the frames after the first, as a fraction: each starts from the previous "
-                        "dream (higher -> the picture saturates with creatures sooner)")
+                        f"dream (higher -> the picture saturates with creatures sooner){SCHEDULE_HINT}")
     add_dream_arguments(p, schedules=True)
     add_animation_arguments(p, cadence=False, motion_help="camera move between frames")
     g = p.add_argument_group("output")

@@ -7,6 +7,7 @@ from fractions import Fraction
 from typing import Any, Optional
 
 from ..animation import MaskSource, Motion, VideoMask, load_mask
+from ..image_io import load_image
 from ..clip import INTERPOLATIONS, SCHEDULABLE, ClipPlan, is_keyed
 from ..models.spec import DreamModel
 from ..settings import DreamSettings
@@ -60,17 +61,19 @@ def _constant(args: argparse.Namespace, name: str, default: Any) -> Any:
 
 
 def plan_from_args(args: argparse.Namespace, model: DreamModel, settings: DreamSettings, video: VideoSettings, *,
-                   fps: Optional[Fraction], cadence_start: int = 0) -> ClipPlan:
-    """The :class:`ClipPlan` the flags describe (constants, schedules, motion, cadence)."""
+                   fps: Optional[Fraction], cadence_start: int = 0, feedback: bool = False) -> ClipPlan:
+    """The :class:`ClipPlan` the flags describe (constants, schedules, motion, cadence, ``--guide``; ``feedback``:
+    ``animate``)."""
     schedules = schedules_from_args(args)
     motion = Motion(zoom=_constant(args, "zoom", 1.0), rotate=_constant(args, "rotate", 0.0),
                     translate=tuple(_constant(args, "translate", (0.0, 0.0))))
+    guide = load_image(args.guide) if getattr(args, "guide", None) else None  # as the image command reads it
     return ClipPlan(
-        model, settings,
+        model, settings, guide=guide,
         objective=None if "objective" in schedules else args.layers,
         video=video, schedules=schedules, motion=motion,
         cadence=getattr(args, "cadence", 1), cadence_start=cadence_start,
-        fps=float(fps) if fps else None, interpolation=args.interpolation,
+        fps=float(fps) if fps else None, interpolation=args.interpolation, feedback=feedback,
     )
 
 
@@ -93,5 +96,7 @@ def animation_identity(args: argparse.Namespace) -> dict[str, Any]:
                    list(_constant(args, "translate", (0.0, 0.0)))],
         "cadence": getattr(args, "cadence", 1),
         "mask": file_identity(args.mask),  # its content: a mask replaced at the same path is another run
+        # only when given: the runs of earlier versions, without the key, still resume
+        **({"guide": file_identity(args.guide)} if getattr(args, "guide", None) else {}),
         "colour_coherence": colour_coherence_from_args(args),
     }

@@ -119,6 +119,20 @@ def _look_default(field: str) -> str:
     return f"(default: the --preset's; {values})"
 
 
+class _StoreGiven(argparse.Action):
+    """``store``, and the flag's destination added to ``namespace.given`` (see :func:`given`)."""
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any,
+                 option_string: Optional[str] = None) -> None:
+        setattr(namespace, self.dest, values)
+        namespace.given = frozenset(getattr(namespace, "given", frozenset())) | {self.dest}
+
+
+def given(args: argparse.Namespace) -> frozenset[str]:
+    """The settings whose flag was typed on the command line (not left at its default)."""
+    return frozenset(getattr(args, "given", frozenset()))
+
+
 def add_setting_argument(group: "argparse._ArgumentGroup | argparse.ArgumentParser", option: Option, *,
                          schedules: bool, default: Any = None, help: Optional[str] = None) -> None:
     """The flag of one setting, from its declaration: its name, type, choices, range and help.
@@ -140,6 +154,7 @@ def add_setting_argument(group: "argparse._ArgumentGroup | argparse.ArgumentPars
         kwargs.update(type=number_or_schedule(option.kind, scheduled) if option.schedulable else option.kind,
                       metavar=option.flag[2:].upper().replace("-", "_"))
         text += f" ({option.range_text}{SCHEDULE_HINT if scheduled else ''})"
+    kwargs["action"] = _StoreGiven
     if option.look:
         group.add_argument(option.flag, default=None, help=f"{text} {_look_default(option.name)}", **kwargs)
     else:

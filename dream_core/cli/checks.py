@@ -26,6 +26,7 @@ log = logging.getLogger("dream_core")
 REMEDIES = {
     "device": "Set it with --device (cpu, cuda, cuda:N, mps), or leave it out to use a GPU when there is one.",
     "guide": "Give another image with --guide.",
+    "ray_address": "Set it with --ray-address, or leave it out to start a local Ray runtime.",
 }
 
 #: A 1-minute load average this far above zero counts as other work on the machine.
@@ -77,10 +78,25 @@ def warn_if_busy(threads: Optional[int], device: Optional[str], load: Callable[[
 
 def interrupted_message(args: argparse.Namespace, argv: Sequence[str], prog: str) -> str:
     """What the command line says after Ctrl-C: for a resumable command, where the work is and how to continue."""
+    return "Interrupted." + _resume_hint(args, argv, prog, "to continue from there")
+
+
+def filesystem_message(exc: OSError, args: argparse.Namespace, argv: Sequence[str], prog: str) -> str:
+    """What the command line says when the file system refuses a read or write mid-run (a full disk, a folder
+    made read-only, a disk unmounted): what failed, what to check, and for a resumable command how to go on."""
+    where = f" '{exc.filename}'" if getattr(exc, "filename", None) else ""
+    if isinstance(exc, ConnectionError):
+        what = f"A connection failed{where}: {exc.strerror or exc}. Check the network and the Ray cluster."
+    else:
+        what = (f"The file system refused{where}: {exc.strerror or exc}. Check the free space, the permissions and "
+                "that the disk is still there.")
+    return what + _resume_hint(args, argv, prog, "once that is fixed, to continue")
+
+
+def _resume_hint(args: argparse.Namespace, argv: Sequence[str], prog: str, when: str) -> str:
     output = getattr(args, "output", None)
     if output is None or not hasattr(args, "no_resume"):
-        return "Interrupted."
+        return ""
     work = Path(output).with_name(Path(output).name + WORK_SUFFIX)
     again = [a for a in argv if a != "--no-resume"]
-    return (f"Interrupted. The frames finished so far are kept in '{work}'; to continue from there, run the same "
-            f"command again: {prog} {shlex.join(again)}")
+    return f" The frames finished so far are kept in '{work}'; {when}, run the same command again: {prog} {shlex.join(again)}"

@@ -20,7 +20,7 @@ import torch
 from ..clip.plan import ClipPlan
 from ..distributed.assemble import Assembler
 from ..distributed.job import SegmentJob, cached_model
-from ..distributed.runner import render_segments, require_ray
+from ..distributed.runner import check_address, render_segments, require_ray
 from ..distributed.segments import choose_plan
 from ..dream import DreamSettings
 from ..image_io import load_image, to_uint8_hwc
@@ -29,6 +29,7 @@ from ..pipeline import open_writer
 from ..clip import VideoSettings
 from ..clip.loop import MaskProvider
 from .animation_args import masks_from_args, plan_from_args
+from .paths import absolute_paths
 from .video_run import check_video_run, output_options
 
 log = logging.getLogger("dream_core")
@@ -57,6 +58,9 @@ def video_job(args: argparse.Namespace, run_settings: DreamSettings, video: Vide
 def run_video_distributed(args: argparse.Namespace) -> int:
     """Dream ``args.input`` on ``args.workers`` Ray workers into ``args.output`` (resumable)."""
     require_ray()  # fail at once, before any work, when Ray is missing
+    if args.ray_address:
+        check_address(args.ray_address)  # within seconds, before the model is loaded
+    args = absolute_paths(args)  # a worker's working folder is not this one (a cluster started elsewhere)
     # The driver only checks (once per process, however many clips a batch holds); workers load their own.
     run = check_video_run(args, torch.device("cpu"), load=cached_model)
     plan = choose_plan(run.frames, args.workers, mode=run.video.mode, segment_length=args.segment_length,

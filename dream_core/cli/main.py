@@ -88,7 +88,8 @@ def build_parser(prog: Optional[str] = None) -> argparse.ArgumentParser:
 
 
 def main(argv: Optional[Sequence[str]] = None, prog: Optional[str] = None) -> int:
-    """Run the command line; returns the exit status (0 ok, 2 bad input, 130 interrupted)."""
+    """Run the command line; returns the exit status (0 ok, 1 the file system refused, 2 bad input, 130
+    interrupted)."""
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser(prog)
     args = parser.parse_args(argv)
@@ -118,3 +119,7 @@ def main(argv: Optional[Sequence[str]] = None, prog: Optional[str] = None) -> in
     except (KeyboardInterrupt, DreamCancelled):
         log.error("%s", checks.interrupted_message(args, argv, prog or PROG))
         return 130
+    except OSError as exc:  # a full disk, a read-only or vanished folder: our message, not a traceback
+        log.debug("File system error", exc_info=True)
+        log.error("%s", checks.filesystem_message(exc, args, argv, prog or PROG))
+        return 1

@@ -17,17 +17,30 @@ from ..pipeline import ModelLoader, OutputOptions, VideoRequest, VideoRun
 from ..pipeline import check_video_run as check_request
 from ..settings import DreamSettings
 from .animation_args import animation_identity, colour_coherence_from_args, masks_from_args, plan_from_args
-from .args import Keyed, settings_from_args
+from ..errors import InvalidParameterError
+from .args import FLAGS, Keyed, given, settings_from_args
+from .paths import check_distinct_paths
 
 _V = VideoSettings()
 
 
 def video_settings_from_args(args: argparse.Namespace) -> VideoSettings:
-    """The :class:`VideoSettings` the video flags describe, validated."""
+    """The :class:`VideoSettings` the video flags describe, validated.
+
+    Raises:
+        InvalidParameterError: a flag given to a mode that never reads it (``--carry`` with ``--mode
+            independent``); a schedule of one is refused by the :class:`ClipPlan`.
+    """
     values = {name: getattr(args, name) for name in ("carry", "temporal_weight", "later_iterations", "occlusion_feather")}
     video = VideoSettings(mode=args.mode, colour_coherence=colour_coherence_from_args(args),
-                          **{k: getattr(_V, k) if isinstance(v, Keyed) else v for k, v in values.items()})
+                          **{k: getattr(_V, k) if v is None or isinstance(v, Keyed) else v for k, v in values.items()})
     video.validate()
+    unused = [FLAGS[k] for k in values if k in given(args) and k in video.unused(getattr(args, "cadence", 1))]
+    if unused:
+        raise InvalidParameterError(
+            f"{', '.join(unused)} {'does' if len(unused) == 1 else 'do'} nothing in --mode {video.mode} (only "
+            f"--mode stable reads {'it' if len(unused) == 1 else 'them'}{'; --occlusion-feather also seed with a --cadence' if video.mode == 'seed' else ''}). "
+            "Leave it out, or use --mode stable.")
     return video
 
 
@@ -59,5 +72,6 @@ def check_video_run(args: argparse.Namespace, device: torch.device, load: Option
         DreamError: bad flags, an unreadable input or output, a model or objective that does not fit.
     """
     request = request_from_args(args)
+    check_distinct_paths(args)
     return check_request(request, device, plan=functools.partial(_plan, args, request.settings, request.video),
                          masks=masks_from_args(args), load=load, identity={"animation": animation_identity(args)})

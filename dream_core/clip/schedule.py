@@ -24,6 +24,7 @@ Errors name the character position and the expected form
 
 from __future__ import annotations
 
+import bisect
 import math
 import re
 from dataclasses import dataclass
@@ -44,6 +45,11 @@ _FORM = "'frame:(value), frame:(value), ...', e.g. '0:(0.01), 48:(0.04)' or '0s:
 _KEYED = re.compile(r"^\s*(?:(?:linear|smooth|hold)\s*:\s*)?[0-9.]+\s*s?\s*:\s*\(", re.IGNORECASE)
 _KEY = re.compile(r"\s*([0-9]+(?:\.[0-9]*)?|\.[0-9]+)(s?)\s*:\s*\(")
 _MODE = re.compile(r"\s*(linear|smooth|hold)\s*:", re.IGNORECASE)
+_SPACE = re.compile(r"\s*")
+
+#: Longest schedule text read (a key per frame of a 5-minute clip at 24 fps fits; values between keys are
+#: interpolated, so real schedules are far shorter).
+MAX_SCHEDULE_TEXT = 100_000
 
 
 @dataclass(frozen=True)
@@ -64,12 +70,14 @@ class Schedule:
         interpolation: one of :data:`INTERPOLATIONS`.
         kind: one of :data:`KINDS`.
         text: the source string (for messages and the run's identity).
+        name: the setting it drives (for messages).
     """
 
     keys: tuple[Keyframe, ...]
     interpolation: str = DEFAULT_INTERPOLATION
     kind: str = "number"
     text: str = ""
+    name: str = "value"
 
     @property
     def is_constant(self) -> bool:
@@ -88,6 +96,37 @@ class Schedule:
         """Every key's frame position."""
         return [self._frame_of(k, fps) for k in self.keys]
 
+    def _sorted(self, fps: Optional[float]) -> tuple[list[tuple[float, Value]], list[float]]:
+        """``(position, value)`` of the keys in frame order and the positions alone, made once per ``fps``
+        (:meth:`at` runs for every frame of a clip)."""
+        cache = self.__dict__.setdefault("_by_fps", {})
+        if fps not in cache:
+            keys = sorted(((self._frame_of(k, fps), k.value) for k in self.keys), key=lambda kv: kv[0])
+            cache[fps] = (keys, [x for x, _ in keys])
+        return cache[fps]
+
+    def check_keys(self, fps: Optional[float] = None) -> None:
+        """Check that every key is shown: no two keys land on one frame (``6:(a)`` and ``0.25s:(b)`` at 24 fps,
+        ``0:(a)`` and ``0s:(b)``), where the earlier one's value would be dropped without a word.
+
+        A key's value is shown at the whole frames from its position up to the next key's; two keys with no
+        whole frame between them (positions ``p`` and ``q`` with ``ceil(p) >= q``) leave the first one unseen.
+
+        Raises:
+            ScheduleSyntaxError: two such keys (``parameter`` is the schedule's name), or keys in seconds
+                without ``fps``.
+        """
+        order = sorted(zip(self.positions(fps), self.keys), key=lambda pk: pk[0])
+        for (p, a), (q, b) in zip(order, order[1:]):
+            if math.ceil(p - 1e-9) >= q - 1e-9:
+                at = f"frame {q:g}" if p == q else f"frames {p:g} and {q:g}"
+                rate = f" at {fps:g} fps" if (a.seconds or b.seconds) and fps else ""
+                raise ScheduleSyntaxError(
+                    f"{self.name}: schedule {self.text!r} has two keys on one frame: {_key_text(a)} and "
+                    f"{_key_text(b)} land on {at}{rate}, so the value of {_key_text(a)} would never be used. "
+                    "Move one of the keys to another frame or drop it.", parameter=self.name,
+                )
+
     def _frame_of(self, key: Keyframe, fps: Optional[float]) -> float:
         if not key.seconds:
             return key.at
@@ -105,15 +144,14 @@ class Schedule:
         Returns:
             A number (``number``), a pair (``pair``) or a blend ``[(text, weight), ...]`` (``text``).
         """
-        keys = sorted(((self._frame_of(k, fps), k.value) for k in self.keys), key=lambda kv: kv[0])
-        if frame <= keys[0][0]:
+        keys, positions = self._sorted(fps)
+        if frame <= positions[0]:
             return self._single(keys[0][1])
-        if frame >= keys[-1][0]:
+        if frame >= positions[-1]:
             return self._single(keys[-1][1])
-        for (x0, v0), (x1, v1) in zip(keys, keys[1:]):
-            if x0 <= frame < x1:
-                t = (frame - x0) / (x1 - x0)
-                break
+        i = bisect.bisect_right(positions, frame)  # keys[i - 1] <= frame < keys[i]
+        (x0, v0), (x1, v1) = keys[i - 1], keys[i]
+        t = (frame - x0) / (x1 - x0)
         if self.interpolation == "hold":
             t = 0.0
         elif self.interpolation == "smooth":
@@ -156,17 +194,24 @@ def parse_schedule(text: Union[str, float, int], *, kind: str = "number",
             f"interpolation must be one of {', '.join(INTERPOLATIONS)}; got {interpolation!r}.", parameter="interpolation"
         )
     if not isinstance(text, str):
-        return Schedule((Keyframe(0.0, False, _value(str(text), kind, name, text, 0)),), interpolation, kind, str(text))
+        return Schedule((Keyframe(0.0, False, _value(str(text), kind, name, text, 0)),), interpolation, kind, str(text),
+                        name)
     source = text
     if not text.strip():
         raise ScheduleSyntaxError(f"{name}: the schedule is empty; expected a value or {_FORM}.", parameter=name)
+    if len(text) > MAX_SCHEDULE_TEXT:
+        raise ScheduleSyntaxError(
+            f"{name}: the schedule is {len(text)} characters long; at most {MAX_SCHEDULE_TEXT} are read. Give keys "
+            "only where the value changes direction: values between keys are interpolated.", parameter=name,
+        )
     mode = _MODE.match(text)
     pos = 0
     if mode and is_keyed(text):
         interpolation = mode.group(1).lower()
         pos = mode.end()
     if not is_keyed(text):
-        return Schedule((Keyframe(0.0, False, _value(text.strip(), kind, name, source, 0)),), interpolation, kind, source)
+        return Schedule((Keyframe(0.0, False, _value(text.strip(), kind, name, source, 0)),), interpolation, kind, source,
+                        name)
     keys: list[Keyframe] = []
     seen: set[tuple[float, bool]] = set()
     while True:
@@ -182,16 +227,19 @@ def parse_schedule(text: Union[str, float, int], *, kind: str = "number",
         if end < 0:
             raise _syntax(name, source, start - 1, "a ')' closing this value")
         keys.append(Keyframe(at, seconds, _value(text[start:end].strip(), kind, name, source, start)))
-        pos = end + 1
-        rest = text[pos:].lstrip()
-        if not rest:
+        pos = _SPACE.match(text, end + 1).end()  # type: ignore[union-attr]
+        if pos == len(text):
             break
-        if not rest.startswith(","):
-            raise _syntax(name, source, len(text) - len(rest), "',' between keys")
-        pos = len(text) - len(rest) + 1
-        if not text[pos:].strip():  # a trailing comma
+        if text[pos] != ",":
+            raise _syntax(name, source, pos, "',' between keys")
+        pos += 1
+        if _SPACE.match(text, pos).end() == len(text):  # type: ignore[union-attr]  # a trailing comma
             break
-    return Schedule(tuple(keys), interpolation, kind, source)
+    return Schedule(tuple(keys), interpolation, kind, source, name)
+
+
+def _key_text(key: Keyframe) -> str:
+    return f"{key.at:g}{'s' if key.seconds else ''}:({key.value})"
 
 
 def _closing_paren(text: str, start: int) -> int:

@@ -81,6 +81,22 @@ class VideoSettings:
         (:func:`~dream_core.options.check_options`)."""
         check_options(self)
 
+    def unused(self, cadence: int = 1, feedback: bool = False) -> tuple[str, ...]:
+        """The fields this mode never reads (a value or schedule given for them would do nothing).
+
+        ``stable`` reads them all; ``seed`` only ``occlusion_feather``, and only for a cadence's in-between
+        frames; ``independent`` none, except ``later_iterations`` in a feedback animation (``feedback``:
+        frames after the first, :func:`dream_core.animation.feedback_plan`). ``colour_coherence``: every mode.
+        """
+        if self.mode == "stable":
+            return ()
+        unused = ["carry", "temporal_weight", "later_iterations", "occlusion_feather"]
+        if self.mode == "seed" and cadence > 1:
+            unused.remove("occlusion_feather")
+        if self.mode == "independent" and feedback:
+            unused.remove("later_iterations")
+        return tuple(unused)
+
     @property
     def needs_flow(self) -> bool:
         """Whether frames after the first need the optical flow (every mode but ``independent``)."""

@@ -22,12 +22,14 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
+import threading
 import time
 from pathlib import Path
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Optional, Sequence
 
-from ..errors import DreamError, MissingDependencyError, VideoError
+from ..errors import ClusterError, DreamError, MissingDependencyError, VideoError
 from .assemble import Assembler
 from .job import SegmentJob, SegmentResult, dream_segment, worker_name
 from .segments import Segment
@@ -38,6 +40,68 @@ log = logging.getLogger(__name__)
 INSTALL_RAY = "pip install 'deepdream-video[ray]'  (or: pip install 'ray>=2.9')"
 #: Ray retries of a task whose worker process died.
 DEFAULT_MAX_RETRIES = 3
+#: Seconds to wait for a cluster's head to accept a connection before saying nothing answers.
+CONNECT_TIMEOUT = 3.0
+#: Seconds after which a join that has not finished says what it is waiting for (and again as often).
+WAIT_NOTICE = 10.0
+#: What a cluster address looks like, for messages.
+ADDRESS_FORMS = "'host:6379' (the head's address that Ray's 'ray start' prints), 'ray://host:10001' or 'auto'"
+
+
+def check_address(address: str, timeout: float = CONNECT_TIMEOUT) -> None:
+    """Before joining: a malformed ``address``, or one where nothing listens, is refused within ``timeout``
+    seconds (Ray itself waited minutes and then exited the process). ``"auto"`` is left to Ray.
+
+    Raises:
+        ClusterError: unreadable, or no connection (``parameter="ray_address"``).
+    """
+    if address == "auto":
+        return
+    target = address[len("ray://"):] if address.startswith("ray://") else address
+    host, sep, port = target.rpartition(":")
+    host = host.strip("[]")  # an IPv6 address in brackets
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ClusterError(f"Cannot read the Ray address {address!r}; expected {ADDRESS_FORMS}.",
+                           parameter="ray_address")
+    try:
+        with socket.create_connection((host, int(port)), timeout=timeout):
+            pass
+    except OSError as exc:
+        why = "no answer" if isinstance(exc, TimeoutError) else (exc.strerror or str(exc))
+        raise ClusterError(
+            f"Nothing answers at {host}:{port} ({why}, waited up to {timeout:g} s). Check that the Ray head runs "
+            "there (Ray's 'ray start' on the head prints its address), the host name and port, and that no "
+            "firewall blocks the port.", parameter="ray_address",
+        ) from None
+
+
+def _join(ray: Any, address: str, **options: Any) -> None:
+    """``ray.init(address=...)`` with every failure as a :class:`ClusterError` naming what to check, and a
+    notice every :data:`WAIT_NOTICE` seconds while it waits."""
+    check_address(address)
+    started = time.monotonic()
+    done = threading.Event()
+
+    def notice() -> None:
+        while not done.wait(WAIT_NOTICE):
+            log.warning("Still joining the Ray cluster at %s after %.0f s (waiting for its head to answer; "
+                        "Ctrl-C stops).", address, time.monotonic() - started)
+
+    threading.Thread(target=notice, name="ray-join-notice", daemon=True).start()
+    try:
+        ray.init(address=address, **options)
+    except (KeyboardInterrupt, MissingDependencyError):
+        raise
+    except BaseException as exc:  # noqa: BLE001 - Ray raises ConnectionError, ValueError, RuntimeError, SystemExit
+        first = ("Ray gave up waiting for the cluster's head to answer" if isinstance(exc, SystemExit)
+                 else (str(exc).strip().splitlines() or [type(exc).__name__])[0])
+        raise ClusterError(
+            f"Could not join the Ray cluster at {address!r}: {first.rstrip('.')}. Check the address ({ADDRESS_FORMS}); "
+            "'auto' needs a cluster started on this machine; a cluster that requires a token or another Ray version "
+            "says so above.", parameter="ray_address",
+        ) from None
+    finally:
+        done.set()
 
 
 def require_ray() -> Any:
@@ -79,6 +143,7 @@ def start_ray(workers: int, address: Optional[str] = None, threads: Optional[int
 
     Raises:
         MissingDependencyError: Ray is not installed.
+        ClusterError: ``address`` unreadable, unreachable, or refusing to be joined (within seconds).
     """
     ray = require_ray()
     if not ray.is_initialized():
@@ -86,7 +151,7 @@ def start_ray(workers: int, address: Optional[str] = None, threads: Optional[int
         if address:
             # The nodes need torch and the other dependencies; this code travels with the job.
             log.info("Joining the Ray cluster at %s.", address)
-            ray.init(address=address, log_to_driver=True, runtime_env={"py_modules": [str(package)]})
+            _join(ray, address, log_to_driver=True, runtime_env={"py_modules": [str(package)]})
         else:
             import torch
 

@@ -18,7 +18,7 @@ import torch
 from ..clip.loop import MaskProvider, frame_range
 from ..clip.plan import ClipPlan
 from ..clip.settings import VideoSettings
-from ..dream import DreamSettings, check_image_for_dream
+from ..dream import DreamSettings
 from ..flow.estimate import DEFAULT_FLOW_METHOD
 from ..image_ops import fit_size
 from ..models import DEFAULT_MODEL, load_model
@@ -120,11 +120,9 @@ def check_video_run(request: VideoRequest, device: torch.device, *, plan: Option
     model = (load or _load)(request.model, request.weights, device)
     clip_plan = (plan(model, info.frame_rate, frames.start) if plan is not None
                  else ClipPlan(model, settings, video=video, cadence_start=frames.start))
-    clip_plan.check(frames)
-    objective = clip_plan(frames.start).objective
     size = fit_size(info.height, info.width, request.max_side, multiple=EVEN)
-    for index in (frames.start, frames.stop - 1):
-        check_image_for_dream(torch.zeros(1, 3, *size), model, clip_plan(index).settings)
+    clip_plan.check(frames, size=size, masks=masks)  # every frame's octaves, the cadence's memory, the masks' length
+    objective = clip_plan(frames.start).objective
     run_identity = {
         "model": model.name, "weights": file_identity(request.weights), "objective": objective.to_string(),
         "dream": dataclasses.asdict(settings), "video": dataclasses.asdict(video), "end": frames.stop,

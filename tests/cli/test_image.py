@@ -169,7 +169,7 @@ def test_image_mask_dreams_inside_and_keeps_the_outside(small_png, tmp_path):
     assert (load_image(unmasked)[..., :36] - source[..., :36]).abs().mean() > 0.01
 
 
-@pytest.mark.parametrize("mask, message", [("missing.png", "Mask file not found"), ("mask.mp4", "is a video")])
+@pytest.mark.parametrize("mask, message", [("missing.png", "Mask file not found")])
 def test_image_mask_errors_name_the_flag(small_png, tmp_path, caplog, mask, message):
     assert main(["image", str(small_png), str(tmp_path / "out.png"), "--mask", str(tmp_path / mask)]) == 2
     assert message in caplog.text and "Set it with --mask." in caplog.text

@@ -120,6 +120,29 @@ def test_batch_dreams_images_and_skips_finished_outputs(ray_runtime, tmp_path, c
     assert "a.png" in table and "done" in table and "skipped" in table and "notes.txt" not in table
 
 
+@pytest.mark.slow
+def test_batch_images_take_the_mask_and_the_schedules_at_frame_zero(ray_runtime, tmp_path):
+    """Images of a batch honour --mask and take --lr and --layers schedules at frame 0 (they ignored the mask, used
+    the default learning rate and refused the --layers schedule with a misleading message): the same file as the
+    image command given the frame-0 values."""
+    from dream_core.image_io import load_image, save_image
+
+    src, dst = tmp_path / "in", tmp_path / "out"
+    src.mkdir()
+    save_image(textured_image(48, 64, seed=1), src / "a.png")
+    mask = textured_image(48, 64, seed=2) * 0
+    mask[..., 32:] = 1
+    save_image(mask, tmp_path / "mask.png")
+    flags = ["--octaves", "1", "--iterations", "1", "--threads", "1", "--mask", str(tmp_path / "mask.png")]
+    assert main(["batch", str(src), str(dst), *flags, "--lr", "0:(0.03), 9:(0.01)",
+                 "--layers", "0:(block5_dw), 9:(block8_dw)", "--workers", "1"]) == 0
+    assert main(["image", str(src / "a.png"), str(tmp_path / "alone.png"), *flags, "--lr", "0.03",
+                 "--layers", "block5_dw"]) == 0
+    batch, alone, source = (load_image(p) for p in (dst / "a.png", tmp_path / "alone.png", src / "a.png"))
+    assert np.array_equal(batch.numpy(), alone.numpy())
+    assert np.array_equal(batch[..., :28].numpy(), source[..., :28].numpy())
+
+
 def test_without_ray_several_workers_fail_at_once_and_one_worker_works(monkeypatch, tmp_path, caplog):
     src = make_clip(tmp_path / "c.mp4", n=4, audio=None)
     monkeypatch.setitem(sys.modules, "ray", None)  # import ray -> ImportError
