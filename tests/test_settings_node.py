@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from pack_loader import load_pack
-from test_nodes import tiny  # noqa: F401 (a fixture)
+from test_nodes import defaults, tiny  # noqa: F401 (tiny: a fixture)
 
 pack = load_pack()
 core = pack.dream_core
@@ -17,15 +17,7 @@ merge_settings = nodes.common.merge_settings
 
 
 def widget_defaults(node_id: str) -> dict:
-    out = {}
-    for section in ("required", "optional"):
-        for name, (kind, *rest) in M[node_id].INPUT_TYPES().get(section, {}).items():
-            opts = rest[0] if rest else {}
-            if isinstance(kind, list):
-                out[name] = opts.get("default", kind[0])
-            elif "default" in opts:
-                out[name] = opts["default"]
-    return out
+    return defaults(M[node_id])
 
 
 def settings_node(**over) -> dict:
