@@ -98,6 +98,10 @@ class VideoError(DreamError):
     """A video file that cannot be read or written."""
 
 
+class DeviceMemoryError(DreamError):
+    """The compute device ran out of memory even after the dream had shrunk its tiles as far as it can."""
+
+
 class MissingDependencyError(DreamError):
     """An optional dependency a feature needs is not installed (the message gives the install command)."""
 

@@ -12,6 +12,7 @@ from .common import presets_payload
 from .image_nodes import DDVDreamImage
 from ..dream_core.catalog import layer_catalog
 from .model_nodes import DDVLayerSelect, DDVModelLoader
+from .stream_nodes import DDVVideoStream
 from .video_nodes import DDVVideoDream
 
 NODE_CLASS_MAPPINGS = {
@@ -20,6 +21,7 @@ NODE_CLASS_MAPPINGS = {
     "DDVDreamImage": DDVDreamImage,
     "DDVOpticalFlow": DDVOpticalFlow,
     "DDVVideoDream": DDVVideoDream,
+    "DDVVideoStream": DDVVideoStream,
     "DDVSchedule": DDVSchedule,
     "DDVAnimate": DDVAnimate,
 }
@@ -30,6 +32,7 @@ NODE_DISPLAY_NAME_MAPPINGS = {
     "DDVDreamImage": "DeepDream Image",
     "DDVOpticalFlow": "DeepDream Optical Flow",
     "DDVVideoDream": "DeepDream Video (flow-warped)",
+    "DDVVideoStream": "DeepDream Video (streaming)",
     "DDVSchedule": "DeepDream Schedule",
     "DDVAnimate": "DeepDream Zoom Animation",
 }

@@ -11,7 +11,8 @@ One switch turns it off (debugging, comparison): the environment variable
 command line's ``--no-fast-path`` (:mod:`.switch`).
 """
 
-from .execution import channels_last_pays, execution_copies, execution_net
+from .execution import channels_last_pays, execution_copies, execution_net, forget_execution_copies
 from .switch import ENV_VAR, disabled, enabled, set_enabled
 
-__all__ = ["ENV_VAR", "channels_last_pays", "disabled", "enabled", "execution_copies", "execution_net", "set_enabled"]
+__all__ = ["ENV_VAR", "channels_last_pays", "disabled", "enabled", "execution_copies", "execution_net",
+           "forget_execution_copies", "set_enabled"]
