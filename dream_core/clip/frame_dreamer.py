@@ -134,6 +134,14 @@ class FrameDreamer:
         return {"diff": self._path.diff, "flow": self._path.flow, "reliable": self._path.reliable,
                 "age": torch.tensor(self._path.age)}
 
+    def as_raw(self, frame: torch.Tensor) -> torch.Tensor:
+        """A frame ``[1,C,H,W]`` as the dreamer keeps it (:attr:`prev_raw`): RGB on the model's device and dtype.
+
+        The flow from a frame to the next is estimated from this (so a flow estimated ahead, on another
+        thread, is the one the loop would estimate).
+        """
+        return to_rgb(frame).to(device=self.model.device, dtype=self.model.dtype)
+
     def restore(self, prev_raw: torch.Tensor, prev_dream: torch.Tensor,
                 path: Optional[Mapping[str, torch.Tensor]] = None) -> None:
         """Continue a clip from a saved state (raw and dreamed previous frame, ``[1,3,H,W]``, and the
@@ -195,7 +203,7 @@ class FrameDreamer:
         objective = plan.objective if plan is not None else self.objective
         hooks = self._use_layers(objective.layers())
         with grad_enabled_outside_inference():
-            raw = to_rgb(frame).to(device=dev, dtype=dt).clone()
+            raw = self.as_raw(frame).clone()
             if raw.shape[0] != 1:
                 raise InvalidImageError(f"dream_next takes one frame [1,3,H,W]; got batch {raw.shape[0]}.")
             if self.prev_dream is not None and raw.shape[-2:] != self.prev_dream.shape[-2:]:

@@ -1,0 +1,85 @@
+"""Where a rendered range's dreamed frames go: a *sink* takes each :class:`DreamedFrame`, in order.
+
+A :class:`~dream_core.clip.loop.DreamedFrame` carries the frame's global index, the dreamed image
+``[1,3,H,W]`` in ``0..1`` on the model's device, and the carry state to resume after it
+(:meth:`ClipState.carry <dream_core.clip.loop.ClipState.carry>`). A sink's ``background`` flag says
+whether its :meth:`~FrameSink.write` may run on the pipeline's encode thread (a file writer) or must
+run on the caller's (anything that touches a UI).
+
+* :class:`WriterSink`: into a resumable :class:`~dream_core.video.writer.VideoWriter` (frame + carry);
+* :class:`TensorSink`: into a preallocated ``[N,H,W,3]`` tensor (a ComfyUI IMAGE batch).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Mapping, Protocol
+
+import numpy as np
+import torch
+
+from ..clip.loop import DreamedFrame
+from ..errors import InvalidParameterError
+from ..image_io import to_uint8_hwc
+
+
+class FrameSink(Protocol):
+    """Takes the dreamed frames of a range, in order (:meth:`write`); ``background``: whether ``write`` may
+    run on the pipeline's encode thread."""
+
+    background: bool
+
+    def write(self, done: DreamedFrame) -> None:
+        ...
+
+
+class FrameWriter(Protocol):
+    """What :class:`WriterSink` writes to: :class:`~dream_core.video.writer.VideoWriter`'s ``write``."""
+
+    def write(self, frame: np.ndarray, carry: Mapping[str, Any] | None = None) -> None:
+        ...
+
+
+class WriterSink:
+    """Dreamed frames into a resumable video writer: each frame as ``(H,W,3) uint8`` with its carry state
+    (device tensors; the writer copies them to the host only when it commits a segment).
+
+    Args:
+        writer: an open :class:`~dream_core.video.writer.VideoWriter` whose next frame is the range's first.
+    """
+
+    background = True
+
+    def __init__(self, writer: FrameWriter) -> None:
+        self.writer = writer
+
+    def write(self, done: DreamedFrame) -> None:
+        self.writer.write(to_uint8_hwc(done.image), carry=done.state.carry())
+
+
+class TensorSink:
+    """Dreamed frames into a preallocated channels-last batch: frame ``first + k`` into ``out[k]``.
+
+    Args:
+        out: ``[N,H,W,3]`` float tensor (any device; e.g. a ComfyUI IMAGE on the intermediate device).
+        first: global index of the frame that goes into ``out[0]``.
+
+    Raises:
+        InvalidParameterError: ``out`` is not ``[N,H,W,3]``.
+    """
+
+    background = False
+
+    def __init__(self, out: torch.Tensor, first: int = 0) -> None:
+        if out.dim() != 4 or out.shape[-1] != 3:
+            raise InvalidParameterError(f"out must be a [N,H,W,3] tensor; got {tuple(out.shape)}.", parameter="out")
+        self.out = out
+        self.first = first
+
+    def write(self, done: DreamedFrame) -> None:
+        k = done.index - self.first
+        if not 0 <= k < self.out.shape[0]:
+            raise InvalidParameterError(
+                f"Frame {done.index} does not fit the output of frames {self.first}..{self.first + len(self.out) - 1}.",
+                parameter="out",
+            )
+        self.out[k].copy_(done.image[0].permute(1, 2, 0))
