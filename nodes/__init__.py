@@ -12,6 +12,7 @@ from .common import presets_payload
 from .image_nodes import DDVDreamImage
 from ..dream_core.catalog import layer_catalog
 from .model_nodes import DDVLayerSelect, DDVModelLoader
+from .settings_nodes import DDVSettings
 from .stream_nodes import DDVVideoStream
 from .video_nodes import DDVVideoDream
 
@@ -24,6 +25,7 @@ NODE_CLASS_MAPPINGS = {
     "DDVVideoStream": DDVVideoStream,
     "DDVSchedule": DDVSchedule,
     "DDVAnimate": DDVAnimate,
+    "DDVSettings": DDVSettings,
 }
 
 NODE_DISPLAY_NAME_MAPPINGS = {
@@ -35,6 +37,7 @@ NODE_DISPLAY_NAME_MAPPINGS = {
     "DDVVideoStream": "DeepDream Video (streaming)",
     "DDVSchedule": "DeepDream Schedule",
     "DDVAnimate": "DeepDream Zoom Animation",
+    "DDVSettings": "DeepDream Settings",
 }
 
 

@@ -24,9 +24,9 @@ from .common import (
     check_image,
     colour_coherence_input,
     dream_inputs,
-    dream_settings,
     explained,
     look_inputs,
+    merge_settings,
     rgb_frame,
 )
 from .model_nodes import check_model
@@ -188,7 +188,7 @@ class DDVAnimate:
         # validation
         image = check_image(image, "image")
         model = check_model(model)
-        settings = dream_settings(widgets)
+        settings, _ = merge_settings(widgets)
         video = VideoSettings(mode="independent", colour_coherence=float(colour_coherence))
         video.validate()
         clip_plan = ClipPlan(model, settings, objective=objective, video=video, schedules=dict(schedule or {}),

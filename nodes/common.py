@@ -8,11 +8,11 @@ ComfyUI's cached outputs of the upstream node.
 from __future__ import annotations
 
 import functools
-from typing import Any, Callable, Optional, TypeVar
+from typing import Any, Callable, Mapping, Optional, TypeVar
 
 import torch
 
-from ..dream_core import VIDEO_MODES, DreamError, DreamSettings, InvalidImageError, VideoSettings
+from ..dream_core import VIDEO_MODES, DreamError, DreamSettings, InvalidImageError, InvalidParameterError, VideoSettings
 from ..dream_core.animation import MaskBatch
 from ..dream_core.errors import with_remedy
 from ..dream_core.clip.settings import RECOMMENDED_COLOUR_COHERENCE
@@ -26,6 +26,8 @@ MODEL_TYPE = "DEEPDREAM_MODEL"
 OBJECTIVE_TYPE = "DEEPDREAM_OBJECTIVE"
 FLOW_TYPE = "DEEPDREAM_FLOW"
 SCHEDULE_TYPE = "DEEPDREAM_SCHEDULE"
+#: The DeepDream Settings node's output: a plain dict, setting name -> value (see :func:`merge_settings`).
+SETTINGS_TYPE = "DEEPDREAM_SETTINGS"
 
 _D = DreamSettings()
 _V = VideoSettings()
@@ -206,24 +208,48 @@ def look_inputs(defaults: DreamSettings = _D) -> dict[str, tuple]:
     }
 
 
-DREAM_KEYS = tuple(dream_inputs())
-LOOK_KEYS = tuple(k for k in look_inputs() if k != "preset")
 
 
-def dream_settings(values: dict[str, Any]) -> DreamSettings:
-    """Build and validate :class:`DreamSettings` from the node's widget values.
+def merge_settings(widgets: Mapping[str, Any],
+                   settings: Optional[Mapping[str, Any]] = None) -> tuple[DreamSettings, VideoSettings]:
+    """The validated dream and video settings a node runs, from its widgets and an optional settings input.
 
-    A ``preset`` other than ``custom`` decides the look fields (what the widgets
-    show once the web extension has filled them in); ``custom`` runs the widgets.
+    The rule, in order:
+
+    1. every :class:`DreamSettings` and :class:`VideoSettings` field starts at its default (the
+       front ends' ``colour_coherence`` is :data:`RECOMMENDED_COLOUR_COHERENCE`);
+    2. the node's widgets that carry a field's name replace it (other widgets - images, start_frame,
+       ``preset`` - are not settings and are skipped);
+    3. ``settings`` (a ``DEEPDREAM_SETTINGS`` input, from the DeepDream Settings node) replaces the
+       fields it carries: it wins over the node's own widgets;
+    4. a ``preset`` widget other than ``custom`` decides the look fields
+       (:data:`~dream_core.presets.LOOK_FIELDS`) wherever they were set; ``custom`` runs them as set.
+
+    Args:
+        widgets: the node's widget values by name (``**kwargs`` of its FUNCTION).
+        settings: setting name -> value, or ``None`` when nothing is connected.
+
+    Raises:
+        InvalidParameterError: a name in ``settings`` that is no setting, a value out of range.
     """
-    widgets = {k: values[k] for k in DREAM_KEYS}
-    widgets.update({k: values[k] for k in LOOK_KEYS if k in values})
-    settings = DreamSettings(**widgets)
-    preset = values.get("preset", CUSTOM_PRESET)
+    dream_fields, video_fields = set(_D.__dataclass_fields__), set(_V.__dataclass_fields__)
+    given = dict(settings or {})
+    unknown = sorted(set(given) - dream_fields - video_fields)
+    if unknown:
+        raise InvalidParameterError(
+            f"Not dream or video settings: {', '.join(unknown)}. Valid names: "
+            f"{', '.join(sorted(dream_fields | video_fields))}.", parameter="settings")
+    values: dict[str, Any] = {"colour_coherence": RECOMMENDED_COLOUR_COHERENCE}
+    values.update({k: v for k, v in widgets.items() if k in dream_fields or k in video_fields})
+    values.update(given)
+    dream = DreamSettings(**{k: v for k, v in values.items() if k in dream_fields})
+    preset = widgets.get("preset", CUSTOM_PRESET)
     if preset != CUSTOM_PRESET:
-        return preset_settings(preset, settings)
-    settings.validate()
-    return settings
+        dream = preset_settings(preset, dream)
+    dream.validate()
+    video = VideoSettings(**{k: v for k, v in values.items() if k in video_fields})
+    video.validate()
+    return dream, video
 
 
 def presets_payload() -> dict[str, Any]:
@@ -277,15 +303,6 @@ def colour_coherence_input(reference: str) -> dict[str, Any]:
     })}
 
 
-VIDEO_KEYS = tuple(video_inputs())
-
-
-def video_settings(values: dict[str, Any]) -> VideoSettings:
-    """Build and validate :class:`VideoSettings` from the node's widget values."""
-    coherence = float(values.get("colour_coherence", RECOMMENDED_COLOUR_COHERENCE))  # optional widget
-    settings = VideoSettings(**{k: values[k] for k in VIDEO_KEYS}, colour_coherence=coherence)
-    settings.validate()
-    return settings
 
 
 def mask_batch(mask: Optional[torch.Tensor]) -> Optional[MaskBatch]:

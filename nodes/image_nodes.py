@@ -18,7 +18,7 @@ from .common import (
     check_image,
     dream_inputs,
     look_inputs,
-    dream_settings,
+    merge_settings,
     explained,
     rgb_frame,
     to_image,
@@ -77,7 +77,7 @@ class DDVDreamImage:
     ) -> tuple[torch.Tensor]:
         images = check_image(images)
         model = check_model(model)
-        settings = dream_settings(widgets)
+        settings, _ = merge_settings(widgets)
         objective = resolve_objective(model, objective)
         device = model.device
         guide_rgb = rgb_frame(check_image(guide, "guide"), 0, device) if guide is not None else None

@@ -23,11 +23,10 @@ from .common import (
     colour_coherence_input,
     dream_inputs,
     look_inputs,
-    dream_settings,
+    merge_settings,
     explained,
     rgb_frame,
     video_inputs,
-    video_settings,
 )
 from .model_nodes import check_model
 
@@ -124,8 +123,7 @@ class DDVVideoDream:
         # validation
         images = check_image(images)
         model = check_model(model)
-        settings = dream_settings(widgets)
-        video = video_settings(widgets)
+        settings, video = merge_settings(widgets)
         num_frames, height, width, _ = images.shape
         frames = frame_range(num_frames, int(start_frame), int(start_frame) + int(frame_count) if frame_count > 0 else None)
         check_clip_flows(video, flow, frames, num_frames, height, width)

@@ -106,12 +106,12 @@ def test_pack_import_needs_no_comfyui():
     """)
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
-    assert done.stdout.strip() == "7"
+    assert done.stdout.strip() == "8"
 
 
 def test_mappings_ids_and_display_names():
     assert set(M) == {"DDVModelLoader", "DDVLayerSelect", "DDVDreamImage", "DDVOpticalFlow", "DDVVideoDream",
-                      "DDVSchedule", "DDVAnimate"}
+                      "DDVSchedule", "DDVAnimate", "DDVSettings"}
     assert set(pack.NODE_DISPLAY_NAME_MAPPINGS) == set(M)
     assert pack.NODE_DISPLAY_NAME_MAPPINGS["DDVOpticalFlow"] == "DeepDream Optical Flow"
     assert (ROOT / "web" / "deepdream_layers.js").is_file()
@@ -139,7 +139,7 @@ def test_input_types_well_formed(node_id):
                 assert isinstance(opts["default"], str)
             else:
                 assert kind in ("IMAGE", "MASK", "DEEPDREAM_MODEL", "DEEPDREAM_OBJECTIVE", "DEEPDREAM_FLOW",
-                                "DEEPDREAM_SCHEDULE"), kind
+                                "DEEPDREAM_SCHEDULE", "DEEPDREAM_SETTINGS"), kind
     assert len(cls.RETURN_TYPES) == len(cls.RETURN_NAMES) == len(cls.OUTPUT_TOOLTIPS)
     assert callable(getattr(cls, cls.FUNCTION))
     assert cls.CATEGORY == "DeepDream Video" and cls.DESCRIPTION
@@ -175,13 +175,13 @@ def test_step_and_preset_widgets_come_last_and_are_optional(node_id):
 
 def test_preset_decides_the_look_custom_runs_the_widgets():
     widgets = {**defaults(M["DDVDreamImage"]), "learning_rate": 0.05, "seed": 9}
-    custom = nodes.common.dream_settings(widgets)
+    custom, _ = nodes.common.merge_settings(widgets)
     assert custom.learning_rate == 0.05 and custom.seed == 9
-    intense = nodes.common.dream_settings({**widgets, "preset": "intense"})
+    intense, _ = nodes.common.merge_settings({**widgets, "preset": "intense"})
     assert intense == core.presets.preset_settings("intense", core.DreamSettings(seed=9))
     # A prompt from before the look widgets existed: the core defaults.
     old = {k: v for k, v in widgets.items() if k not in ("step_rule", "colour_decorrelation", "laplacian_levels", "preset")}
-    assert nodes.common.dream_settings(old).step_rule == core.DreamSettings().step_rule
+    assert nodes.common.merge_settings(old)[0].step_rule == core.DreamSettings().step_rule
 
 
 def test_preset_changes_the_dream(tiny):
@@ -505,8 +505,8 @@ def test_video_node_is_the_frame_loop_driven_directly(tiny):
     flows, _ = flow_of(clip)
     out = video(tiny, clip, flows, start_frame=1, frame_count=3)
     args = {**defaults(M["DDVVideoDream"]), **FAST}
-    settings = nodes.common.dream_settings(args)
-    with core.FrameDreamer(tiny, None, settings, nodes.common.video_settings(args)) as dreamer:
+    settings, video_settings = nodes.common.merge_settings(args)
+    with core.FrameDreamer(tiny, None, settings, video_settings) as dreamer:
         frames = ((t, clip[t].permute(2, 0, 1)[None]) for t in range(1, 4))
         direct = torch.cat([d.image.permute(0, 2, 3, 1) for d in core.dream_clip(dreamer, frames, flows)])
     assert torch.equal(out, direct)

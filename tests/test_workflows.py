@@ -18,7 +18,7 @@ pack = load_pack()
 OURS = pack.NODE_CLASS_MAPPINGS
 WORKFLOWS = sorted((ROOT / "example_workflows").glob("*.json"))
 LINK_TYPES = ("IMAGE", "MASK", "VIDEO", "AUDIO", "DEEPDREAM_MODEL", "DEEPDREAM_OBJECTIVE", "DEEPDREAM_FLOW",
-              "DEEPDREAM_SCHEDULE")
+              "DEEPDREAM_SCHEDULE", "DEEPDREAM_SETTINGS")
 
 _SCALE_METHODS = ["nearest-exact", "bilinear", "area", "bicubic", "lanczos"]
 #: Core nodes our workflows may use: widget inputs in order, linkable inputs, outputs (ComfyUI 0.3.64).
