@@ -1,31 +1,44 @@
 """DeepDream Video (streaming): core's VIDEO in, VIDEO out; frames stream decoder -> frame loop -> encoder.
 
-Memory does not grow with the clip's length: no IMAGE batch is made, one frame at a time is decoded,
-dreamed and encoded. The output is a file in ComfyUI's output folder whose name holds a digest of
-everything that shapes it (:func:`run_identity`): queued again after Cancel or a crash, the same
-settings find their work folder and continue after the last committed frame; a changed setting is
-another file, dreamed from the start; a finished file is handed on at once.
+Memory does not grow with the clip's length: no IMAGE batch is made; the run is the one pipeline
+(:func:`~dream_core.pipeline.render.render_range`: a :class:`~dream_core.pipeline.sources.VideoFileSource`
+into a :class:`~dream_core.pipeline.sinks.WriterSink`), checked first by
+:func:`~dream_core.pipeline.check.check_video_run`. The output is a file in ComfyUI's output folder whose
+name holds a digest of the run's identity: queued again after Cancel or a crash, the same settings find
+their work folder and continue after the last committed frame; a changed setting is another file, dreamed
+from the start; a finished file is handed on at once.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import logging
+import os
 import time
 from pathlib import Path
 from typing import Any, Mapping, Optional
 
 import torch
 
-from ..dream_core import DreamModel, DreamSettings, Objective, VideoSettings
+from ..dream_core import DreamModel, DreamSettings, Objective
 from ..dream_core.animation import MaskBatch, VideoMask
-from ..dream_core.clip import ClipPlan, Schedule, frame_range
-from ..dream_core.dream import check_image_for_dream
+from ..dream_core.clip import ClipPlan, FrameDreamer, Schedule
+from ..dream_core.clip.loop import DreamedFrame
 from ..dream_core.errors import DeviceMemoryError, InvalidParameterError
-from ..dream_core.flow import DEFAULT_FLOW_METHOD, FLOW_METHODS
-from ..dream_core.image_ops import fit_size
-from ..dream_core.video import VideoInfo, check_frame_count, file_identity, probe_video
+from ..dream_core.flow import DEFAULT_FLOW_METHOD, FLOW_METHODS, FlowEstimator
+from ..dream_core.pipeline import (
+    EVEN,
+    OutputOptions,
+    VideoFileSource,
+    VideoRequest,
+    VideoRun,
+    WriterSink,
+    check_video_run,
+    open_writer,
+    render_range,
+    resume_state,
+)
+from ..dream_core.video import file_identity
 from ..dream_core.video.journal import WORK_SUFFIX
 from . import comfy_adapter as host
 from .common import (
@@ -33,24 +46,23 @@ from .common import (
     MODEL_TYPE,
     OBJECTIVE_TYPE,
     SCHEDULE_TYPE,
+    SETTINGS_TYPE,
     colour_coherence_input,
     dream_inputs,
-    dream_settings,
     explained,
     look_inputs,
     mask_batch,
+    merge_settings,
     video_inputs,
-    video_settings,
 )
 from .model_nodes import check_model
-from .stream_render import StreamJob, render
 from .video_files import output_path, run_key, video_file
 
 log = logging.getLogger(__name__)
 
 MAX_FRAMES = 10_000_000
-#: Frame sides of an H.264 yuv420p output are multiples of this.
-EVEN = 2
+#: Progress units per frame (the bar moves within a frame as its steps run).
+UNITS = 100
 #: Rough device bytes per pixel of a dream tile (activations and their gradients, EfficientNet-Lite0 and
 #: GoogLeNet measured ~1 KB on the CPU, benchmarks/RESULTS.md "Memory") and full-size float copies of a
 #: frame the loop holds (image, base, gradient, warped dream, flow, masks ...): what ComfyUI is asked to free.
@@ -72,24 +84,13 @@ def _tensor_identity(x: Optional[torch.Tensor]) -> Optional[dict[str, Any]]:
     return {"shape": list(data.shape), "sha256": hashlib.sha256(data.numpy().tobytes()).hexdigest()}
 
 
-def run_identity(source: Path, info: VideoInfo, model: DreamModel, plan: ClipPlan, settings: DreamSettings,
-                 video: VideoSettings, frames: range, size: tuple[int, int], extra: Mapping[str, Any]) -> dict[str, Any]:
-    """Everything that shapes the output (the output's name holds its digest; the work folder checks it)."""
-    stat = source.resolve().stat()
-    objective = plan.objective.to_string() if plan.objective is not None else None
-    return {
-        "source": {"path": str(source.resolve()), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns,
-                   "rate": f"{info.frame_rate.numerator}/{info.frame_rate.denominator}"},
-        "model": model.name, "weights": model.weights_source, "objective": objective,
-        "dream": dataclasses.asdict(settings), "video": dataclasses.asdict(video),
-        "range": [frames.start, frames.stop], "size": list(size), "cadence": plan.cadence,
-        "schedules": {k: [s.text, s.interpolation, s.kind] for k, s in sorted(plan.schedules.items())},
-        **extra,
-    }
+def _source_identity(path: Path) -> dict[str, Any]:
+    stat = path.resolve().stat()
+    return {"path": str(path.resolve()), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
 
 
 class DDVVideoStream:
-    """VIDEO -> validation -> :func:`.stream_render.render` (decoder -> frame loop -> encoder) -> VIDEO."""
+    """VIDEO -> :func:`check_video_run` -> :func:`render_range` (decoder -> frame loop -> encoder) -> VIDEO."""
 
     DESCRIPTION = (
         "DeepDream a video file of any length: frames stream from the decoder through the flow-warped dream "
@@ -132,6 +133,10 @@ class DDVVideoStream:
             "optional": {
                 "objective": (OBJECTIVE_TYPE, {
                     "tooltip": "From DeepDream Layers: what to maximise. Not connected -> the model's default layer.",
+                }),
+                "settings": (SETTINGS_TYPE, {
+                    "tooltip": "From DeepDream Settings: the less-used dream and video settings (they win over "
+                               "this node's own widgets).",
                 }),
                 "schedule": (SCHEDULE_TYPE, {
                     "tooltip": "From DeepDream Schedule: settings that change over the clip (keys in frames of the "
@@ -183,6 +188,7 @@ class DDVVideoStream:
         frame_count: int,
         filename_prefix: str = DEFAULT_PREFIX,
         objective: Optional[Objective] = None,
+        settings: Optional[Mapping[str, Any]] = None,
         schedule: Optional[Mapping[str, Schedule]] = None,
         mask: Optional[torch.Tensor] = None,
         mask_video: Any = None,
@@ -194,8 +200,7 @@ class DDVVideoStream:
         **widgets: Any,
     ) -> tuple[Any]:
         model = check_model(model)
-        settings = dream_settings(widgets)
-        clip_settings = video_settings(widgets)
+        dream, clip = merge_settings(widgets, settings)
         if flow_method not in FLOW_METHODS:
             raise InvalidParameterError(f"flow_method must be one of {', '.join(FLOW_METHODS)}; got {flow_method!r}.",
                                         parameter="flow_method")
@@ -204,73 +209,114 @@ class DDVVideoStream:
                                         parameter="mask")
         spool = host.temp_directory() / "deepdream_sources"
         source = video_file(video, spool, "video")
-        info = probe_video(source)
-        frames = frame_range(info.num_frames, int(start_frame), int(start_frame) + int(frame_count) if frame_count else None)
-        if clip_settings.needs_flow:
-            check_frame_count(info, purpose=f"mode '{clip_settings.mode}'")
-        plan = ClipPlan(model, settings, objective=objective, video=clip_settings, schedules=dict(schedule or {}),
-                        cadence=int(cadence), cadence_start=frames.start, fps=float(info.frame_rate))
-        plan.check(frames)
-        size = fit_size(info.height, info.width, int(max_side) or None, multiple=EVEN)
-        for index in (frames.start, frames.stop - 1):
-            check_image_for_dream(torch.zeros(1, 3, *size), model, plan(index).settings)
         masks: Any = mask_batch(mask)
         mask_file = None
         if mask_video is not None:
             mask_file = video_file(mask_video, spool, "mask_video")
             masks = VideoMask(mask_file)
-        extra = {"flow": flow_method, "max_side": int(max_side), "crf": int(crf), "audio": bool(keep_audio),
-                 "mask": _tensor_identity(masks.masks) if isinstance(masks, MaskBatch) else None,
-                 "mask_video": file_identity(mask_file)}
-        identity = run_identity(source, info, model, plan, settings, clip_settings, frames, size, extra)
-        out = output_path(host.output_directory(), filename_prefix, source, run_key(identity))
-        work = out.with_name(out.name + WORK_SUFFIX)
-        if out.is_file() and not work.exists():
+        folder = output_path(host.output_directory(), filename_prefix, source, "check").parent
+        folder.mkdir(parents=True, exist_ok=True)
+        start = int(start_frame)
+        weights = model.weights_source if os.path.isfile(str(model.weights_source)) else None
+        request = VideoRequest(
+            input=str(source), output=str(folder / "check.mp4"), settings=dream, video=clip, model=model.name,
+            weights=weights, start=start, end=start + int(frame_count) if frame_count else None,
+            max_side=int(max_side) or None, flow=flow_method)
+
+        def plan(loaded: DreamModel, fps: Any, first: int) -> ClipPlan:
+            return ClipPlan(loaded, dream, objective=objective, video=clip, schedules=dict(schedule or {}),
+                            cadence=int(cadence), cadence_start=first, fps=float(fps) if fps else None)
+
+        extra = {
+            "source": _source_identity(source), "start": start, "weights_source": str(model.weights_source),
+            "schedules": {k: [s.text, s.interpolation, s.kind] if isinstance(s, Schedule) else str(s)
+                          for k, s in sorted(dict(schedule or {}).items())},
+            "cadence": int(cadence), "max_side": int(max_side), "crf": int(crf), "audio": bool(keep_audio),
+            "mask": _tensor_identity(masks.masks) if isinstance(masks, MaskBatch) else None,
+            "mask_video": file_identity(mask_file),
+        }
+        run = check_video_run(request, model.device, plan=plan, masks=masks, load=lambda *_: model, identity=extra)
+        out = output_path(host.output_directory(), filename_prefix, source, run_key(run.identity))
+        if out.is_file() and not out.with_name(out.name + WORK_SUFFIX).exists():
             log.info("DeepDream Video (streaming): %s is already dreamed with these settings; handing it on "
                      "(delete it to dream it again).", out)
             return (host.video_from_file(out),)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        job = StreamJob(source=source, output=out, info=info, frames=frames, size=size, model=model, plan=plan,
-                        settings=settings, video=clip_settings, masks=masks, flow_method=flow_method, crf=int(crf),
-                        audio=bool(keep_audio), identity=identity)
         started = time.perf_counter()
-        self._render_with_room(job)
-        log.info("DeepDream Video (streaming): %s mode, frames %d..%d at %dx%d -> %s in %.1f s", clip_settings.mode,
-                 frames.start, frames.stop - 1, size[1], size[0], out, time.perf_counter() - started)
+        _render_with_room(run, source, out, OutputOptions(crf=float(crf), audio=bool(keep_audio)))
+        log.info("DeepDream Video (streaming): %s mode, frames %d..%d at %dx%d -> %s in %.1f s", clip.mode,
+                 run.frames.start, run.frames.stop - 1, run.size[1], run.size[0], out, time.perf_counter() - started)
         return (host.video_from_file(out),)
 
-    @staticmethod
-    def _render_with_room(job: StreamJob) -> None:
-        """Render inside :func:`~.comfy_adapter.dream_room`; after an out-of-memory error (the dream has already
-        halved its tiles as far as it can) free every other model and continue from the committed frames once,
-        then give up with what to change."""
-        from ..dream_core.fastpath import forget_execution_copies
 
-        need = working_bytes(job.size[0], job.size[1], job.settings)
-        for attempt in (1, 2):
-            failed: Optional[BaseException] = None
-            try:
-                with host.dream_room(job.model, need if attempt == 1 else 1 << 62,
-                                     released=lambda: forget_execution_copies(job.model)) as device:
-                    render(job, device)
-                return
-            except host.out_of_memory_types() as exc:
-                failed = exc
-            if attempt == 2:
-                raise _memory_error(job, failed) from failed
-            failed = None  # outside the except block: the failed attempt's tensors are freed before retrying
-            log.warning("Out of memory while dreaming %s; unloading every other model and continuing from the "
-                        "last committed frame.", job.output.name)
+def render(run: VideoRun, source: Path, out: Path, options: OutputOptions, device: torch.device) -> None:
+    """The run on ``device``: the source's frames through :func:`render_range` into ``out``'s resumable writer,
+    continuing an unfinished run of the same identity. Progress per step on the node with a preview now and
+    then; Cancel (ComfyUI's interrupt) is checked at every step and frame, and the frames written so far are
+    committed for the next run."""
+    frames = run.frames
+    writer = open_writer(out, run.info.frame_rate, options, source=source, start_frame=frames.start,
+                         identity=run.identity)
+    progress = host.Progress(len(frames) * UNITS)
+
+    def on_step(index: int, step: int, total: int, current: torch.Tensor) -> None:
+        host.check_interrupt()
+        progress.update((index - frames.start) * UNITS + (UNITS - 1) * step // total, current)
+
+    def on_frame(done: DreamedFrame) -> None:
+        progress.update((done.index + 1 - frames.start) * UNITS, done.image)
+        host.check_interrupt()
+
+    try:
+        with writer, FrameDreamer(run.model, run.objective, run.settings, run.video) as dreamer:
+            point, state = resume_state(writer, device)
+            if point.frames_done:
+                log.info("Continuing %s at frame %d (%d of %d frames done).", out.name, point.next_frame,
+                         point.frames_done, len(frames))
+                progress.update(point.frames_done * UNITS)
+            frame_source = VideoFileSource(source, range(point.next_frame, frames.stop),
+                                           max_side=run.request.max_side, device=device,
+                                           num_frames=run.info.num_frames)
+            flows = FlowEstimator(run.request.flow) if run.video.needs_flow else None
+            render_range(frame_source, dreamer, flows, WriterSink(writer), start=state, plan=run.plan,
+                         masks=run.masks, on_step=on_step, on_frame=on_frame)
+    except BaseException as exc:
+        if host.is_interrupt(exc):
+            log.info("Cancelled: %d frames of %s are kept in its work folder; queue the same prompt again to "
+                     "continue.", writer.frames_done, out.name)
+        raise
 
 
-def _memory_error(job: StreamJob, exc: Optional[BaseException]) -> DeviceMemoryError:
-    h, w = job.size
+def _render_with_room(run: VideoRun, source: Path, out: Path, options: OutputOptions) -> None:
+    """:func:`render` inside :func:`~.comfy_adapter.dream_room`; after an out-of-memory error (the dream has
+    already halved its tiles as far as it can) free every other model and continue from the committed
+    frames once, then give up with what to change."""
+    from ..dream_core.fastpath import forget_execution_copies
+
+    need = working_bytes(run.size[0], run.size[1], run.settings)
+    for attempt in (1, 2):
+        failed: Optional[BaseException] = None
+        try:
+            with host.dream_room(run.model, need if attempt == 1 else 1 << 62,
+                                 released=lambda: forget_execution_copies(run.model)) as device:
+                render(run, source, out, options, device)
+            return
+        except host.out_of_memory_types() as exc:
+            failed = exc
+        if attempt == 2:
+            raise _memory_error(run, failed) from failed
+        failed = None  # outside the except block: the failed attempt's tensors are freed before retrying
+        log.warning("Out of memory while dreaming %s; unloading every other model and continuing from the last "
+                    "committed frame.", out.name)
+
+
+def _memory_error(run: VideoRun, exc: Optional[BaseException]) -> DeviceMemoryError:
+    h, w = run.size
     smaller = max(64, (max(h, w) * 2 // 3) // EVEN * EVEN)
     return DeviceMemoryError(
         f"Out of memory on {host.compute_device()} dreaming {w}x{h} frames, even with the dream's tiles halved "
         f"down to their minimum and ComfyUI's other models unloaded ({type(exc).__name__}). Change one of these and "
         f"queue again (a changed setting dreams from the first frame): set max_side to dream smaller frames (e.g. "
-        f"{smaller}); lower tile_size (now {job.settings.tile_size}) or num_octaves; pick a smaller model "
+        f"{smaller}); lower tile_size (now {run.settings.tile_size}) or num_octaves; pick a smaller model "
         "(efficientnet_lite0); set autocast to fp16/bf16 on a GPU; or start ComfyUI with --lowvram, or --cpu.",
         parameter="tile_size",
     )

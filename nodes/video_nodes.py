@@ -43,7 +43,10 @@ class DDVVideoDream:
     DESCRIPTION = (
         "DeepDream a clip frame by frame. In 'stable' mode each frame starts from the previous dream warped along "
         "the optical flow (fading with 'carry', skipped where the flow is unreliable), so patterns stick to the "
-        "scene instead of flickering. Progress and a preview per frame; Cancel stops within a step."
+        "scene instead of flickering. Progress and a preview per frame; Cancel stops within a step. Takes and "
+        "gives an IMAGE batch, which holds the whole clip in memory (about 11 MB a frame at 720p): for short "
+        "clips and for chaining with other image nodes. For long clips use DeepDream Video (streaming), which "
+        "reads and writes a VIDEO file frame by frame and continues after Cancel."
     )
     CATEGORY = CATEGORY
     RETURN_TYPES = ("IMAGE",)
@@ -55,7 +58,9 @@ class DDVVideoDream:
     def INPUT_TYPES(cls) -> dict[str, Any]:
         return {
             "required": {
-                "images": ("IMAGE", {"tooltip": "The clip's frames, in order (e.g. GetVideoComponents' images)."}),
+                "images": ("IMAGE", {"tooltip": "The clip's frames, in order (e.g. GetVideoComponents' images). "
+                                                "The whole batch sits in memory (11 MB a 720p frame): a few seconds "
+                                                "of video; for longer clips use DeepDream Video (streaming)."}),
                 "model": (MODEL_TYPE, {"tooltip": "From DeepDream Model Loader."}),
                 **video_inputs(),
                 "start_frame": ("INT", {

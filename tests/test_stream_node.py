@@ -122,7 +122,7 @@ def test_streams_a_file_to_a_file_with_every_frame_the_rate_and_the_audio(tiny, 
     assert dreams.calls == 6 and not list(outdir.rglob("*.dream-work"))
 
     args = {**defaults(Node), **FAST}
-    settings, clip = nodes.common.dream_settings(args), nodes.common.video_settings(args)
+    settings, clip = nodes.common.merge_settings(args)
     raw = [core.image_io.from_uint8_hwc(a) for a in core.video.read_frames(source)]
     with core.FrameDreamer(tiny, None, settings, clip) as dreamer:
         with core.video.VideoWriter(tmp_path / "loop.mp4", NTSC, crf=0, resume=False) as writer:
@@ -187,6 +187,27 @@ def test_a_changed_setting_starts_over_and_a_finished_file_is_handed_on(tiny, so
     assert not np.array_equal(frames_of(other), frames_of(first))
     ranged = Path(run(tiny, FileVideo(source), start_frame=2, frame_count=3).get_stream_source())
     assert core.video.probe_video(ranged).num_frames == 3 and ranged not in (first, other)
+
+
+def test_the_settings_input_and_a_mask_video_reach_the_loop(tiny, source, outdir, monkeypatch, tmp_path):
+    """The DeepDream Settings input is merged into what runs (and into the run's name); a black mask video
+    keeps the frames as they are."""
+    by_widget = Path(run(tiny, FileVideo(source), num_iterations=1).get_stream_source())
+    dreams = Dreams(monkeypatch)
+    by_input = Path(run(tiny, FileVideo(source), settings={"num_iterations": 1}).get_stream_source())
+    assert by_input == by_widget and dreams.calls == 0  # the same settings run: the finished file is handed on
+
+    black = tmp_path / "black.mp4"
+    with core.video.VideoWriter(black, NTSC, crf=0, resume=False) as writer:
+        for _ in range(6):
+            writer.write(np.zeros((48, 64, 3), np.uint8))
+    kept = frames_of(run(tiny, FileVideo(source), mask_video=FileVideo(black), colour_coherence=0.0)
+                     .get_stream_source()).astype(float)
+    with core.video.VideoWriter(tmp_path / "raw.mp4", NTSC, crf=0, resume=False) as writer:
+        for frame in core.video.read_frames(source):
+            writer.write(frame)  # the source's frames through the same encoder, undreamed
+    raw, dreamed = frames_of(tmp_path / "raw.mp4").astype(float), frames_of(by_widget).astype(float)
+    assert np.abs(kept - raw).mean() < 0.5 and np.abs(dreamed - raw).mean() > 5.0
 
 
 def test_out_of_memory_continues_once_with_the_other_models_unloaded(tiny, source, outdir, monkeypatch):
