@@ -29,6 +29,7 @@ from .common import (
     merge_settings,
     rgb_frame,
 )
+from .device_room import claim_device, release_device
 from .model_nodes import check_model
 
 log = logging.getLogger(__name__)
@@ -197,7 +198,7 @@ class DDVAnimate:
         clip_plan.check(range(count))
         plan = feedback_plan(clip_plan, later_iterations)
         masks = mask_batch(mask)
-        device = model.device
+        device = claim_device(model, int(image.shape[1]), int(image.shape[2]), settings)
         start = rgb_frame(image, 0, device)
         _, _, height, width = start.shape
 
@@ -218,7 +219,7 @@ class DDVAnimate:
                     progress.update((done.index + 1) * _UNITS, done.image, force_preview=True)
                     host.check_interrupt()
         finally:
-            host.soft_empty_cache()
+            release_device(model)
         elapsed = time.perf_counter() - started
         log.info("DeepDream Zoom Animation: %d frames of %dx%d in %.1f s (%.2f s/frame)", count, width, height,
                  elapsed, elapsed / count)

@@ -12,9 +12,10 @@ function                    inside ComfyUI                          fallback
 :func:`soft_empty_cache`    ``model_management.soft_empty_cache()`` ``torch.cuda.empty_cache()`` if CUDA
 :func:`check_interrupt`     raises when the user pressed Cancel     no-op
 :func:`is_interrupt`        ``InterruptProcessingException``        never
-:func:`dream_room`          frees ComfyUI's models for ours, moves  moves the model to the
-                            ours there and back to the offload      compute device and back
-                            device afterwards
+:func:`make_room`           ``free_memory`` for our model and       the model to the compute
+                            frames, the model to the GPU            device
+:func:`give_back`           the model to the offload device,        ``soft_empty_cache``
+                            ``soft_empty_cache``
 :func:`out_of_memory_types` ``OOM_EXCEPTION`` (+ torch's)            ``torch.OutOfMemoryError``
 :class:`Progress`           ``comfy.utils.ProgressBar`` + preview    debug log
 :func:`output_directory`    ``folder_paths.get_output_directory()`` ``<tmp>/deepdream_video_output``
@@ -31,9 +32,8 @@ import logging
 import os
 import tempfile
 import time
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable, Iterator, Optional
+from typing import Any, Callable, Optional
 
 import torch
 
@@ -132,21 +132,13 @@ def out_of_memory_types() -> tuple[type[BaseException], ...]:
     return tuple(kinds)
 
 
-@contextmanager
-def dream_room(model: torch.nn.Module, working_bytes: int,
-               released: Optional[Callable[[], None]] = None) -> Iterator[torch.device]:
-    """Make room on the compute device for ``model`` and ``working_bytes`` of frames and activations,
-    move the model there, and hand the room back afterwards.
+def make_room(model: torch.nn.Module, working_bytes: float) -> torch.device:
+    """Make room on the compute device for ``model`` and ``working_bytes`` of frames and activations, and
+    move the model there; returns that device.
 
-    Inside ComfyUI, on a GPU: ``model_management.free_memory`` unloads ComfyUI's own models (a
-    diffusion checkpoint, a VAE) until the model's size plus ``working_bytes`` are free, as core does
-    for upscale models; with ``--novram`` every other model is unloaded. On the way out (also after
-    an error or Cancel) the model goes to the offload device (the CPU, unless ``--highvram`` /
-    ``--gpu-only``), ``released()`` drops what was made for it there (e.g. execution copies), and the
-    cached blocks are released. With ``--cpu`` everything stays on the CPU and nothing is unloaded.
-
-    Yields:
-        The compute device the dream must use.
+    Inside ComfyUI, on a GPU, ``model_management.free_memory`` unloads ComfyUI's own models (a diffusion
+    checkpoint, a VAE) until the model's size plus ``working_bytes`` are free, as core does for upscale
+    models; with ``--novram`` every other model is unloaded. With ``--cpu`` nothing is unloaded.
     """
     device = compute_device()
     mm = _model_management()
@@ -155,16 +147,22 @@ def dream_room(model: torch.nn.Module, working_bytes: int,
         if mm.vram_state == mm.VRAMState.NO_VRAM:
             need = 1e30  # --novram: the device is too small to share; everything else goes
         mm.free_memory(need, device)
-    model.to(device)
-    try:
-        yield device
-    finally:
-        home = offload_device()
-        if home != device:
-            model.to(home)
-            if released is not None:
-                released()
-        soft_empty_cache()
+    with torch.inference_mode(False), torch.no_grad():  # ComfyUI runs nodes in inference mode; the dream needs
+        model.to(device)                                # parameters autograd can save (not inference tensors)
+    return device
+
+
+def give_back(model: torch.nn.Module, released: Optional[Callable[[], None]] = None) -> None:
+    """After a dream: the model to the offload device (the CPU, unless ``--highvram`` / ``--gpu-only``),
+    ``released()`` drops what was made for it on the compute device (e.g. execution copies), and the
+    cached device blocks go back (``soft_empty_cache``)."""
+    home = offload_device()
+    moved = any(p.device != home for p in model.parameters())
+    with torch.inference_mode(False), torch.no_grad():
+        model.to(home)
+    if moved and released is not None:
+        released()
+    soft_empty_cache()
 
 
 # --------------------------------------------------------------------------- progress with preview

@@ -20,7 +20,7 @@ from typing import Any, Mapping, Optional
 
 import torch
 
-from ..dream_core import DreamModel, DreamSettings, Objective
+from ..dream_core import DreamModel, Objective
 from ..dream_core.animation import MaskBatch, VideoMask
 from ..dream_core.clip import ClipPlan, FrameDreamer, Schedule
 from ..dream_core.clip.loop import DreamedFrame
@@ -55,6 +55,7 @@ from .common import (
     merge_settings,
     video_inputs,
 )
+from .device_room import claim_device, release_device
 from .model_nodes import check_model
 from .video_files import output_path, run_key, video_file
 
@@ -63,18 +64,7 @@ log = logging.getLogger(__name__)
 MAX_FRAMES = 10_000_000
 #: Progress units per frame (the bar moves within a frame as its steps run).
 UNITS = 100
-#: Rough device bytes per pixel of a dream tile (activations and their gradients, EfficientNet-Lite0 and
-#: GoogLeNet measured ~1 KB on the CPU, benchmarks/RESULTS.md "Memory") and full-size float copies of a
-#: frame the loop holds (image, base, gradient, warped dream, flow, masks ...): what ComfyUI is asked to free.
-ACTIVATION_BYTES_PER_PIXEL = 1536
-FRAME_COPIES = 24
 DEFAULT_PREFIX = "deepdream/stream"
-
-
-def working_bytes(height: int, width: int, settings: DreamSettings) -> int:
-    """Device memory a dream of ``height x width`` frames needs besides the weights (an estimate)."""
-    tile = settings.tile_size + 2 * settings.tile_overlap
-    return min(height, tile) * min(width, tile) * ACTIVATION_BYTES_PER_PIXEL + height * width * 3 * 4 * FRAME_COPIES
 
 
 def _tensor_identity(x: Optional[torch.Tensor]) -> Optional[dict[str, Any]]:
@@ -287,18 +277,17 @@ def render(run: VideoRun, source: Path, out: Path, options: OutputOptions, devic
 
 
 def _render_with_room(run: VideoRun, source: Path, out: Path, options: OutputOptions) -> None:
-    """:func:`render` inside :func:`~.comfy_adapter.dream_room`; after an out-of-memory error (the dream has
+    """:func:`render` between :func:`~.device_room.claim_device` and :func:`~.device_room.release_device`; after an out-of-memory error (the dream has
     already halved its tiles as far as it can) free every other model and continue from the committed
     frames once, then give up with what to change."""
-    from ..dream_core.fastpath import forget_execution_copies
-
-    need = working_bytes(run.size[0], run.size[1], run.settings)
     for attempt in (1, 2):
         failed: Optional[BaseException] = None
         try:
-            with host.dream_room(run.model, need if attempt == 1 else 1 << 62,
-                                 released=lambda: forget_execution_copies(run.model)) as device:
+            device = claim_device(run.model, run.size[0], run.size[1], run.settings, everything=attempt == 2)
+            try:
                 render(run, source, out, options, device)
+            finally:
+                release_device(run.model)
             return
         except host.out_of_memory_types() as exc:
             failed = exc

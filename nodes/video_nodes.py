@@ -28,6 +28,7 @@ from .common import (
     rgb_frame,
     video_inputs,
 )
+from .device_room import claim_device, release_device
 from .model_nodes import check_model
 
 log = logging.getLogger(__name__)
@@ -137,7 +138,7 @@ class DDVVideoDream:
         plan.check(frames)
         masks = mask_batch(mask)
         objective = plan(frames.start).objective
-        device = model.device
+        device = claim_device(model, height, width, settings)
         start_rgb = rgb_frame(check_image(start_image, "start_image"), 0, device) if start_image is not None else None
 
         # the loop, with progress per step and a preview per frame
@@ -158,7 +159,7 @@ class DDVVideoDream:
                     progress.update((k + 1) * _UNITS, done.image, force_preview=True)
                     host.check_interrupt()
         finally:
-            host.soft_empty_cache()
+            release_device(model)
         elapsed = time.perf_counter() - started
         log.info("DeepDream Video: %s mode, frames %d..%d of %dx%d in %.1f s (%.2f s/frame), objective %s",
                  video.mode, frames.start, frames.stop - 1, width, height, elapsed, elapsed / len(frames),

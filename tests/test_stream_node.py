@@ -213,13 +213,13 @@ def test_the_settings_input_and_a_mask_video_reach_the_loop(tiny, source, outdir
 def test_out_of_memory_continues_once_with_the_other_models_unloaded(tiny, source, outdir, monkeypatch):
     full = frames_of(run(tiny, FileVideo(source), filename_prefix="full/run").get_stream_source())
     rooms = []
-    real_room = host.dream_room
+    real_room = host.make_room
 
-    def room(model, need, released=None):
+    def room(model, need):
         rooms.append(need)
-        return real_room(model, need, released)
+        return real_room(model, need)
 
-    monkeypatch.setattr(host, "dream_room", room)
+    monkeypatch.setattr(host, "make_room", room)
     dreams = Dreams(monkeypatch, fail_at=4, error=torch.OutOfMemoryError)
     out = run(tiny, FileVideo(source)).get_stream_source()
     assert len(rooms) == 2 and rooms[1] > rooms[0] >= 64 * 48 * 12  # the retry asks for every other model's room
@@ -262,15 +262,23 @@ def test_video_values_that_are_not_files(tiny, source, outdir, tmp_path):
         run(tiny, FileVideo(source), filename_prefix="../../escape")
 
 
-def test_dream_room_frees_what_the_dream_needs_and_gives_it_back(monkeypatch):
-    """Inside ComfyUI on a GPU: free_memory(model size + frames) before, the model back on the offload device
-    and the cache emptied after (also after Cancel); --novram unloads everything; --cpu frees nothing."""
+def test_make_room_frees_what_the_dream_needs_and_give_back_returns_it(monkeypatch):
+    """Inside ComfyUI on a GPU: free_memory(model size + frames) before, the model back on the offload device,
+    its copies released and the cache emptied after; --novram unloads everything; --cpu frees nothing."""
     calls = []
 
     class Model(torch.nn.Module):
+        """Records where it is sent (a CUDA device cannot be made here)."""
+
+        where = torch.device("cpu")
+
         def to(self, device):
             calls.append(("to", str(device)))
+            self.where = torch.device(device)
             return self
+
+        def parameters(self, recurse=True):
+            yield types.SimpleNamespace(device=self.where)
 
     VRAM = types.SimpleNamespace(NO_VRAM="no", NORMAL_VRAM="normal")
     mm = types.SimpleNamespace(
@@ -280,19 +288,31 @@ def test_dream_room_frees_what_the_dream_needs_and_gives_it_back(monkeypatch):
         soft_empty_cache=lambda: calls.append(("empty",)),
     )
     monkeypatch.setattr(host, "_model_management", lambda: mm)
-    with host.dream_room(Model(), 5000, released=lambda: calls.append(("released",))) as device:
-        assert device == torch.device("cuda", 0)
+    model = Model()
+    assert host.make_room(model, 5000) == torch.device("cuda", 0)
+    host.give_back(model, released=lambda: calls.append(("released",)))
     assert calls == [("free", 6000.0, "cuda:0"), ("to", "cuda:0"), ("to", "cpu"), ("released",), ("empty",)]
 
     calls.clear()
     mm.vram_state = VRAM.NO_VRAM
-    with pytest.raises(KeyboardInterrupt):
-        with host.dream_room(Model(), 5000):
-            raise KeyboardInterrupt  # Cancel
-    assert calls[0][0] == "free" and calls[0][1] >= 1e30 and calls[-2:] == [("to", "cpu"), ("empty",)]
+    host.make_room(Model(), 5000)
+    assert calls[0][0] == "free" and calls[0][1] >= 1e30
 
     calls.clear()
     mm.get_torch_device = mm.unet_offload_device  # --cpu
-    with host.dream_room(Model(), 5000) as device:
-        assert device.type == "cpu"
-    assert calls == [("to", "cpu"), ("empty",)]
+    model = Model()
+    assert host.make_room(model, 5000).type == "cpu"
+    host.give_back(model, released=lambda: calls.append(("released",)))
+    assert calls == [("to", "cpu"), ("to", "cpu"), ("empty",)]  # nothing freed, nothing released
+
+
+def test_make_room_moves_the_model_outside_inference_mode(tiny, monkeypatch):
+    """ComfyUI runs nodes under inference_mode: parameters moved there would be inference tensors, which
+    autograd cannot save for the dream's backward pass."""
+    mm = types.SimpleNamespace(VRAMState=types.SimpleNamespace(NO_VRAM="no"), vram_state="normal",
+                               module_size=lambda m: 0, get_torch_device=lambda: torch.device("meta"),
+                               free_memory=lambda need, dev: None)
+    monkeypatch.setattr(host, "_model_management", lambda: mm)
+    with torch.inference_mode():
+        assert host.make_room(tiny, 0).type == "meta"
+    assert tiny.device.type == "meta" and not any(p.is_inference() for p in tiny.parameters())
