@@ -258,11 +258,8 @@ def render(run: VideoRun, source: Path, out: Path, options: OutputOptions, devic
 
     try:
         with writer, FrameDreamer(run.model, run.objective, run.settings, run.video) as dreamer:
-            point, state = resume_state(writer, device)
-            if point.frames_done:
-                log.info("Continuing %s at frame %d (%d of %d frames done).", out.name, point.next_frame,
-                         point.frames_done, len(frames))
-                progress.update(point.frames_done * UNITS)
+            point, state = resume_state(writer, device)  # both log where an unfinished run continues
+            progress.update(point.frames_done * UNITS)
             frame_source = VideoFileSource(source, range(point.next_frame, frames.stop),
                                            max_side=run.request.max_side, device=device,
                                            num_frames=run.info.num_frames)

@@ -193,3 +193,16 @@ def test_chained_workflow_chains_layers_with_channels():
     chained = [n for n in layers if any(i["name"] == "objective" and i.get("link") is not None for i in n["inputs"])]
     assert chained and _source(wf, chained[0], "objective")[0]["type"] == "DDVLayerSelect"
     assert any(n["widgets_values"][1] for n in layers), "one layer picks channels"
+
+
+def test_streaming_workflow_goes_file_to_file_without_an_image_batch():
+    wf = load(ROOT / "example_workflows" / "deepdream_video_streaming.json")
+    by_type = {}
+    for n in wf["nodes"]:
+        by_type.setdefault(n["type"], []).append(n)
+    stream = by_type["DDVVideoStream"][0]
+    assert _source(wf, stream, "video")[0]["type"] == "LoadVideo"
+    save = by_type["SaveVideo"][0]
+    assert _source(wf, save, "video")[0] is stream
+    assert not {"GetVideoComponents", "CreateVideo", "DDVVideoDream"} & set(by_type), "no IMAGE batch of the clip"
+    assert by_type["LoadVideo"][0]["widgets_values"][0] == "balcony_view.mp4"
