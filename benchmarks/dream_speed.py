@@ -3,13 +3,13 @@
 Run from the repository root::
 
     python benchmarks/dream_speed.py [--models efficientnet_lite0,googlenet] [--sizes 480p,720p] [--frames 3]
-    python benchmarks/dream_speed.py --models googlenet --sizes 720p --prefetch   # + flow prefetch variant
+    python benchmarks/dream_speed.py --models googlenet --sizes 720p --overlap   # + the overlapped pipeline
 
 Image: a clip frame saved as PNG is loaded, dreamed with the default settings
 (:class:`DreamSettings`) and saved as PNG. Video: the first ``--frames``
 frames of the clip stream through the same steps as ``python -m dream_core
 video`` (decode, resize, DIS flow both ways + reliability mask, the one frame
-loop ``dream_clip`` in ``--mode``, x264 encode with the resume carry). The first video frame gets
+loop in ``--mode``, x264 encode with the resume carry: ``render_range``). The first video frame gets
 ``num_iterations`` per octave, later frames (``stable`` mode) fewer, so they
 are reported apart.
 
@@ -20,9 +20,9 @@ resizes, clamps). "warp" is everything ``FrameDreamer.dream_next`` does
 besides dreaming (warping the previous dream, masks, the temporal anchor).
 On CUDA the timers synchronise, which removes some overlap.
 
-``--prefetch`` adds a variant that computes the flow for frame t+1 on a worker
-thread while frame t dreams (OpenCV releases the GIL), and compares seconds
-per later frame in the same run.
+``--overlap`` adds the overlapped pipeline (decoding, the flow for frame t+1
+and encoding on threads while frame t dreams; PyAV and OpenCV release the GIL),
+and compares seconds per later frame in the same run.
 """
 
 from __future__ import annotations
@@ -32,8 +32,7 @@ import logging
 import sys
 import tempfile
 import time
-from concurrent.futures import Future, ThreadPoolExecutor
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from fractions import Fraction
 from pathlib import Path
 from typing import Iterator, Optional
@@ -47,11 +46,12 @@ import dream_core.dream as dream_mod  # noqa: E402
 import dream_core.clip.frame_dreamer as video_mod  # noqa: E402
 from dream_core.dream import DreamSettings, dream_image  # noqa: E402
 from dream_core.features import FeatureHooks  # noqa: E402
-from dream_core.flow import FlowEstimator, FlowPair, flow_pair  # noqa: E402
-from dream_core.image_io import from_uint8_hwc, load_image, save_image, to_uint8_hwc  # noqa: E402
+from dream_core.flow import FlowEstimator, flow_pair  # noqa: E402
+from dream_core.image_io import from_uint8_hwc, load_image, save_image  # noqa: E402
 from dream_core.image_ops import resize  # noqa: E402
-from dream_core.video import VideoWriter, read_frames  # noqa: E402
-from dream_core.clip import VIDEO_MODES, FrameDreamer, VideoSettings, dream_clip
+from dream_core.pipeline import IndexedFrames, OutputOptions, WriterSink, open_writer, render_range  # noqa: E402
+from dream_core.video import read_frames  # noqa: E402
+from dream_core.clip import VIDEO_MODES, FrameDreamer, VideoSettings  # noqa: E402
 
 PARTS = ("io", "flow", "warp", "forward", "backward", "glue")
 
@@ -127,51 +127,52 @@ def frame_tensor(arr, size: tuple[int, int], device: torch.device) -> torch.Tens
 
 
 def video_run(model, clip: Path, frames: int, size: tuple[int, int], settings: DreamSettings, video: VideoSettings,
-              parts: B.Parts, tmp: Path, prefetch: bool) -> list[dict[str, B.Sample]]:
-    """Per-frame parts of the streaming video pipeline (reader -> dream_clip -> writer); frame 0 first."""
+              parts: B.Parts, tmp: Path, overlap: bool) -> list[dict[str, B.Sample]]:
+    """Per-frame parts of the streaming video pipeline (``render_range``: decode -> flow -> the frame loop ->
+    encode); frame 0 first. With ``overlap`` decoding, the next frame's flow and encoding run on the pipeline's
+    threads, so only the frame's total and the dream's parts are timed (io and flow show what the main thread
+    waited for: nothing is timed there)."""
     device = parts.device
     estimator = FlowEstimator("dis") if video.needs_flow else None
-    out_path = tmp / ("prefetch.mp4" if prefetch else "video.mp4")
-    writer = VideoWriter(out_path, Fraction(30), resume=False, audio=False)
+    writer = open_writer(tmp / ("overlap.mp4" if overlap else "video.mp4"), Fraction(30),
+                         OutputOptions(resume=False, audio=False))
     per_frame: list[dict[str, B.Sample]] = []
-    pool = ThreadPoolExecutor(max_workers=1) if prefetch and estimator is not None else None
-    pending: dict[int, Future[FlowPair]] = {}
 
     def decoded() -> Iterator[tuple[int, torch.Tensor]]:
-        """Frames with their index; with prefetch, one frame ahead, starting its flow on the worker."""
-        source = read_frames(clip, 0, frames) if clip.is_file() else iter(
+        arrays = read_frames(clip, 0, frames) if clip.is_file() else iter(
             [B.to_uint8(f) for f in B.clip_frames(frames, size, clip)])
-        with parts("io"):
-            arr = next(source, None)
-            cur = frame_tensor(arr, size, device) if arr is not None else None
-        index = 0
-        while cur is not None:
-            with parts("io"):
-                arr = next(source, None)
-                nxt = frame_tensor(arr, size, device) if arr is not None else None
-            if pool is not None and nxt is not None:
-                pending[index + 1] = pool.submit(flow_pair, estimator, cur, nxt)
-            yield index, cur
-            cur, index = nxt, index + 1
+        for index in range(frames):
+            with (nullcontext() if overlap else parts("io")):
+                arr = next(arrays, None)
+                if arr is None:
+                    return
+                frame = frame_tensor(arr, size, device)
+            yield index, frame
 
     def timed_flow(previous, index: int, raw: torch.Tensor):  # type: ignore[no-untyped-def]
-        with parts("flow"):  # with prefetch: only the time spent waiting for the worker
-            future = pending.pop(index, None)
-            pair = future.result() if future is not None else flow_pair(estimator, previous.raw, raw)
+        with parts("flow"):
+            pair = flow_pair(estimator, previous.raw, raw)
         return pair.backward, pair.reliable
 
+    class TimedSink(WriterSink):
+        def write(self, done):  # type: ignore[no-untyped-def]
+            with parts("io"):
+                super().write(done)
+
+    clock = [time.perf_counter(), time.process_time()]
+
+    def on_frame(done) -> None:  # type: ignore[no-untyped-def]
+        w1, c1 = time.perf_counter(), time.process_time()
+        per_frame.append(settle(parts.take(), B.Sample(w1 - clock[0], c1 - clock[1])))
+        clock[:] = [w1, c1]
+
+    source = IndexedFrames(range(frames), decoded(), background=True)
+    flows = None if estimator is None else estimator if overlap else timed_flow
     with writer, FrameDreamer(model, None, settings, video) as dreamer:
         parts.take()
-        w0, c0 = time.perf_counter(), time.process_time()
-        for done in dream_clip(dreamer, decoded(), timed_flow if estimator is not None else None):
-            with parts("io"):
-                carry = {k: v.cpu().numpy() for k, v in done.state.carry().items()}
-                writer.write(to_uint8_hwc(done.image), carry=carry)
-            w1, c1 = time.perf_counter(), time.process_time()
-            per_frame.append(settle(parts.take(), B.Sample(w1 - w0, c1 - c0)))
-            w0, c0 = w1, c1
-    if pool is not None:
-        pool.shutdown()
+        clock[:] = [time.perf_counter(), time.process_time()]
+        render_range(source, dreamer, flows, WriterSink(writer) if overlap else TimedSink(writer),
+                     on_frame=on_frame, overlap=overlap)
     return per_frame
 
 
@@ -196,14 +197,15 @@ def main(argv: Optional[list[str]] = None) -> int:
     p.add_argument("--octaves", type=int, default=DreamSettings().num_octaves)
     p.add_argument("--iterations", type=int, default=DreamSettings().num_iterations)
     p.add_argument("--autocast", default="none", choices=["none", "bf16", "fp16"])
-    p.add_argument("--prefetch", action="store_true", help="also run the video with flow prefetched on a thread")
+    p.add_argument("--overlap", "--prefetch", dest="overlap", action="store_true",
+                   help="also run the video overlapped: decoding, the next frame's flow and encoding on threads")
     p.add_argument("--no-image", action="store_true")
     B.add_common_args(p)
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     if args.quick:
         args.models, args.sizes, args.frames, args.octaves, args.iterations = "efficientnet_lite0", "128x72", 2, 1, 1
-        args.prefetch, args.threads = True, 1
+        args.overlap, args.threads = True, 1
     if args.threads:
         torch.set_num_threads(args.threads)
     B.apply_malloc(args.default_malloc)
@@ -230,23 +232,23 @@ def main(argv: Optional[list[str]] = None) -> int:
                 first = B.clip_frames(1, size, args.clip)[0]
                 if not args.no_image:
                     rows.append(label + ["image"] + part_cells(image_run(model, first, settings, parts, tmp)))
-                seq = video_run(model, args.clip, args.frames, size, settings, video, parts, tmp, prefetch=False)
+                seq = video_run(model, args.clip, args.frames, size, settings, video, parts, tmp, overlap=False)
                 rows.append(label + ["video, first frame"] + part_cells(seq[0]))
                 if len(seq) > 1:
                     rows.append(label + [f"video, later frames (mean of {len(seq) - 1})"] + part_cells(mean_parts(seq[1:])))
-                if args.prefetch and len(seq) > 1:
-                    pre = video_run(model, args.clip, args.frames, size, settings, video, parts, tmp, prefetch=True)
+                if args.overlap and len(seq) > 1:
+                    pre = video_run(model, args.clip, args.frames, size, settings, video, parts, tmp, overlap=True)
                     a, b = mean_parts(seq[1:]), mean_parts(pre[1:])
-                    pre_rows.append(label + [f"{a['total'].wall:.2f}", f"{a['flow'].wall:.2f}", f"{b['total'].wall:.2f}",
-                                             f"{b['flow'].wall:.2f}", f"{a['total'].wall / b['total'].wall:.2f}x"])
+                    pre_rows.append(label + [f"{a['total'].wall:.2f}", f"{a['io'].wall + a['flow'].wall:.2f}",
+                                             f"{b['total'].wall:.2f}", f"{a['total'].wall / b['total'].wall:.2f}x"])
     headers = ["model", "size", "what", "s/frame (wall)", "s/frame (CPU)"] + [f"{k} CPU s" for k in PARTS]
     print(B.table(headers, rows, "Seconds per frame; parts in process CPU seconds (share of the frame's CPU time). "
                                  "I/O = decode/encode or PNG load/save; flow = DIS both ways + reliability"))
     if pre_rows:
-        print(B.table(["model", "size", "sequential s/frame (wall)", "flow s (wall)", "prefetch s/frame (wall)",
-                       "flow wait s (wall)", "speed-up (wall)"], pre_rows,
-                      "Flow for frame t+1 on a worker thread while frame t dreams (later frames; wall clock, "
-                      "so it needs an idle core to mean anything)"))
+        print(B.table(["model", "size", "sequential s/frame (wall)", "io + flow s (wall)", "overlapped s/frame (wall)",
+                       "speed-up (wall)"], pre_rows,
+                      "Decoding, the flow of frame t+1 and encoding on threads while frame t dreams (later frames; "
+                      "wall clock, so it needs idle cores to mean anything)"))
     print("; ".join(B.machine_line(device).split("; ")[-2:]))
     return 0
 

@@ -11,7 +11,7 @@ One command, a few minutes on a single GPU (an H200 is expected to take well und
 2. For EfficientNet-Lite0 (packaged weights), torchvision GoogLeNet and BVLC GoogLeNet
    (random weights: speed does not depend on their values), in fp32 and under
    fp16 and bf16 autocast: ``--frames`` frames of the balcony clip (a synthetic pan
-   without it) at 1280x720 through :func:`dream_core.clip.loop.dream_clip` in the
+   without it) at 1280x720 through :func:`dream_core.pipeline.render_range` in the
    default ``stable`` mode with DIS flow, default dream settings. Printed per row:
    the first frame (full iterations), later frames (mean; ``later_iterations``),
    and the peak CUDA memory.
@@ -36,7 +36,8 @@ import torch  # noqa: E402
 
 from dream_core.dream import DreamSettings, dream_image  # noqa: E402
 from dream_core.flow import FlowEstimator  # noqa: E402
-from dream_core.clip import FrameDreamer, VideoSettings, dream_clip  # noqa: E402
+from dream_core.clip import FrameDreamer, VideoSettings  # noqa: E402
+from dream_core.pipeline import IndexedFrames, render_range  # noqa: E402
 
 MODELS = "efficientnet_lite0,googlenet,bvlc_googlenet"
 PRECISIONS = ("none", "fp16", "bf16")
@@ -53,18 +54,33 @@ def run_tests(device: torch.device) -> int:
     return proc.returncode
 
 
+class _Dropped:
+    """A sink that keeps nothing (the frames are only timed)."""
+
+    background = False
+
+    def write(self, done) -> None:  # type: ignore[no-untyped-def]
+        pass
+
+
 def seconds_per_frame(model, frames: list[torch.Tensor], settings: DreamSettings) -> tuple[float, float]:
-    """(first frame, mean of later frames) in seconds, through the one frame loop with DIS flow."""
+    """(first frame, mean of later frames) in seconds, through the one pipeline (render_range) with DIS flow
+    estimated on its flow thread while the GPU dreams."""
     device = model.device
     times: list[float] = []
+    clock = [0.0]
+
+    def on_frame(done) -> None:  # type: ignore[no-untyped-def]
+        B.sync(device)
+        t1 = time.perf_counter()
+        times.append(t1 - clock[0])
+        clock[0] = t1
+
+    source = IndexedFrames(range(len(frames)), ((i, f.to(device)) for i, f in enumerate(frames)), background=True)
     with FrameDreamer(model, None, settings, VideoSettings()) as dreamer:
         B.sync(device)
-        t0 = time.perf_counter()
-        for _ in dream_clip(dreamer, ((i, f.to(device)) for i, f in enumerate(frames)), FlowEstimator("dis")):
-            B.sync(device)
-            t1 = time.perf_counter()
-            times.append(t1 - t0)
-            t0 = t1
+        clock[0] = time.perf_counter()
+        render_range(source, dreamer, FlowEstimator("dis"), _Dropped(), on_frame=on_frame)
     later = times[1:] or times
     return times[0], sum(later) / len(later)
 
@@ -104,7 +120,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         if device.type == "cuda":
             torch.cuda.empty_cache()
     print(B.table(["model", "precision", "first frame s", "later frames s/frame", "peak CUDA MiB"], rows,
-                  f"Seconds per {B.size_name(size)} frame through dream_clip (stable mode, DIS flow, "
+                  f"Seconds per {B.size_name(size)} frame through render_range (stable mode, DIS flow, "
                   f"{settings.num_octaves} octaves x {settings.num_iterations} iterations; later frames "
                   f"{round(settings.num_iterations * VideoSettings().later_iterations)}), {args.frames} frames"))
     return status

@@ -8,9 +8,11 @@ Quick use::
 
 Images are RGB float tensors ``[B,3,H,W]`` in ``0..1``.
 
-Packages: :mod:`.video` (files and the one frame loop :func:`dream_clip`),
-:mod:`.flow` (optical flow), :mod:`.models`, :mod:`.fastpath` (the execution
-copy the dream runs), :mod:`.cli` (the command line).
+Packages: :mod:`.clip` (the one frame loop :func:`dream_clip`), :mod:`.video`
+(files), :mod:`.pipeline` (:func:`~dream_core.pipeline.render_range`: a source
+through the loop into a sink, what every front end runs), :mod:`.flow` (optical
+flow), :mod:`.models`, :mod:`.fastpath` (the execution copy the dream runs),
+:mod:`.cli` (the command line).
 """
 
 from .dream import DreamSettings, TemporalAnchor, TileBudget, dream_image, objective_value

@@ -8,12 +8,13 @@ from typing import Any, Mapping, Optional
 
 import torch
 
-from ..dream_core import DreamModel, FrameDreamer, Objective, dream_clip
+from ..dream_core import DreamedFrame, DreamModel, FrameDreamer, Objective
 from ..dream_core.animation import FeedbackFrames, Motion, feedback_plan
 from ..dream_core.clip import INTERPOLATIONS, SCHEDULABLE, ClipPlan, Schedule, parse_schedule
 from ..dream_core.animation.feedback import DEFAULT_LATER_ITERATIONS
 from ..dream_core.clip import VideoSettings
 from ..dream_core.clip.settings import RECOMMENDED_COLOUR_COHERENCE
+from ..dream_core.pipeline import TensorSink, render_range
 from . import comfy_adapter as host
 from .common import (
     mask_batch,
@@ -210,14 +211,16 @@ class DDVAnimate:
             host.check_interrupt()
             progress.update(index * _UNITS + (_UNITS - 1) * step // total, current)
 
+        def on_frame(done: DreamedFrame) -> None:
+            progress.update((done.index + 1) * _UNITS, done.image, force_preview=True)
+            host.check_interrupt()
+
         started = time.perf_counter()
         try:
             with FrameDreamer(model, plan(0).objective, settings, video, colour_reference=start) as dreamer:
                 feedback = FeedbackFrames(dreamer, start, count, lambda k: plan(k).motion)
-                for done in dream_clip(dreamer, feedback, None, on_step=on_step, plan=plan, masks=masks):
-                    out[done.index].copy_(done.image[0].permute(1, 2, 0))
-                    progress.update((done.index + 1) * _UNITS, done.image, force_preview=True)
-                    host.check_interrupt()
+                render_range(feedback, dreamer, None, TensorSink(out), on_step=on_step, on_frame=on_frame, plan=plan,
+                             masks=masks)
         finally:
             release_device(model)
         elapsed = time.perf_counter() - started

@@ -8,9 +8,10 @@ from typing import Any, Optional
 
 import torch
 
-from ..dream_core import DreamModel, FlowSet, FrameDreamer, Objective, dream_clip, frame_range
+from ..dream_core import DreamedFrame, DreamModel, FlowSet, FrameDreamer, Objective, frame_range
 from ..dream_core.clip import ClipPlan, Schedule
 from ..dream_core.clip import check_clip_flows
+from ..dream_core.pipeline import IndexedFrames, TensorSink, render_range
 from . import comfy_adapter as host
 from .common import (
     mask_batch,
@@ -39,7 +40,8 @@ MAX_FRAMES = 1_000_000
 
 
 class DDVVideoDream:
-    """Validation -> :func:`dream_core.clip.loop.dream_clip` -> progress; the frames go into a preallocated output."""
+    """Validation -> :func:`dream_core.pipeline.render_range` (the IMAGE batch in, a preallocated IMAGE out) ->
+    progress."""
 
     DESCRIPTION = (
         "DeepDream a clip frame by frame. In 'stable' mode each frame starts from the previous dream warped along "
@@ -149,15 +151,16 @@ class DDVVideoDream:
             host.check_interrupt()
             progress.update((index - frames.start) * _UNITS + (_UNITS - 1) * step // total, current)
 
+        def on_frame(done: DreamedFrame) -> None:
+            progress.update((done.index - frames.start + 1) * _UNITS, done.image, force_preview=True)
+            host.check_interrupt()
+
         started = time.perf_counter()
         try:
             with FrameDreamer(model, objective, settings, video, start_image=start_rgb) as dreamer:
-                clip = ((t, rgb_frame(images, t, device)) for t in frames)
-                for done in dream_clip(dreamer, clip, flow, on_step=on_step, plan=plan, masks=masks):
-                    k = done.index - frames.start
-                    out[k].copy_(done.image[0].permute(1, 2, 0))
-                    progress.update((k + 1) * _UNITS, done.image, force_preview=True)
-                    host.check_interrupt()
+                clip = IndexedFrames(frames, ((t, rgb_frame(images, t, device)) for t in frames), name="the images")
+                render_range(clip, dreamer, flow, TensorSink(out, frames.start), on_step=on_step, on_frame=on_frame,
+                             plan=plan, masks=masks)
         finally:
             release_device(model)
         elapsed = time.perf_counter() - started

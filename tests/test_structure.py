@@ -154,3 +154,21 @@ def test_no_file_over_450_lines():
     long = {str(p.relative_to(ROOT)): n for p in [*CORE.rglob("*.py"), *(ROOT / "nodes").rglob("*.py")]
             if (n := len(p.read_text().splitlines())) > 450}
     assert long == {}
+
+
+#: Where a VideoWriter is made, a file read and the frame loop driven: the pipeline's own modules, the modules that
+#: define them (and their docstring examples), and the mask reader (a mask video is read beside the clip, by index).
+_ASSEMBLY = {"VideoWriter(": {"dream_core/pipeline/files.py", "dream_core/video/writer.py"},
+             "read_frames(": {"dream_core/pipeline/sources.py", "dream_core/video/reader.py",
+                              "dream_core/video/writer.py", "dream_core/animation/masks.py"},
+             "dream_clip(": {"dream_core/pipeline/render.py", "dream_core/clip/loop.py",
+                             "dream_core/clip/frame_dreamer.py"}}
+
+
+@pytest.mark.parametrize("call", sorted(_ASSEMBLY))
+def test_the_pipeline_is_assembled_in_one_place(call):
+    """The CLI, the Ray worker and the nodes run dream_core.pipeline.render_range; none builds its own reader ->
+    loop -> writer."""
+    found = {str(p.relative_to(ROOT)) for p in [*CORE.rglob("*.py"), *(ROOT / "nodes").rglob("*.py")]
+             if call in p.read_text()}
+    assert found <= _ASSEMBLY[call], sorted(found - _ASSEMBLY[call])

@@ -33,7 +33,8 @@ EDGE_MODE = "reflection"
 
 
 class FeedbackFrames:
-    """The frames of a feedback animation, for :func:`~dream_core.clip.loop.dream_clip`.
+    """The frames of a feedback animation, for :func:`~dream_core.clip.loop.dream_clip` (a frame source of
+    :func:`~dream_core.pipeline.render_range`: indices :attr:`frames`, never made ahead of the loop).
 
     Args:
         dreamer: the entered :class:`FrameDreamer` the loop drives (mode ``independent``).
@@ -68,6 +69,10 @@ class FeedbackFrames:
         self.motion = motion
         self.first = first
         self.previous = previous
+        #: The global indices it yields.
+        self.frames = range(first, count)
+        #: Frame ``k`` is made from frame ``k - 1``'s dream: it cannot be made ahead, on another thread.
+        self.background = False
 
     def __iter__(self) -> Iterator[tuple[int, torch.Tensor]]:
         for index in range(self.first, self.count):

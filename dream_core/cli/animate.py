@@ -2,7 +2,7 @@
 
 Each frame is the previous dreamed frame moved by ``--zoom/--rotate/--translate``
 (schedulable) and dreamed again, through the one frame loop
-(:class:`~dream_core.animation.FeedbackFrames` + :func:`~dream_core.clip.loop.dream_clip`),
+(:class:`~dream_core.animation.FeedbackFrames` through :func:`~dream_core.pipeline.render_range`),
 streamed into the same resumable writer as the video command (exact frame rate,
 memory flat however many frames).
 """
@@ -20,18 +20,17 @@ from ..dream import check_image_for_dream
 from ..image_io import load_image, to_uint8_hwc
 from ..image_ops import fit_max_side
 from ..models import load_model
-from ..video import VideoWriter, file_identity
-from ..clip import VideoSettings, dream_clip
+from ..video import file_identity
+from ..clip import VideoSettings
 from ..clip.frame_dreamer import FrameDreamer
+from ..pipeline import EVEN, WriterSink, open_writer, render_range, resume_state
 from ..video.output import parse_rate
 from .animation_args import add_animation_arguments, animation_identity, colour_coherence_from_args, masks_from_args, plan_from_args
 from .args import HelpFormatter, add_dream_arguments, pick_device, settings_from_args
 from .video import add_output_arguments
+from .video_run import output_options
 
 log = logging.getLogger("dream_core")
-
-#: Frame sides of the animation are rounded to multiples of this (H.264 yuv420p).
-_EVEN = 2
 
 
 def run_animate(args: argparse.Namespace) -> int:
@@ -39,14 +38,13 @@ def run_animate(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from ..errors import InvalidParameterError
-    from ..clip.loop import ClipState
 
     if args.frames < 1:
         raise InvalidParameterError(f"An animation needs at least 1 frame; got {args.frames}.", parameter="frames")
     rate = parse_rate(args.fps)
     settings = settings_from_args(args)
     video = VideoSettings(mode="independent", colour_coherence=colour_coherence_from_args(args))
-    start = fit_max_side(load_image(args.input, max_side=args.max_side), args.max_side, multiple=_EVEN)
+    start = fit_max_side(load_image(args.input, max_side=args.max_side), args.max_side, multiple=EVEN)
     h, w = start.shape[-2:]
     if h % 2 or w % 2:  # yuv420p: trim an odd row/column rather than stretch the picture
         start = start[..., : h - h % 2, : w - w % 2]
@@ -64,24 +62,16 @@ def run_animate(args: argparse.Namespace) -> int:
         "objective": plan(0).objective.to_string(), "dream": dataclasses.asdict(settings), "frames": args.frames,
         "size": list(start.shape[-2:]), "animation": animation_identity(args), "later_iterations": args.later_iterations,
     }
-    writer = VideoWriter(args.output, rate, source=None, settings=run_settings, crf=args.crf,
-                         x264_preset=args.x264_preset, segment_frames=args.segment_frames, resume=not args.no_resume)
+    writer = open_writer(args.output, rate, output_options(args), identity=run_settings)
+    t0 = time.perf_counter()
     with writer, FrameDreamer(model, plan(0).objective, settings, video, colour_reference=start.to(device)) as dreamer:
-        point = writer.resume_point()
-        previous = None
-        if point.frames_done and point.carry is not None:
-            state = ClipState.from_carry(point.next_frame - 1, point.carry, device)
-            previous = state.dream
-            log.info("Resuming at frame %d (%d frames already done).", point.next_frame, point.frames_done)
+        point, state = resume_state(writer, device)
         feedback = FeedbackFrames(dreamer, start.to(device), args.frames, lambda k: plan(k).motion,
-                                  first=point.next_frame, previous=previous)
-        bar = tqdm(total=args.frames, initial=point.frames_done, unit="frame", desc="dreaming animation",
-                   dynamic_ncols=True)
-        t0 = time.perf_counter()
-        for done in dream_clip(dreamer, feedback, None, plan=plan, masks=masks):
-            writer.write(to_uint8_hwc(done.image), carry=done.state.carry())
-            bar.update(1)
-        bar.close()
+                                  first=point.next_frame, previous=None if state is None else state.dream)
+        with tqdm(total=args.frames, initial=point.frames_done, unit="frame", desc="dreaming animation",
+                  dynamic_ncols=True) as bar:
+            render_range(feedback, dreamer, None, WriterSink(writer), plan=plan, masks=masks,
+                         on_frame=lambda _: bar.update(1), overlap=not args.no_overlap)
     log.info("Wrote %s: %d frames at %s fps in %.1f s", args.output, args.frames, rate, time.perf_counter() - t0)
     return 0
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import torch
 
-from ..video import VideoWriter
+from ..pipeline import OutputOptions, open_writer
 from .args import HelpFormatter, add_dream_arguments
 from .animation_args import add_animation_arguments
 from .video import add_video_arguments, run_video
@@ -31,7 +31,7 @@ def make_demo_clip(path: Path, frames: int = 24, size: tuple[int, int] = (180, 3
     sky = torch.linspace(0.9, 0.3, h).view(1, 1, h, 1)
     scene = (0.55 * big + 0.45 * sky * torch.tensor([0.5, 0.7, 1.0]).view(1, 3, 1, 1)).clamp(0, 1)
     yy, xx = torch.meshgrid(torch.arange(h).float(), torch.arange(w).float(), indexing="ij")
-    writer = VideoWriter(path, Fraction(fps), resume=False)
+    writer = open_writer(path, Fraction(fps), OutputOptions(resume=False))
     with writer:
         for t in range(frames):
             frame = scene[..., 4 * t: 4 * t + w].clone()

@@ -25,11 +25,11 @@ from ..distributed.segments import choose_plan
 from ..dream import DreamSettings
 from ..image_io import load_image, to_uint8_hwc
 from ..models.spec import DreamModel
-from ..video import VideoWriter
+from ..pipeline import open_writer
 from ..clip import VideoSettings
 from ..clip.loop import MaskProvider
 from .animation_args import masks_from_args, plan_from_args
-from .video_run import check_video_run
+from .video_run import check_video_run, output_options
 
 log = logging.getLogger("dream_core")
 
@@ -50,7 +50,7 @@ def video_job(args: argparse.Namespace, run_settings: DreamSettings, video: Vide
         model=model_name, weights=args.weights, objective=args.layers, settings=run_settings, video=video,
         flow=args.flow, flow_weights=args.flow_weights, crf=args.crf, device=args.device,
         plan=functools.partial(_plan_on_worker, args, run_settings, video, fps, frames.start),
-        start_image=start_image,
+        start_image=start_image, overlap=not getattr(args, "no_overlap", False),
     )
 
 
@@ -66,9 +66,8 @@ def run_video_distributed(args: argparse.Namespace) -> int:
     log.info("%d frames in %d segment(s) of %d, burn-in %d, cross-fade %d.", len(run.frames), len(plan),
              layout["segment_length"], layout["burn_in"], layout["overlap"])
     identity = dict(run.identity, segments=layout)
-    writer = VideoWriter(args.output, run.info.frame_rate, source=args.input, start_frame=run.frames.start,
-                         settings=identity, crf=args.crf, x264_preset=args.x264_preset,
-                         resume=not args.no_resume, audio=not args.no_audio)
+    writer = open_writer(args.output, run.info.frame_rate, output_options(args), source=args.input,
+                         start_frame=run.frames.start, identity=identity)
     job = video_job(args, run.settings, run.video, run.info.frame_rate, run.frames, run.model.name)
     with writer:
         assembler = Assembler(writer, plan, run.info.frame_rate, args.crf)

@@ -1,7 +1,8 @@
-"""``video IN OUT``: reader -> the one frame loop -> writer, streaming and resumable.
+"""``video IN OUT``: the file through the one pipeline into the resumable writer.
 
-Frames stream from the decoder through :func:`~dream_core.clip.loop.dream_clip`
-into the encoder one at a time (memory does not grow with clip length). Flow
+Frames stream from the decoder through :func:`~dream_core.pipeline.render_range`
+into the encoder one at a time (memory does not grow with clip length); decoding,
+the next frame's flow and encoding run on threads while the model dreams. Flow
 is estimated on the fly between consecutive raw frames at the dream
 resolution. Output is written in committed segments next to ``OUT``; a run
 stopped half-way continues from the last committed frame when started again
@@ -14,11 +15,11 @@ import argparse
 import logging
 import time
 
-from ..clip import DEFAULT_VIDEO_MODE, VIDEO_MODES, ClipState, FrameDreamer, VideoSettings, dream_clip
+from ..clip import DEFAULT_VIDEO_MODE, VIDEO_MODES, FrameDreamer, VideoSettings
 from ..flow import DEFAULT_FLOW_METHOD, FLOW_METHODS, FlowEstimator
-from ..image_io import from_uint8_hwc, load_image, to_uint8_hwc
-from ..image_ops import fit_max_side
-from ..video import DEFAULT_SEGMENT_FRAMES, X264_PRESETS, VideoWriter, read_frames
+from ..image_io import load_image
+from ..pipeline import VideoFileSource, WriterSink, open_writer, render_range, resume_state
+from ..video import DEFAULT_SEGMENT_FRAMES, X264_PRESETS
 from .animation_args import add_animation_arguments
 from .distributed_args import add_distributed_arguments
 from .args import (
@@ -29,7 +30,7 @@ from .args import (
     pick_device,
 )
 
-from .video_run import EVEN, check_video_run
+from .video_run import check_video_run, output_options
 
 log = logging.getLogger("dream_core")
 
@@ -70,10 +71,14 @@ def add_output_arguments(g: "argparse._ArgumentGroup | argparse.ArgumentParser")
     g.add_argument("--segment-frames", type=int, default=DEFAULT_SEGMENT_FRAMES,
                    help="frames per committed output segment (at most this many are redone after a crash)")
     g.add_argument("--no-resume", action="store_true", help="start over even if an unfinished run exists")
+    g.add_argument("--no-overlap", action="store_true",
+                   help="decode, estimate the flow and encode between dreams instead of on threads while the model "
+                        "dreams (for debugging: the output is the same)")
 
 
 def run_video(args: argparse.Namespace) -> int:
-    """Dream a video file to a video file: reader -> :func:`dream_clip` -> writer (or segments on Ray workers)."""
+    """Dream a video file to a video file: :func:`~dream_core.pipeline.render_range` from the file into the
+    resumable writer (or segments on Ray workers)."""
     from tqdm import tqdm
 
     if getattr(args, "workers", 1) > 1 or getattr(args, "ray_address", None):  # demo and animate have neither
@@ -82,32 +87,20 @@ def run_video(args: argparse.Namespace) -> int:
         return run_video_distributed(args)
     device = pick_device(args.device)
     run = check_video_run(args, device)
-    settings, video, info, frames, model, plan, masks = (run.settings, run.video, run.info, run.frames, run.model,
-                                                         run.plan, run.masks)
-    objective, run_settings = run.objective, run.identity
-    estimator = FlowEstimator(args.flow, weights=args.flow_weights) if video.needs_flow else None
+    estimator = FlowEstimator(args.flow, weights=args.flow_weights) if run.video.needs_flow else None
     start_image = load_image(args.start_image) if args.start_image else None
-    writer = VideoWriter(args.output, info.frame_rate, source=args.input, start_frame=frames.start,
-                         settings=run_settings, crf=args.crf, x264_preset=args.x264_preset,
-                         segment_frames=args.segment_frames, resume=not args.no_resume, audio=not args.no_audio)
-    with writer, FrameDreamer(model, objective, settings, video, start_image=start_image) as dreamer:
-        point = writer.resume_point()
-        start = None
-        if point.frames_done and point.carry is not None:
-            start = ClipState.from_carry(point.next_frame - 1, point.carry, device)
-            log.info("Resuming at frame %d (%d frames already done).", point.next_frame, point.frames_done)
-        raw = ((index, fit_max_side(from_uint8_hwc(arr, device), args.max_side, multiple=EVEN))
-               for index, arr in enumerate(read_frames(args.input, point.next_frame, frames.stop, info.num_frames),
-                                           point.next_frame))
-        bar = tqdm(total=len(frames), initial=point.frames_done, unit="frame", desc="dreaming video",
-                   dynamic_ncols=True)
-        t0 = time.perf_counter()
-        for done in dream_clip(dreamer, raw, estimator, start=start, plan=plan, masks=masks):
-            # Device tensors: the writer copies the carry to the host only when it commits a segment.
-            writer.write(to_uint8_hwc(done.image), carry=done.state.carry())
-            bar.update(1)
-        bar.close()
-    log.info("Wrote %s: %d frames at %s fps in %.1f s", args.output, len(frames), info.frame_rate,
+    writer = open_writer(args.output, run.info.frame_rate, output_options(args), source=args.input,
+                         start_frame=run.frames.start, identity=run.identity)
+    t0 = time.perf_counter()
+    with writer, FrameDreamer(run.model, run.objective, run.settings, run.video, start_image=start_image) as dreamer:
+        point, start = resume_state(writer, device)
+        source = VideoFileSource(args.input, range(point.next_frame, run.frames.stop), max_side=args.max_side,
+                                 device=device, num_frames=run.info.num_frames)
+        with tqdm(total=len(run.frames), initial=point.frames_done, unit="frame", desc="dreaming video",
+                  dynamic_ncols=True) as bar:
+            render_range(source, dreamer, estimator, WriterSink(writer), start=start, plan=run.plan, masks=run.masks,
+                         on_frame=lambda _: bar.update(1), overlap=not args.no_overlap)
+    log.info("Wrote %s: %d frames at %s fps in %.1f s", args.output, len(run.frames), run.info.frame_rate,
              time.perf_counter() - t0)
     return 0
 

@@ -1,30 +1,25 @@
-"""What the flags of ``video`` describe, checked before any frame is dreamed: shared by one worker
-(:mod:`.video`) and many (:mod:`.distributed`)."""
+"""The flags of ``video`` -> the core's run check (:func:`dream_core.pipeline.check_video_run`): shared by one
+worker (:mod:`.video`) and many (:mod:`.distributed`)."""
 
 from __future__ import annotations
 
 import argparse
-import dataclasses
-from typing import Any, Callable, Optional
+import functools
+from fractions import Fraction
+from typing import Optional
 
 import torch
 
-from ..clip import VideoSettings, frame_range
-from ..clip.loop import MaskProvider
+from ..clip import VideoSettings
 from ..clip.plan import ClipPlan
-from ..dream import DreamSettings, check_image_for_dream
-from ..image_ops import fit_size
-from ..models import load_model
 from ..models.spec import DreamModel
-from ..objectives import Objective
-from ..video import VideoInfo, check_frame_count, check_output_writable, file_identity, probe_video
+from ..pipeline import ModelLoader, OutputOptions, VideoRequest, VideoRun
+from ..pipeline import check_video_run as check_request
+from ..settings import DreamSettings
 from .animation_args import animation_identity, colour_coherence_from_args, masks_from_args, plan_from_args
 from .args import Keyed, settings_from_args
 
 _V = VideoSettings()
-
-#: Frame sides of a dreamed video are rounded to multiples of this (H.264 yuv420p).
-EVEN = 2
 
 
 def video_settings_from_args(args: argparse.Namespace) -> VideoSettings:
@@ -36,51 +31,33 @@ def video_settings_from_args(args: argparse.Namespace) -> VideoSettings:
     return video
 
 
-@dataclasses.dataclass
-class VideoRun:
-    """What the flags of ``video`` describe, checked before any frame is dreamed (shared by one and many workers)."""
-
-    settings: DreamSettings
-    video: VideoSettings
-    info: VideoInfo
-    frames: range
-    size: tuple[int, int]
-    model: DreamModel
-    objective: Objective
-    plan: ClipPlan
-    masks: Optional[MaskProvider]
-    #: What a resumed run must share with this one (the writer's ``settings``).
-    identity: dict[str, Any]
+def output_options(args: argparse.Namespace) -> OutputOptions:
+    """The encoder and resume flags (:func:`~.video.add_output_arguments`)."""
+    return OutputOptions(crf=args.crf, x264_preset=args.x264_preset, segment_frames=args.segment_frames,
+                         resume=not args.no_resume, audio=not getattr(args, "no_audio", False))
 
 
-def check_video_run(args: argparse.Namespace, device: torch.device,
-                    load: Optional[Callable[[str, Optional[str], torch.device], DreamModel]] = None) -> VideoRun:
-    """Parse and check the ``video`` flags against the input and the model (loaded on ``device`` after the
-    other checks, with ``load(name, weights, device)`` when given, e.g. a per-process cache).
+def request_from_args(args: argparse.Namespace) -> VideoRequest:
+    """The :class:`~dream_core.pipeline.VideoRequest` the ``video`` flags describe (settings validated)."""
+    return VideoRequest(
+        input=args.input, output=args.output, settings=settings_from_args(args), video=video_settings_from_args(args),
+        model=args.model, weights=args.weights, start=args.start, end=args.end, max_side=args.max_side,
+        flow=args.flow, flow_weights=args.flow_weights, start_image=args.start_image,
+    )
+
+
+def _plan(args: argparse.Namespace, settings: DreamSettings, video: VideoSettings, model: DreamModel,
+          fps: Optional[Fraction], cadence_start: int) -> ClipPlan:
+    return plan_from_args(args, model, settings, video, fps=fps, cadence_start=cadence_start)
+
+
+def check_video_run(args: argparse.Namespace, device: torch.device, load: Optional[ModelLoader] = None) -> VideoRun:
+    """Parse the ``video`` flags and check the run against the input and the model (loaded on ``device`` after
+    the other checks, with ``load(name, weights, device)`` when given, e.g. a per-process cache).
 
     Raises:
         DreamError: bad flags, an unreadable input or output, a model or objective that does not fit.
     """
-    settings = settings_from_args(args)
-    video = video_settings_from_args(args)
-    check_output_writable(args.output, args.input)
-    info = probe_video(args.input)
-    frames = frame_range(info.num_frames, args.start, args.end)
-    if video.needs_flow:
-        check_frame_count(info, purpose=f"video mode '{video.mode}'")
-    model = load(args.model, args.weights, device) if load else load_model(args.model, weights=args.weights,
-                                                                             device=device)
-    plan = plan_from_args(args, model, settings, video, fps=info.frame_rate, cadence_start=frames.start)
-    plan.check(frames)
-    masks = masks_from_args(args)
-    objective = plan(frames.start).objective
-    size = fit_size(info.height, info.width, args.max_side, multiple=EVEN)
-    for index in (frames.start, frames.stop - 1):
-        check_image_for_dream(torch.zeros(1, 3, *size), model, plan(index).settings)
-    identity = {
-        "model": model.name, "weights": file_identity(args.weights), "objective": objective.to_string(),
-        "dream": dataclasses.asdict(settings), "video": dataclasses.asdict(video), "end": frames.stop,
-        "size": size, "flow": args.flow, "flow_weights": file_identity(args.flow_weights),
-        "start_image": file_identity(args.start_image), "animation": animation_identity(args),
-    }
-    return VideoRun(settings, video, info, frames, size, model, objective, plan, masks, identity)
+    request = request_from_args(args)
+    return check_request(request, device, plan=functools.partial(_plan, args, request.settings, request.video),
+                         masks=masks_from_args(args), load=load, identity={"animation": animation_identity(args)})

@@ -48,28 +48,39 @@ class CarryPath:
     def __init__(self, diff: torch.Tensor, flow: torch.Tensor, reliable: torch.Tensor, age: int = 1) -> None:
         self.diff, self.flow, self.reliable, self.age = diff, flow, reliable, age
 
+    def as_carry(self) -> dict[str, torch.Tensor]:
+        """What a resumed run needs to continue from here (``diff``, ``flow``, ``reliable``, ``age``)."""
+        return {"diff": self.diff, "flow": self.flow, "reliable": self.reliable, "age": torch.tensor(self.age)}
+
 
 @dataclass
 class Between:
     """An in-between frame waiting for the next key.
 
     Attributes:
+        index: its global frame index (``None`` when the caller gave none).
         raw: its raw frame ``[1,3,H,W]``.
         flow: its backward flow onto the previous frame ``[H,W,2]`` (drift composed in).
         reliable: that flow's reliability ``[1,1,H,W]``.
         forward: the previous key's difference carried onto it, times its weight ``[1,3,H,W]``.
         mask: where to dream ``[1,1,H,W]``, or ``None`` for everywhere.
         video: its video settings (feather, colour coherence).
-        age: frames since the last dreamed frame (1 for the first in-between frame).
+        path: the way back from it to the last dreamed frame (its ``age``: frames since that frame, 1 for
+            the first in-between frame); what a run resumed after it continues from.
     """
 
+    index: Optional[int]
     raw: torch.Tensor
     flow: torch.Tensor
     reliable: torch.Tensor
     forward: torch.Tensor
     mask: Optional[torch.Tensor]
     video: VideoSettings
-    age: int
+    path: CarryPath
+
+    @property
+    def age(self) -> int:
+        return self.path.age
 
     def finish(self, carried: torch.Tensor, colour_reference: Optional[torch.Tensor]) -> torch.Tensor:
         """The frame from its carried difference: clamped, colour-kept, masked."""
@@ -139,3 +150,56 @@ def settle(pending: list[Between], key_diff: torch.Tensor, key_flow: torch.Tenso
 def forward_only(pending: list[Between], colour_reference: Optional[torch.Tensor] = None) -> list[torch.Tensor]:
     """In-between frames with no later key (the end of a run): the earlier key's carry alone."""
     return [frame.finish(frame.forward, colour_reference) for frame in pending]
+
+
+class PendingFrames:
+    """The one owner of a cadence's in-between frames: those since the last dreamed frame, oldest first, and
+    the flow from the next dreamed frame (the key) back onto the last of them.
+
+    A :class:`~dream_core.clip.frame_dreamer.FrameDreamer` adds each in-between frame (:meth:`add`), links the
+    key when it dreams it (:meth:`link`) and hands them out finished (:meth:`settle`); the frame loop only asks
+    whether a frame is waiting (:meth:`holds`).
+    """
+
+    def __init__(self) -> None:
+        self._frames: list[Between] = []
+        self._link: Optional[tuple[torch.Tensor, torch.Tensor]] = None
+
+    def __len__(self) -> int:
+        return len(self._frames)
+
+    def add(self, frame: Between) -> None:
+        """One more in-between frame (after the ones held)."""
+        self._frames.append(frame)
+
+    def link(self, flow: torch.Tensor, reliable: torch.Tensor) -> None:
+        """The key after the held frames: its backward flow onto the last of them ``[H,W,2]`` and that flow's
+        reliability ``[1,1,H,W]``."""
+        self._link = (flow, reliable)
+
+    def holds(self, index: Optional[int]) -> bool:
+        """Whether the frame with global ``index`` is waiting for the next key."""
+        return any(frame.index == index for frame in self._frames)
+
+    def clear(self) -> None:
+        self._frames, self._link = [], None
+
+    def settle(self, key_diff: Optional[torch.Tensor],
+               colour_reference: Optional[torch.Tensor] = None) -> list[tuple[Between, torch.Tensor]]:
+        """Hand out the held frames, finished, and hold none.
+
+        Args:
+            key_diff: the linked key's dream difference ``[1,3,H,W]``; ``None`` (or no key linked: the end of
+                a run) finishes them with the earlier key's carry alone (:func:`forward_only`).
+            colour_reference: the image whose colour balance the frames keep (``None``: their raw frames).
+
+        Returns:
+            ``(frame, finished [1,3,H,W])`` pairs, oldest first.
+        """
+        pending, link = self._frames, self._link
+        self.clear()
+        if not pending:
+            return []
+        if link is None or key_diff is None:
+            return list(zip(pending, forward_only(pending, colour_reference)))
+        return list(zip(pending, settle(pending, key_diff, *link, colour_reference=colour_reference)))

@@ -29,7 +29,7 @@ from ..flow.warp import warp, warp_with_mask
 from ..image_ops import as_mask, resize, to_rgb
 from ..models.spec import DreamModel
 from ..objectives import Objective, resolve_objective
-from .cadence import Between, CarryPath, feathered, forward_only, settle
+from .cadence import Between, CarryPath, PendingFrames, feathered
 from .settings import VideoSettings
 
 if TYPE_CHECKING:  # pragma: no cover - the animation wing builds on this module
@@ -98,9 +98,7 @@ class FrameDreamer:
         #: After a cadence's in-between frames: the way back to the last dreamed frame.
         self._path: Optional[CarryPath] = None
         #: A cadence's in-between frames since the last dreamed frame, finished by :meth:`settle_between`.
-        self._between: list[Between] = []
-        #: The backward flow and reliability of the dreamed frame that follows them.
-        self._key_link: Optional[tuple[torch.Tensor, torch.Tensor]] = None
+        self.pending = PendingFrames()
         self._hooks: Optional[FeatureHooks] = None
 
     def __enter__(self) -> "FrameDreamer":
@@ -129,10 +127,7 @@ class FrameDreamer:
     def carry_path(self) -> dict[str, torch.Tensor]:
         """After a cadence's in-between frame, what :meth:`restore` needs to continue exactly (the way back
         to the last dreamed frame: ``diff``, ``flow``, ``reliable``); empty otherwise."""
-        if self._path is None:
-            return {}
-        return {"diff": self._path.diff, "flow": self._path.flow, "reliable": self._path.reliable,
-                "age": torch.tensor(self._path.age)}
+        return {} if self._path is None else self._path.as_carry()
 
     def as_raw(self, frame: torch.Tensor) -> torch.Tensor:
         """A frame ``[1,C,H,W]`` as the dreamer keeps it (:attr:`prev_raw`): RGB on the model's device and dtype.
@@ -148,7 +143,7 @@ class FrameDreamer:
         :meth:`carry_path` saved with them)."""
         dev, dt = self.model.device, self.model.dtype
         self._path = None
-        self._between, self._key_link = [], None
+        self.pending.clear()
         if path:
             self._path = CarryPath(*(path[k].to(device=dev, dtype=dt) for k in ("diff", "flow", "reliable")),
                                    age=int(path["age"]) if "age" in path else 1)
@@ -165,6 +160,7 @@ class FrameDreamer:
         on_step: Optional[StepCallback] = None,
         plan: Optional["FramePlan"] = None,
         mask: Optional[torch.Tensor] = None,
+        index: Optional[int] = None,
     ) -> torch.Tensor:
         """Dream the next frame.
 
@@ -181,6 +177,8 @@ class FrameDreamer:
                 constructor's settings, dreamed (:class:`~dream_core.clip.plan.FramePlan`).
             mask: where to dream (``[H,W]`` or ``[1,1,H,W]`` in ``0..1``); elsewhere the frame
                 comes back as given.
+            index: the frame's global index: a cadence's in-between frame is held under it
+                (:attr:`pending`) until :meth:`settle_between` finishes it.
 
         Returns:
             Dreamed frame ``[1,3,H,W]`` on the model's device (float, ``0..1``).
@@ -212,7 +210,7 @@ class FrameDreamer:
                     f"{self.prev_dream.shape[-1]}x{self.prev_dream.shape[-2]} (WxH). Resize the clip first."
                 )
             where = None if mask is None else as_mask(mask, tuple(raw.shape[-2:])).to(device=dev, dtype=dt)
-            run = _FrameRun(settings, video, objective, hooks, where, step)
+            run = _FrameRun(settings, video, objective, hooks, where, step, index)
             carried_only = self.prev_dream is not None and plan is not None and not plan.dream
             if self.prev_dream is None:
                 out = self._first(raw, run)
@@ -222,8 +220,8 @@ class FrameDreamer:
                 out = self._dream(raw, run, settings)
             else:
                 flow = self._flow(backward_flow, plan)
-                if self._between:  # the key after in-between frames: they are finished from both sides
-                    self._key_link = (flow, _reliability(flow, reliable))
+                if len(self.pending):  # the key after in-between frames: they are finished from both sides
+                    self.pending.link(flow, _reliability(flow, reliable))
                 if video.mode == "seed":
                     out = self._seed_rule(raw, flow, run)
                 else:
@@ -234,25 +232,19 @@ class FrameDreamer:
             self.prev_raw, self.prev_dream = raw, out.detach()
         return self.prev_dream
 
-    @property
-    def pending_between(self) -> int:
-        """How many in-between frames of a cadence wait for the next dreamed frame (:meth:`settle_between`)."""
-        return len(self._between)
-
-    def settle_between(self) -> list[torch.Tensor]:
-        """Finish the in-between frames since the last dreamed frame (oldest first).
+    def settle_between(self) -> list[tuple[Between, torch.Tensor]]:
+        """Finish the in-between frames since the last dreamed frame (oldest first; :attr:`pending` then holds none).
 
         Called after the next dreamed frame: each is then carried from the dreams on both sides
         (:func:`~dream_core.clip.cadence.settle`); called with no dreamed frame after them (the end
-        of a run), each keeps the earlier dream's carry alone. Returns ``[1,3,H,W]`` frames.
+        of a run), each keeps the earlier dream's carry alone.
+
+        Returns:
+            ``(frame, finished [1,3,H,W])`` pairs: ``frame.index``, ``frame.raw`` and ``frame.path`` say
+            which frame it is and what a run resumed after it continues from.
         """
-        pending, self._between = self._between, []
-        link, self._key_link = self._key_link, None
-        if not pending:
-            return []
-        if link is None or self.prev_dream is None or self.prev_raw is None:
-            return forward_only(pending, self.colour_reference)
-        return settle(pending, self.prev_dream - self.prev_raw, *link, colour_reference=self.colour_reference)
+        key_diff = None if self.prev_dream is None or self.prev_raw is None else self.prev_dream - self.prev_raw
+        return self.pending.settle(key_diff, self.colour_reference)
 
     def _keep_colour_balance(self, out: torch.Tensor, raw: torch.Tensor, where: Optional[torch.Tensor],
                              strength: float) -> torch.Tensor:
@@ -345,8 +337,9 @@ class FrameDreamer:
         :class:`~dream_core.clip.plan.ClipPlan` refuses a cadence in mode ``independent``.)"""
         flow = self._flow(backward_flow, plan)
         carried, weight, self._path = self._carried_diff(flow, reliable, run.video)
-        frame = Between(raw, flow, _reliability(flow, reliable), weight * carried, run.mask, run.video, self._path.age)
-        self._between.append(frame)
+        frame = Between(run.index, raw, flow, _reliability(flow, reliable), weight * carried, run.mask, run.video,
+                        self._path)
+        self.pending.add(frame)
         # Provisional, until settle_between finishes it (from both sides, colour kept): the earlier dream alone.
         out = (raw + frame.forward).clamp(0, 1)
         return out if run.mask is None else torch.lerp(raw, out, run.mask)
@@ -362,9 +355,9 @@ def _reliability(flow: torch.Tensor, reliable: Optional[torch.Tensor]) -> torch.
 class _FrameRun:
     """What one frame is dreamed with (the plan's values, resolved for this frame)."""
 
-    __slots__ = ("settings", "video", "objective", "hooks", "mask", "on_step")
+    __slots__ = ("settings", "video", "objective", "hooks", "mask", "on_step", "index")
 
     def __init__(self, settings: DreamSettings, video: VideoSettings, objective: Objective, hooks: FeatureHooks,
-                 mask: Optional[torch.Tensor], on_step: Optional[StepCallback]) -> None:
+                 mask: Optional[torch.Tensor], on_step: Optional[StepCallback], index: Optional[int]) -> None:
         self.settings, self.video, self.objective = settings, video, objective
-        self.hooks, self.mask, self.on_step = hooks, mask, on_step
+        self.hooks, self.mask, self.on_step, self.index = hooks, mask, on_step, index

@@ -17,7 +17,7 @@ carry state to resume from (:class:`DreamedFrame`).
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from functools import partial
 from typing import TYPE_CHECKING, Callable, Iterable, Iterator, Mapping, Optional, Protocol, Union
 
@@ -274,7 +274,6 @@ def dream_clip(
     """
     source = as_flow_source(flows)
     previous = start
-    held: list[ClipState] = []  # in-between frames waiting for the next dreamed frame
     if start is not None:
         dreamer.restore(start.raw, start.dream, start.path)
     for index, frame in frames:
@@ -287,24 +286,21 @@ def dream_clip(
         step = None if on_step is None else partial(on_step, index)
         frame_plan = None if plan is None else plan(index)
         mask = None if masks is None else masks(index)
-        dreamed = dreamer.dream_next(raw, backward, reliable, on_step=step, plan=frame_plan, mask=mask)
+        dreamed = dreamer.dream_next(raw, backward, reliable, on_step=step, plan=frame_plan, mask=mask, index=index)
         assert dreamer.prev_raw is not None
         previous = ClipState(index, dreamer.prev_raw, dreamed, dreamer.carry_path())
-        if dreamer.pending_between > len(held):  # a cadence's in-between frame: finished after the next key
-            held.append(previous)
+        if dreamer.pending.holds(index):  # a cadence's in-between frame: the dreamer finishes it after the next key
             continue
-        yield from _settled(dreamer, held)
-        held = []
+        yield from _settled(dreamer)
         yield DreamedFrame(index, dreamed, previous)
-    yield from _settled(dreamer, held)  # frames after the last key keep the earlier dream alone
+    yield from _settled(dreamer)  # frames after the last key keep the earlier dream alone
 
 
-def _settled(dreamer: FrameDreamer, held: list[ClipState]) -> Iterator[DreamedFrame]:
-    """The held in-between frames, finished by the dreamer (:meth:`FrameDreamer.settle_between`)."""
-    if not held:
-        return
-    for state, image in zip(held, dreamer.settle_between(), strict=True):
-        yield DreamedFrame(state.index, image, replace(state, dream=image))
+def _settled(dreamer: FrameDreamer) -> Iterator[DreamedFrame]:
+    """The in-between frames the dreamer held, finished (:meth:`FrameDreamer.settle_between`), with their state."""
+    for frame, image in dreamer.settle_between():
+        assert frame.index is not None
+        yield DreamedFrame(frame.index, image, ClipState(frame.index, frame.raw, image, frame.path.as_carry()))
 
 
 def dream_frames(

@@ -1,8 +1,8 @@
 """Dreaming one segment of a clip on its own: what a worker runs (no Ray in here).
 
-:func:`dream_segment` decodes the segment's frame range from the source (seeking),
-dreams it with the one frame loop (:func:`~dream_core.clip.loop.dream_clip`) from a
-fresh start at its first burn-in frame, and returns what the driver needs to
+:func:`dream_segment` runs the one pipeline (:func:`~dream_core.pipeline.render_range`)
+over the segment's frame range of the source (decoded from a seek) from a fresh start
+at its first burn-in frame, and returns what the driver needs to
 assemble the output (:class:`SegmentResult`): the body frames encoded as one
 near-lossless segment (the writer's own segment format, so the driver commits the
 bytes as they are) and the raw ``uint8`` frames of the two overlaps, which the
@@ -32,17 +32,15 @@ import numpy as np
 import torch
 
 from ..dream import DreamSettings
-from ..errors import VideoError
 from ..flow.estimate import DEFAULT_FLOW_METHOD, FlowEstimator
 from ..image_io import from_uint8_hwc, to_uint8_hwc
-from ..image_ops import fit_max_side
 from ..models import load_model
 from ..models.spec import DreamModel
 from ..video.encoder import SEGMENT_PRESET, H264Encoder, pad_to_even, segment_crf
 from ..clip.frame_dreamer import FrameDreamer
-from ..clip.loop import MaskProvider, PlanSource, dream_clip
-from ..video.reader import read_frames
+from ..clip.loop import DreamedFrame, MaskProvider, PlanSource
 from ..clip.settings import VideoSettings
+from ..pipeline import VideoFileSource, render_range
 from ..video.writer import SEGMENT_FORMAT
 from .segments import Segment
 
@@ -54,9 +52,6 @@ PlanFactory = Callable[[DreamModel], "tuple[Optional[PlanSource], Optional[MaskP
 
 #: ``report(segment, kept_done, dreamed)`` after every frame a worker dreams.
 SegmentReport = Callable[[int, int, int], None]
-
-#: Frames of sides rounded to this (H.264 ``yuv420p`` needs even sides).
-EVEN = 2
 
 
 @dataclass(frozen=True)
@@ -79,6 +74,8 @@ class SegmentJob:
         fail_once: ``(segment, marker file)``: the worker process dies (``os._exit``) after the first
             kept frame of that segment unless the marker exists, which it creates first. For fault
             tests and the benchmark; ``None`` in real runs.
+        overlap: decode, estimate flows and encode on threads while the model dreams
+            (:func:`~dream_core.pipeline.render_range`; the same frames either way).
     """
 
     source: str
@@ -97,6 +94,7 @@ class SegmentJob:
     plan: Optional[PlanFactory] = None
     start_image: Optional[np.ndarray] = None
     fail_once: Optional[tuple[int, str]] = None
+    overlap: bool = True
 
 
 @dataclass(frozen=True)
@@ -199,39 +197,51 @@ def dream_segment(job: SegmentJob, segment: Segment, report: Optional[SegmentRep
     start_image = None
     if job.start_image is not None and segment.dream.start == job.first_frame:
         start_image = from_uint8_hwc(job.start_image)
-    raw = ((index, fit_max_side(from_uint8_hwc(arr, device), job.max_side, multiple=EVEN))
-           for index, arr in enumerate(read_frames(job.source, segment.dream.start, segment.dream.stop),
-                                       segment.dream.start))
-    blend_in: list[np.ndarray] = []
-    blend_out: list[np.ndarray] = []
-    body: list[np.ndarray] = []
-    dreamed = kept = 0
+    sink = SegmentSink(segment)
+    done_so_far = {"kept": 0, "dreamed": 0}
+
+    def on_frame(done: DreamedFrame) -> None:
+        done_so_far["dreamed"] += 1
+        if done.index in segment.keep:
+            done_so_far["kept"] += 1
+            _maybe_fail(job, segment)
+        if report is not None:
+            report(segment.number, done_so_far["kept"], done_so_far["dreamed"])
+
+    source = VideoFileSource(job.source, segment.dream, max_side=job.max_side, device=device)
     with FrameDreamer(model, objective, job.settings, job.video, start_image=start_image) as dreamer:
-        for done in dream_clip(dreamer, raw, estimator, plan=plan, masks=masks):
-            frame = pad_to_even(to_uint8_hwc(done.image))  # yuv420p, as the one-worker writer pads it
-            dreamed += 1
-            if done.index in segment.blend_in:
-                blend_in.append(frame)
-            elif done.index in segment.body:
-                body.append(frame)
-            elif done.index in segment.blend_out:
-                blend_out.append(frame)
-            if done.index in segment.keep:
-                kept += 1
-                _maybe_fail(job, segment)
-            if report is not None:
-                report(segment.number, kept, dreamed)
-    if dreamed != len(segment.dream):
-        raise VideoError(f"'{job.source}' ended after frame {segment.dream.start + dreamed - 1}; segment "
-                         f"{segment.number} needs frames {segment.dream.start}..{segment.dream.stop - 1}.")
-    data, count = encode_segment(body, job.rate, job.crf)
-    height, width = body[0].shape[:2]
+        dreamed = render_range(source, dreamer, estimator, sink, plan=plan, masks=masks, on_frame=on_frame,
+                               overlap=job.overlap)
+    data, count = encode_segment(sink.body, job.rate, job.crf)
+    height, width = sink.body[0].shape[:2]
     empty = np.zeros((0, height, width, 3), np.uint8)
     return SegmentResult(
         number=segment.number, body=data, body_frames=count, size=(width, height),
-        blend_in=np.stack(blend_in) if blend_in else empty, blend_out=np.stack(blend_out) if blend_out else empty,
+        blend_in=np.stack(sink.blend_in) if sink.blend_in else empty,
+        blend_out=np.stack(sink.blend_out) if sink.blend_out else empty,
         dreamed=dreamed, seconds=time.perf_counter() - t0, worker=worker_name(),
     )
+
+
+class SegmentSink:
+    """A segment's dreamed frames, sorted into its parts as ``(H,W,3) uint8`` padded to even sides (as the
+    one-worker writer pads them): its dream of the previous segment's ``blend_out`` (``blend_in``), its
+    ``body`` and its ``blend_out``; the other burn-in frames are dropped."""
+
+    background = True
+
+    def __init__(self, segment: Segment) -> None:
+        self.segment = segment
+        self.blend_in: list[np.ndarray] = []
+        self.body: list[np.ndarray] = []
+        self.blend_out: list[np.ndarray] = []
+
+    def write(self, done: DreamedFrame) -> None:
+        seg = self.segment
+        part = (self.blend_in if done.index in seg.blend_in else self.body if done.index in seg.body
+                else self.blend_out if done.index in seg.blend_out else None)
+        if part is not None:
+            part.append(pad_to_even(to_uint8_hwc(done.image)))  # yuv420p, as the one-worker writer pads it
 
 
 def _maybe_fail(job: SegmentJob, segment: Segment) -> None:

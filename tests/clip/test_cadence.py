@@ -58,3 +58,41 @@ def test_moving_scene_in_between_frames_follow_both_dreams_along_the_flow(tiny_m
     for k in (1, 2):
         want = (1 - k / 3) * at(d[0], -k) + (k / 3) * at(d[3], 3 - k)
         assert (at(d[k], 0) - want).abs().mean() < 0.05 * at(d[k], 0).abs().mean(), k
+
+
+def test_in_between_frames_keep_their_source_frames_colour_balance(tiny_model):
+    """Colour coherence finishes every in-between frame too: carried from keys whose contrast a single match
+    cannot fully restore, they would inherit the keys' drift (2..5 CIELAB units here without it)."""
+    from dream_core.colour import colour_balance
+
+    n = 7
+    clip = panning_clip(n, step=2) * torch.tensor([0.55, 0.6, 0.5]).view(1, 3, 1, 1) + 0.2  # a grey scene
+    pan = torch.zeros(48, 64, 2)
+    pan[..., 0] = 2.0
+    video = VideoSettings(colour_coherence=1.0)
+    strong = FAST.with_(learning_rate=0.3)
+    plan = ClipPlan(tiny_model, strong, objective="conv2", video=video, cadence=3)
+    with FrameDreamer(tiny_model, "conv2", strong, video) as dreamer:
+        out = torch.cat([d.image for d in dream_clip(dreamer, enumerate(clip), FlowPairs([(pan, None)] * (n - 1)),
+                                                     plan=plan)])
+    gap = (colour_balance(out) - colour_balance(clip)).abs().amax(dim=1)
+    between = [1, 2, 4, 5]
+    assert not torch.equal(out[between], clip[between])  # they do carry the dream
+    assert gap[between].max() < 0.2, gap
+
+
+def test_the_dreamer_alone_holds_the_in_between_frames_until_the_next_key(tiny_model):
+    """One owner: the frame dreamer's pending frames, by global index; the key settles them with their state
+    (the way back to the earlier key, which a run resumed after them continues from)."""
+    clip = panning_clip(4)
+    plan = ClipPlan(tiny_model, FAST, objective="conv2", video=SHARP, cadence=3, cadence_start=10)
+    flow = torch.zeros(48, 64, 2)
+    with FrameDreamer(tiny_model, "conv2", FAST, SHARP) as dreamer:
+        for k, index in enumerate(range(10, 14)):
+            dreamer.dream_next(clip[k:k + 1], None if k == 0 else flow, plan=plan(index), index=index)
+            assert [dreamer.pending.holds(i) for i in range(10, 14)] == [False, k >= 1, k >= 2, False]
+        settled = dreamer.settle_between()
+        assert len(dreamer.pending) == 0 and dreamer.settle_between() == []
+    assert [(frame.index, frame.age, int(frame.path.as_carry()["age"])) for frame, _ in settled] == [(11, 1, 1),
+                                                                                                  (12, 2, 2)]
+    assert all(torch.equal(frame.raw, clip[k + 1:k + 2]) for k, (frame, _) in enumerate(settled))

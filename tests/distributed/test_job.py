@@ -1,6 +1,7 @@
 """A segment dreamed on its own (dream_core.distributed.job): seeded by frame, so a redone segment is identical."""
 
 import av
+import torch
 import io
 from fractions import Fraction
 
@@ -84,3 +85,35 @@ def test_odd_sized_frames_are_padded_to_even_sides_like_the_one_worker_writer(tm
     result = dream_segment(job(path, "independent"), seg)
     assert result.size == (66, 48) and frames_of(result)["body"].shape[1:3] == (48, 66)
     assert result.blend_in.shape[1:3] == (48, 66)
+
+
+def test_a_segment_equals_the_one_worker_run_of_the_same_frames(clip, tmp_path):
+    """A Ray worker's segment, built from the command line's flags as the driver builds it, against the one-worker
+    command over the segment's frames (burn-in included, so both start afresh at the same frame). The segment's
+    dream of the previous segment's overlap and its body go into a writer as the driver's assembler puts them
+    (frames written, the body committed as encoded): the output is the one-worker output, frame for frame. A worker
+    that dropped the flow (or the colour coherence, or the carry) would differ by several levels."""
+    from dream_core.cli import build_parser, main
+    from dream_core.cli.distributed import video_job
+    from dream_core.cli.video_run import check_video_run
+    from dream_core.video import read_frames
+
+    flags = ["--octaves", "1", "--iterations", "2", "--jitter", "4", "--mode", "stable", "--device", "cpu",
+             "--crf", "0", "--x264-preset", "ultrafast"]
+    args = build_parser().parse_args(["video", str(clip), str(tmp_path / "unused.mp4"), *flags])
+    run = check_video_run(args, torch.device("cpu"))
+    job = video_job(args, run.settings, run.video, run.info.frame_rate, run.frames, run.model.name)
+    seg = plan_segments(run.frames, 4, 3, 2)[1]
+    assert (seg.dream, seg.blend_in, seg.body) == (range(1, 8), range(2, 4), range(4, 8))
+    result = dream_segment(job, seg)
+    with VideoWriter(tmp_path / "ray.mp4", RATE, crf=0, x264_preset="ultrafast", segment_frames=2) as writer:
+        for frame in result.blend_in:
+            writer.write(frame)
+        writer.commit_encoded(result.body, result.body_frames, result.size)
+    ray = np.stack(list(read_frames(tmp_path / "ray.mp4"))).astype(float)
+
+    one = tmp_path / "one.mp4"
+    assert main(["video", str(clip), str(one), *flags, "--start", "1"]) == 0
+    alone = np.stack(list(read_frames(one))).astype(float)[1:]  # frames 2..7
+    assert ray.shape == alone.shape == (6, 48, 64, 3)
+    assert np.abs(ray - alone).mean() < 0.05, np.abs(ray - alone).mean(axis=(1, 2, 3))

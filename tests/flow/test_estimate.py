@@ -181,5 +181,15 @@ def test_frames_too_small_for_dis_are_a_clear_error():
 # --------------------------------------------------------------------------- reliability
 
 
-def test_default_method_is_known():
-    assert DEFAULT_FLOW_METHOD in FLOW_METHODS
+def test_the_default_method_is_what_every_front_end_uses_and_it_recovers_a_shift():
+    """FlowEstimator(), compute_flow and the video command's --flow all use DEFAULT_FLOW_METHOD, and it recovers a
+    known shift with the documented sign."""
+    from dream_core.cli import build_parser
+
+    prev = multiscale_texture(96, 128)
+    cur = shifted(prev)
+    estimator = FlowEstimator()
+    assert estimator.method == DEFAULT_FLOW_METHOD
+    _check_shift(prev, cur, *estimator.bidirectional(prev, cur))
+    torch.testing.assert_close(compute_flow(prev, cur), estimator(prev, cur))
+    assert build_parser().parse_args(["video", "in.mp4", "out.mp4"]).flow == DEFAULT_FLOW_METHOD

@@ -201,3 +201,59 @@ def test_uint8_frames_and_a_tensor_sink(tiny_model):
         rec = Recorder(background=False)
         render_range(IndexedFrames(range(5, 8), zip(range(5, 8), arrays)), dreamer, None, rec)
     assert all(torch.equal(out[k], image[0].permute(1, 2, 0)) for k, (_, image, _) in enumerate(rec.frames))
+
+
+def test_frames_handed_over_before_a_cancel_are_still_written(tiny_model):
+    """The writer is behind when the run is cancelled (it is held up until the cancel): what the loop had dreamed
+    and handed over is written all the same (a resumable writer keeps it), in order, before the call returns."""
+    cancelled = threading.Event()
+
+    class HeldUp(Recorder):
+        def write(self, done):
+            assert cancelled.wait(60)
+            super().write(done)
+
+    class Cancelled(Exception):
+        pass
+
+    def cancel_at_frame_3(index, step, total, current):
+        if index == 3:
+            cancelled.set()
+            raise Cancelled
+
+    sink, handed = HeldUp(), []
+    with FrameDreamer(tiny_model, None, QUICK, VideoSettings(mode="independent")) as dreamer:
+        with pytest.raises(Cancelled):
+            render_range(IndexedFrames(range(5), enumerate(panning_clip(5, 48, 64)), background=True), dreamer, None,
+                         sink, on_step=cancel_at_frame_3, on_frame=lambda done: handed.append(done.index))
+    assert handed == [0, 1, 2] and [i for i, *_ in sink.frames] == [0, 1, 2]
+    assert _dream_threads() == []
+
+
+def test_a_cancel_waits_for_a_busy_decoder_to_stop(tiny_model):
+    """Cancelled while the decoder thread is in the middle of a (slow) frame: the call returns only once that
+    thread has ended, and the source was closed on it."""
+    import time
+
+    closed = []
+
+    def slow_frames():
+        try:
+            for t, frame in enumerate(panning_clip(4, 48, 64)):
+                if t:
+                    time.sleep(0.5)
+                yield t, frame
+        finally:
+            closed.append(threading.current_thread().name)
+
+    class Cancelled(Exception):
+        pass
+
+    def cancel(index, step, total, current):
+        raise Cancelled
+
+    with FrameDreamer(tiny_model, None, QUICK, VideoSettings(mode="independent")) as dreamer:
+        with pytest.raises(Cancelled):
+            render_range(IndexedFrames(range(4), slow_frames(), background=True), dreamer, None, Recorder(),
+                         on_step=cancel)
+    assert _dream_threads() == [] and closed == ["dream-decode"]
