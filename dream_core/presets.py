@@ -18,6 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 from typing import Any, Mapping
 
+from .options import options
 from .settings import DreamSettings
 from .errors import InvalidParameterError, did_you_mean
 
@@ -69,9 +70,9 @@ DEFAULT_PRESET = "classic"
 
 _FIELDS = {f.name for f in fields(DreamSettings)}
 
-#: The fields a preset decides; the others always come from the base settings.
-LOOK_FIELDS = ("num_octaves", "octave_scale", "num_iterations", "learning_rate", "gradient_smoothing",
-               "step_rule", "colour_decorrelation", "laplacian_levels")
+#: The fields a preset decides (declared ``look``, :mod:`dream_core.options`); the others always come from the
+#: base settings.
+LOOK_FIELDS = tuple(name for name, option in options(DreamSettings).items() if option.look)
 
 
 def get_preset(name: str) -> Preset:

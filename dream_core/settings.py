@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import math
-import numbers
 from dataclasses import dataclass, replace
 
 import torch
 
 from .errors import InvalidParameterError
+from .options import check_options, setting
 from .step import DEFAULT_STEP_RULE, STEP_RULES
 
 #: Largest ``learning_rate``: a step of 1 moves a pixel across the whole ``0..1`` range.
@@ -28,93 +27,85 @@ AUTOCAST_DTYPES = {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 class DreamSettings:
     """Every knob of the dream, with defaults that look good on the offline model.
 
-    Attributes:
-        num_octaves: number of scales (1 = full size only). More octaves -> larger, coarser patterns.
-        octave_scale: size ratio between octaves (> 1). Larger -> octaves further apart.
-        num_iterations: gradient steps per octave. More -> stronger dream, slower.
-        learning_rate: step size in ``0..1`` image units per step (direction normalised
-            to mean |d| = 1). Larger -> stronger, harsher dream.
-        jitter: maximum random roll in pixels per step. Larger -> fewer grid artefacts.
-        gradient_smoothing: Gaussian sigma (pixels) applied to the step direction; larger ->
-            smoother, less noisy patterns. 0 disables.
-        step_rule: ``"lapnorm"`` (colour-decorrelated, Laplacian-normalised: clean,
-            painterly) or ``"plain"`` (the per-pixel RGB step: crisper, with colour
-            speckle); see :mod:`dream_core.step`.
-        colour_decorrelation: ``0..1``, how much the step favours the
-            luminance direction over chroma. Higher -> colours stay the picture's
-            own; lower -> more of the network's colours (and fine colour noise).
-        laplacian_levels: ``lapnorm``: frequency bands normalised separately (1..8).
-            More -> coarser structures get a larger share of each step.
-        seed: seeds the jitter (``0 .. 2**64-1``); same seed + inputs -> same output on the same
-            device and PyTorch build with the same CPU thread count (float sums run in another
-            order with another count of threads, and a dream amplifies such differences into
-            visibly different detail).
-        luminance_only: keep the original colours, dream only brightness.
-        autocast: ``"none"``, ``"bf16"`` or ``"fp16"``: mixed precision for the forward pass.
-        tile_size: images larger than this (either side, pixels) get their gradient
-            computed tile by tile with ``tile_overlap`` pixels of context; bounds memory.
-            On the CPU, images over 8 MP use tiles of at most 512 px at every octave
-            (:func:`~dream_core.dream.memory_tiles`: a 1024 px tile's activations alone take ~1.9 GB).
-        tile_overlap: context margin around each tile (pixels).
+    Each field is declared once, where it is defined (:func:`~dream_core.options.setting`): its type,
+    range, default, help, flag, and whether it is schedulable and part of a preset's look;
+    ``options(DreamSettings)`` lists them. Notes the declarations leave out:
+
+    * ``learning_rate`` is in ``0..1`` image units per step, the step direction normalised to mean
+      ``|d| = 1``; ``step_rule`` is explained in :mod:`dream_core.step`.
+    * ``seed`` takes what :meth:`torch.Generator.manual_seed` takes (``0 .. 2**64-1``).
+    * ``tile_size``: on the CPU, images over 8 MP use tiles of at most 512 px at every octave
+      (:func:`~dream_core.dream.memory_tiles`: a 1024 px tile's activations alone take ~1.9 GB).
     """
 
-    num_octaves: int = 4
-    octave_scale: float = 1.4
-    num_iterations: int = 10
-    learning_rate: float = 0.01
-    jitter: int = 32
-    gradient_smoothing: float = 0.5
-    step_rule: str = DEFAULT_STEP_RULE
-    colour_decorrelation: float = 0.5
-    laplacian_levels: int = 4
-    seed: int = 0
-    luminance_only: bool = False
-    autocast: str = "none"
-    tile_size: int = 1024
-    tile_overlap: int = 64
+    num_octaves: int = setting(
+        4, minimum=1, maximum=32, step=1, flag="--octaves", look=True, schedulable=True,
+        help="Number of scales the dream is built over, smallest first (1 = full size only). More -> larger, "
+             "coarser patterns; fewer -> fine detail only.")
+    octave_scale: float = setting(
+        1.4, minimum=1.01, maximum=4.0, step=0.05, flag="--octave-scale", look=True, schedulable=True,
+        help="Size ratio between two octaves. Larger -> octaves further apart, bigger patterns; too large and "
+             "the smallest octave gets below the model's minimum size.")
+    num_iterations: int = setting(
+        10, minimum=1, maximum=1000, step=1, flag="--iterations", look=True, schedulable=True,
+        help="Gradient steps per octave. More -> a stronger, more developed dream; time grows in proportion.")
+    learning_rate: float = setting(
+        0.01, minimum=0.0001, maximum=MAX_LEARNING_RATE, step=0.0005, flag="--lr", look=True, schedulable=True,
+        help="The dream's strength: step size per iteration in 0..1 image units. Larger -> stronger, harsher "
+             "dream; smaller -> subtler.")
+    jitter: int = setting(
+        32, minimum=0, maximum=MAX_JITTER, step=1, flag="--jitter", schedulable=True,
+        help="Largest random shift (pixels) of the image before each step. Larger -> fewer grid artefacts, "
+             "softer patterns; 0 disables.")
+    gradient_smoothing: float = setting(
+        0.5, minimum=0.0, maximum=MAX_SMOOTHING, step=0.1, flag="--smoothing", look=True, schedulable=True,
+        help="Gaussian blur (sigma, pixels) of each step. Larger -> smoother, less noisy patterns; 0 disables.")
+    step_rule: str = setting(
+        DEFAULT_STEP_RULE, choices=STEP_RULES, flag="--step-rule", look=True,
+        help="How the gradient becomes a step. lapnorm: colour-decorrelated and Laplacian-normalised -> clean, "
+             "painterly, no colour static; plain: per-pixel RGB steps (earlier versions) -> crisper fine detail "
+             "covered in red/green/blue speckle.")
+    colour_decorrelation: float = setting(
+        0.5, minimum=0.0, maximum=1.0, step=0.05, flag="--colour-decorrelation", look=True, schedulable=True,
+        help="How much each step favours brightness over colour. Higher -> the picture keeps its own colours; "
+             "lower -> more of the network's colours (and, near 0, colour speckle).")
+    laplacian_levels: int = setting(
+        4, minimum=1, maximum=8, step=1, flag="--laplacian-levels", look=True, schedulable=True,
+        help="lapnorm: frequency bands normalised separately. More -> coarse structures get a larger share of "
+             "every step (bigger, softer shapes); 1 -> one band.")
+    seed: int = setting(
+        0, minimum=0, maximum=MAX_SEED, step=1, flag="--seed",
+        help="Seeds the jitter. The same seed and inputs give the same result on the same device, PyTorch build "
+             "and CPU thread count (another thread count sums floats in another order, and the dream grows that "
+             "into visibly different detail); another seed -> a slightly different dream.")
+    luminance_only: bool = setting(
+        False, flag="--luminance-only",
+        help="On -> keep the original colours and dream only brightness; off -> the network's colours appear.")
+    autocast: str = setting(
+        "none", choices=tuple(AUTOCAST_DTYPES), flag="--autocast",
+        help="Mixed precision of the forward pass. bf16/fp16 -> faster with less memory on GPUs, tiny "
+             "differences; none -> exact float32 (best on the CPU).")
+    tile_size: int = setting(
+        1024, minimum=64, maximum=16384, step=32, flag="--tile-size",
+        help="Images larger than this (either side, pixels) get their gradient computed tile by tile. Smaller "
+             "-> less memory, a little slower; larger -> faster if memory allows. On the CPU, images over 8 MP "
+             "use tiles of at most 512 px (memory).")
+    tile_overlap: int = setting(
+        64, minimum=0, maximum=4096, step=8, flag="--tile-overlap",
+        help="Context pixels around each tile (below half the tile_size). Larger -> fewer seams, slower.")
 
     def validate(self) -> None:
         """Raise :class:`InvalidParameterError` naming the bad value and the valid range.
 
-        Numbers must be finite (``inf``/``nan`` are refused: they dream noise, black or crash);
-        integer fields must be integers.
+        Every field against its declaration (:func:`~dream_core.options.check_options`: numbers finite,
+        integer fields integers, values in range), then the tile overlap against the tile size.
         """
-        ints = ("num_octaves", "num_iterations", "jitter", "laplacian_levels", "seed", "tile_size", "tile_overlap")
-        for name in ints:
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-                raise InvalidParameterError(f"{name} must be an integer; got {value!r}.", parameter=name)
-        for name in ("octave_scale", "learning_rate", "gradient_smoothing", "colour_decorrelation"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
-                raise InvalidParameterError(f"{name} must be a finite number; got {value!r}.", parameter=name)
-        checks = [
-            (self.num_octaves >= 1, f"num_octaves must be >= 1; got {self.num_octaves}"),
-            (self.octave_scale > 1.0, f"octave_scale must be > 1 (e.g. 1.4); got {self.octave_scale}"),
-            (self.num_iterations >= 1, f"num_iterations must be >= 1 (0 would return the input unchanged); got {self.num_iterations}"),
-            (0 < self.learning_rate <= MAX_LEARNING_RATE,
-             f"learning_rate must be in (0, {MAX_LEARNING_RATE:g}] (e.g. 0.01; a step of 1 moves every pixel across the "
-             f"whole 0..1 range: noise); got {self.learning_rate}"),
-            (0 <= self.jitter <= MAX_JITTER, f"jitter must be in 0..{MAX_JITTER} pixels; got {self.jitter}"),
-            (0 <= self.gradient_smoothing <= MAX_SMOOTHING,
-             f"gradient_smoothing must be in 0..{MAX_SMOOTHING:g} pixels; got {self.gradient_smoothing}"),
-            (0 <= self.seed <= MAX_SEED, f"seed must be in 0..{MAX_SEED} (2**64 - 1); got {self.seed}"),
-            (self.step_rule in STEP_RULES, f"step_rule must be one of {list(STEP_RULES)}; got {self.step_rule!r}"),
-            (0.0 <= self.colour_decorrelation <= 1.0,
-             f"colour_decorrelation must be in 0..1; got {self.colour_decorrelation}"),
-            (1 <= self.laplacian_levels <= 8, f"laplacian_levels must be in 1..8; got {self.laplacian_levels}"),
-            (self.autocast in AUTOCAST_DTYPES, f"autocast must be one of {list(AUTOCAST_DTYPES)}; got {self.autocast!r}"),
-            (self.tile_size >= 64, f"tile_size must be >= 64 pixels; got {self.tile_size}"),
-            (self.tile_overlap >= 0, f"tile_overlap must be >= 0 pixels; got {self.tile_overlap}"),
-            (self.tile_overlap < self.tile_size // 2,
-             f"tile_overlap must be below half the tile_size: {self.tile_overlap} px of overlap need a tile_size of at "
-             f"least {2 * self.tile_overlap + 2}, and a tile_size of {self.tile_size} allows an overlap of at most "
-             f"{self.tile_size // 2 - 1}; raise tile_size or lower tile_overlap"),
-        ]
-        for ok, msg in checks:
-            if not ok:
-                # Every message starts with its field's name, which is the parameter front ends map.
-                raise InvalidParameterError(msg + ".", parameter=msg.split(" ", 1)[0])
+        check_options(self)
+        if self.tile_overlap >= self.tile_size // 2:
+            raise InvalidParameterError(
+                f"tile_overlap must be below half the tile_size: {self.tile_overlap} px of overlap need a tile_size "
+                f"of at least {2 * self.tile_overlap + 2}, and a tile_size of {self.tile_size} allows an overlap of "
+                f"at most {self.tile_size // 2 - 1}; raise tile_size or lower tile_overlap.", parameter="tile_overlap")
 
     def with_(self, **changes: object) -> "DreamSettings":
         """Copy with some fields changed."""

@@ -1,4 +1,5 @@
-"""DeepDream Schedule (keyframed settings for the video and animation nodes) and DeepDream Zoom Animation."""
+"""DeepDream Schedule (keyframed settings for the video and animation nodes) and DeepDream Zoom Animation (the slim
+node, and the legacy one with every widget)."""
 
 from __future__ import annotations
 
@@ -13,24 +14,27 @@ from ..dream_core.animation import FeedbackFrames, Motion, feedback_plan
 from ..dream_core.clip import INTERPOLATIONS, SCHEDULABLE, ClipPlan, Schedule, parse_schedule
 from ..dream_core.animation.feedback import DEFAULT_LATER_ITERATIONS
 from ..dream_core.clip import VideoSettings
-from ..dream_core.clip.settings import RECOMMENDED_COLOUR_COHERENCE
 from ..dream_core.pipeline import TensorSink, render_range
 from . import comfy_adapter as host
 from .common import (
-    mask_batch,
     CATEGORY,
+    DREAM_WIDGETS,
     MODEL_TYPE,
     OBJECTIVE_TYPE,
     SCHEDULE_TYPE,
+    SETTINGS_TYPE,
+    STEP_WIDGETS,
     check_image,
-    colour_coherence_input,
-    dream_inputs,
     explained,
-    look_inputs,
+    mask_batch,
     merge_settings,
+    preset_input,
     rgb_frame,
+    setting_input,
+    setting_inputs,
 )
 from .device_room import claim_device, release_device
+from .image_nodes import SETTINGS_TOOLTIP
 from .model_nodes import check_model
 
 log = logging.getLogger(__name__)
@@ -101,14 +105,16 @@ class DDVSchedule:
         return (out,)
 
 
-class DDVAnimate:
-    """Thin wrapper over :class:`dream_core.animation.FeedbackFrames` driven by the one frame loop."""
+class DDVAnimateV2:
+    """Thin wrapper over :class:`dream_core.animation.FeedbackFrames` driven by the one frame loop; the motion and
+    the everyday widgets on the node, the rest from an optional DeepDream Settings node."""
 
     DESCRIPTION = (
         "A feedback ('infinite zoom') animation from one image: every frame is the previous dreamed frame zoomed, "
         "rotated and moved a little, then dreamed again. Connect a DeepDream Schedule to change any setting over "
-        "time (zoom, rotate, translate, learning_rate, the objective, ...). Outputs the frames as a batch: feed "
-        "Create Video. Progress and a preview per frame; Cancel stops within a step."
+        "time (zoom, rotate, translate, learning_rate, the objective, ...), a DeepDream Settings node for the less "
+        "used settings. Outputs the frames as a batch: feed Create Video. Progress and a preview per frame; Cancel "
+        "stops within a step."
     )
     CATEGORY = CATEGORY
     RETURN_TYPES = ("IMAGE",)
@@ -119,55 +125,63 @@ class DDVAnimate:
     @classmethod
     def INPUT_TYPES(cls) -> dict[str, Any]:
         return {
-            "required": {
-                "image": ("IMAGE", {"tooltip": "The start image (the first of a batch)."}),
-                "model": (MODEL_TYPE, {"tooltip": "From DeepDream Model Loader."}),
-                "frames": ("INT", {
-                    "default": 48, "min": 1, "max": MAX_ANIMATION_FRAMES,
-                    "tooltip": "How many frames. They are held in memory as a batch (about 3 MB per 512x512 frame).",
-                }),
-                "zoom": ("FLOAT", {
-                    "default": 1.02, "min": 0.5, "max": 2.0, "step": 0.005,
-                    "tooltip": "Scale per frame about the centre: 1.02 zooms in 2% per frame, below 1 zooms out, "
-                               "1 = none. A schedule of 'zoom' overrides it.",
-                }),
-                "rotate": ("FLOAT", {
-                    "default": 0.0, "min": -45.0, "max": 45.0, "step": 0.1,
-                    "tooltip": "Degrees per frame, positive = counter-clockwise.",
-                }),
-                "translate_x": ("FLOAT", {
-                    "default": 0.0, "min": -256.0, "max": 256.0, "step": 0.5,
-                    "tooltip": "Pixels per frame the picture moves to the right (negative: left).",
-                }),
-                "translate_y": ("FLOAT", {
-                    "default": 0.0, "min": -256.0, "max": 256.0, "step": 0.5,
-                    "tooltip": "Pixels per frame the picture moves down (negative: up).",
-                }),
-                "later_iterations": ("FLOAT", {
-                    "default": DEFAULT_LATER_ITERATIONS, "min": 0.05, "max": 1.0, "step": 0.05,
-                    "tooltip": "Iterations of the frames after the first, as a fraction of num_iterations: each "
-                               "starts from the previous dream. Higher -> the picture fills with creatures sooner.",
-                }),
-                **dream_inputs(),
-            },
-            "optional": {
-                "objective": (OBJECTIVE_TYPE, {
-                    "tooltip": "From DeepDream Layers: what to maximise. Not connected -> the model's default layer.",
-                }),
-                "schedule": (SCHEDULE_TYPE, {"tooltip": "From DeepDream Schedule: settings that change over time."}),
-                "mask": ("MASK", {
-                    "tooltip": "Where to dream (1 = dream, 0 = keep); one mask, or one per frame. Outside it the "
-                               "picture only moves.",
-                }),
-                **look_inputs(),
-                "fps": ("FLOAT", {
-                    "default": 30.0, "min": 1.0, "max": 240.0, "step": 0.001,
-                    "tooltip": "The animation's frame rate (give Create Video the same), for schedule keys in "
-                               "seconds.",
-                }),
-                **colour_coherence_input("the start image's"),
-            },
+            "required": {**cls._motion_inputs(), **preset_input(), **setting_inputs("learning_rate", "seed")},
+            "optional": {**cls._link_inputs(), "settings": (SETTINGS_TYPE, {"tooltip": SETTINGS_TOOLTIP}),
+                         **cls._fps_input()},
         }
+
+    @staticmethod
+    def _motion_inputs() -> dict[str, Any]:
+        return {
+            "image": ("IMAGE", {"tooltip": "The start image (the first of a batch)."}),
+            "model": (MODEL_TYPE, {"tooltip": "From DeepDream Model Loader."}),
+            "frames": ("INT", {
+                "default": 48, "min": 1, "max": MAX_ANIMATION_FRAMES,
+                "tooltip": "How many frames. They are held in memory as a batch (about 3 MB per 512x512 frame).",
+            }),
+            "zoom": ("FLOAT", {
+                "default": 1.02, "min": 0.5, "max": 2.0, "step": 0.005,
+                "tooltip": "Scale per frame about the centre: 1.02 zooms in 2% per frame, below 1 zooms out, "
+                           "1 = none. A schedule of 'zoom' overrides it.",
+            }),
+            "rotate": ("FLOAT", {
+                "default": 0.0, "min": -45.0, "max": 45.0, "step": 0.1,
+                "tooltip": "Degrees per frame, positive = counter-clockwise.",
+            }),
+            "translate_x": ("FLOAT", {
+                "default": 0.0, "min": -256.0, "max": 256.0, "step": 0.5,
+                "tooltip": "Pixels per frame the picture moves to the right (negative: left).",
+            }),
+            "translate_y": ("FLOAT", {
+                "default": 0.0, "min": -256.0, "max": 256.0, "step": 0.5,
+                "tooltip": "Pixels per frame the picture moves down (negative: up).",
+            }),
+            "later_iterations": setting_input(
+                "later_iterations", default=DEFAULT_LATER_ITERATIONS,
+                tooltip="Iterations of the frames after the first, as a fraction of num_iterations: each starts "
+                        "from the previous dream. Higher -> the picture fills with creatures sooner. (The "
+                        "DeepDream Settings node's later_iterations is the video's stable mode's.)"),
+        }
+
+    @staticmethod
+    def _link_inputs() -> dict[str, Any]:
+        return {
+            "objective": (OBJECTIVE_TYPE, {
+                "tooltip": "From DeepDream Layers: what to maximise. Not connected -> the model's default layer.",
+            }),
+            "schedule": (SCHEDULE_TYPE, {"tooltip": "From DeepDream Schedule: settings that change over time."}),
+            "mask": ("MASK", {
+                "tooltip": "Where to dream (1 = dream, 0 = keep); one mask, or one per frame. Outside it the "
+                           "picture only moves.",
+            }),
+        }
+
+    @staticmethod
+    def _fps_input() -> dict[str, Any]:
+        return {"fps": ("FLOAT", {
+            "default": 30.0, "min": 1.0, "max": 240.0, "step": 0.001,
+            "tooltip": "The animation's frame rate (give Create Video the same), for schedule keys in seconds.",
+        })}
 
     @explained
     def animate(
@@ -184,22 +198,21 @@ class DDVAnimate:
         schedule: Optional[Mapping[str, Schedule]] = None,
         mask: Optional[torch.Tensor] = None,
         fps: float = 30.0,
-        colour_coherence: float = RECOMMENDED_COLOUR_COHERENCE,
+        settings: Optional[dict[str, Any]] = None,
         **widgets: Any,
     ) -> tuple[torch.Tensor]:
         # validation
         image = check_image(image, "image")
         model = check_model(model)
-        settings, _ = merge_settings(widgets)
-        video = VideoSettings(mode="independent", colour_coherence=float(colour_coherence))
-        video.validate()
-        clip_plan = ClipPlan(model, settings, objective=objective, video=video, schedules=dict(schedule or {}),
+        dreaming, chained = merge_settings(widgets, settings)  # of the video settings only colour_coherence applies
+        video = VideoSettings(mode="independent", colour_coherence=chained.colour_coherence)
+        clip_plan = ClipPlan(model, dreaming, objective=objective, video=video, schedules=dict(schedule or {}),
                              motion=Motion(zoom=zoom, rotate=rotate, translate=(translate_x, translate_y)), fps=fps)
         count = int(frames)
         clip_plan.check(range(count))
         plan = feedback_plan(clip_plan, later_iterations)
         masks = mask_batch(mask)
-        device = claim_device(model, int(image.shape[1]), int(image.shape[2]), settings)
+        device = claim_device(model, int(image.shape[1]), int(image.shape[2]), dreaming)
         start = rgb_frame(image, 0, device)
         _, _, height, width = start.shape
 
@@ -217,7 +230,7 @@ class DDVAnimate:
 
         started = time.perf_counter()
         try:
-            with FrameDreamer(model, plan(0).objective, settings, video, colour_reference=start) as dreamer:
+            with FrameDreamer(model, plan(0).objective, dreaming, video, colour_reference=start) as dreamer:
                 feedback = FeedbackFrames(dreamer, start, count, lambda k: plan(k).motion)
                 render_range(feedback, dreamer, None, TensorSink(out), on_step=on_step, on_frame=on_frame, plan=plan,
                              masks=masks)
@@ -227,3 +240,20 @@ class DDVAnimate:
         log.info("DeepDream Zoom Animation: %d frames of %dx%d in %.1f s (%.2f s/frame)", count, width, height,
                  elapsed, elapsed / count)
         return (out,)
+
+
+class DDVAnimate(DDVAnimateV2):
+    """The first DeepDream Zoom Animation, every setting a widget: kept, hidden from search, so that workflows saved
+    with it load their widget values in place (ComfyUI maps them by position) and animate the same."""
+
+    DEPRECATED = True
+    DESCRIPTION = ("DeepDream Zoom Animation with every setting as a widget, as saved in older workflows; use "
+                   "DeepDream Zoom Animation.")
+
+    @classmethod
+    def INPUT_TYPES(cls) -> dict[str, Any]:
+        return {
+            "required": {**cls._motion_inputs(), **setting_inputs(*DREAM_WIDGETS)},
+            "optional": {**cls._link_inputs(), **setting_inputs(*STEP_WIDGETS), **preset_input(), **cls._fps_input(),
+                         **setting_inputs("colour_coherence")},
+        }

@@ -1,4 +1,4 @@
-"""Shared pieces of the nodes: type names, IMAGE layout conversions, dream-setting widgets, error remedies.
+"""Shared pieces of the nodes: type names, IMAGE layout conversions, setting widgets and their merge, error remedies.
 
 ComfyUI's IMAGE is ``[B,H,W,C]`` float ``0..1`` on the CPU (``C`` is 3, sometimes 4
 or 1); ``dream_core`` works on ``[B,3,H,W]``. Inputs are never modified: they are
@@ -12,12 +12,11 @@ from typing import Any, Callable, Mapping, Optional, TypeVar
 
 import torch
 
-from ..dream_core import VIDEO_MODES, DreamError, DreamSettings, InvalidImageError, InvalidParameterError, VideoSettings
+from ..dream_core import DreamError, DreamSettings, InvalidImageError, InvalidParameterError, VideoSettings
 from ..dream_core.animation import MaskBatch
 from ..dream_core.errors import with_remedy
-from ..dream_core.clip.settings import RECOMMENDED_COLOUR_COHERENCE
+from ..dream_core.options import Option, options
 from ..dream_core.presets import LOOK_FIELDS, PRESETS, preset_look, preset_settings
-from ..dream_core.step import STEP_RULES
 from . import comfy_adapter as host
 
 CATEGORY = "DeepDream Video"
@@ -29,9 +28,8 @@ SCHEDULE_TYPE = "DEEPDREAM_SCHEDULE"
 #: The DeepDream Settings node's output: a plain dict, setting name -> value (see :func:`merge_settings`).
 SETTINGS_TYPE = "DEEPDREAM_SETTINGS"
 
-_D = DreamSettings()
-_V = VideoSettings()
-MAX_SEED = 0xFFFFFFFF
+#: Every dream and video setting's declaration (:mod:`dream_core.options`), by field name.
+SETTINGS: dict[str, Option] = {**options(DreamSettings), **options(VideoSettings)}
 
 #: The ``preset`` widget's value that runs the widgets exactly as they are.
 CUSTOM_PRESET = "custom"
@@ -56,6 +54,7 @@ def remedies() -> dict[str, str]:
                         "or use the dis method.",
         "start": "Set start_frame inside the clip.",
         "start_image": "Connect an image of the clip's size to start_image.",
+        "settings": "Connect a DeepDream Settings node of this pack to 'settings', or disconnect it.",
     }
 
 
@@ -123,91 +122,45 @@ def to_image(x: torch.Tensor) -> torch.Tensor:
 # --------------------------------------------------------------------------- widgets
 
 
-def dream_inputs(defaults: DreamSettings = _D) -> dict[str, tuple]:
-    """One widget per :class:`DreamSettings` field, with tooltips that say which way each pushes the dream."""
-    return {
-        "num_octaves": ("INT", {
-            "default": defaults.num_octaves, "min": 1, "max": 12,
-            "tooltip": "Number of scales the dream is built over, smallest first (1 = full size only). "
-                       "More -> larger, coarser patterns; fewer -> fine detail only.",
-        }),
-        "octave_scale": ("FLOAT", {
-            "default": defaults.octave_scale, "min": 1.05, "max": 4.0, "step": 0.05,
-            "tooltip": "Size ratio between two octaves. Larger -> octaves further apart, bigger patterns; "
-                       "too large and the smallest octave gets below the model's minimum size.",
-        }),
-        "num_iterations": ("INT", {
-            "default": defaults.num_iterations, "min": 1, "max": 500,
-            "tooltip": "Gradient steps per octave. More -> stronger, more developed dream; time grows in proportion.",
-        }),
-        "learning_rate": ("FLOAT", {
-            "default": defaults.learning_rate, "min": 0.001, "max": 0.5, "step": 0.001,
-            "tooltip": "Step size per iteration (image units). Larger -> stronger, harsher dream; smaller -> subtler.",
-        }),
-        "jitter": ("INT", {
-            "default": defaults.jitter, "min": 0, "max": 256,
-            "tooltip": "Largest random shift (pixels) of the image before each step. Larger -> fewer grid "
-                       "artefacts, softer patterns; 0 disables.",
-        }),
-        "gradient_smoothing": ("FLOAT", {
-            "default": defaults.gradient_smoothing, "min": 0.0, "max": 10.0, "step": 0.1,
-            "tooltip": "Gaussian blur (sigma, pixels) of the gradient. Larger -> smoother, less noisy patterns; 0 disables.",
-        }),
-        "seed": ("INT", {
-            "default": defaults.seed, "min": 0, "max": MAX_SEED, "control_after_generate": False,
-            "tooltip": "Seeds the jitter. Same seed and inputs -> the same result on the same device and machine "
-                       "(another GPU or CPU thread count can change fine detail); another seed -> a slightly "
-                       "different dream.",
-        }),
-        "luminance_only": ("BOOLEAN", {
-            "default": defaults.luminance_only,
-            "tooltip": "On -> keep the original colours and dream only brightness; off -> the network's colours appear.",
-        }),
-        "autocast": (["none", "bf16", "fp16"], {
-            "default": defaults.autocast,
-            "tooltip": "Mixed precision for the forward pass. bf16/fp16 -> faster with less memory on GPUs, tiny "
-                       "differences; none -> exact float32 (best on CPU).",
-        }),
-        "tile_size": ("INT", {
-            "default": defaults.tile_size, "min": 64, "max": 8192, "step": 32,
-            "tooltip": "Images larger than this (either side, pixels) get their gradient computed tile by tile. "
-                       "Smaller -> less memory, a little slower; larger -> faster if memory allows.",
-        }),
-        "tile_overlap": ("INT", {
-            "default": defaults.tile_overlap, "min": 0, "max": 1024, "step": 8,
-            "tooltip": "Context pixels around each tile (must stay below tile_size / 2). Larger -> fewer seams, slower.",
-        }),
-    }
+def setting_input(name: str, *, default: Any = None, tooltip: Optional[str] = None) -> tuple[Any, dict[str, Any]]:
+    """The widget of dream or video setting ``name``, made from its declaration (:mod:`dream_core.options`):
+    its type or choices, range, step, the front ends' default and its help as the tooltip (``default`` and
+    ``tooltip`` for a node parameter that shares the setting's meaning and range, e.g. an animation's own
+    ``later_iterations``)."""
+    option = SETTINGS[name]
+    opts: dict[str, Any] = {"default": option.front_default if default is None else default,
+                            "tooltip": tooltip or option.help}
+    if option.kind is bool:
+        return ("BOOLEAN", opts)
+    if option.choices:
+        return (list(option.choices), opts)
+    opts.update(min=option.minimum, max=option.maximum, step=option.step)
+    if name == "seed":
+        opts["control_after_generate"] = False  # the same seed, run after run: the dream is reproducible
+    return ("INT" if option.kind is int else "FLOAT", opts)
 
 
-def look_inputs(defaults: DreamSettings = _D) -> dict[str, tuple]:
-    """The step and preset widgets: optional, so workflows saved before them load and queue unchanged."""
+def setting_inputs(*names: str) -> dict[str, tuple[Any, dict[str, Any]]]:
+    """:func:`setting_input` of each of ``names``, in that order."""
+    return {name: setting_input(name) for name in names}
+
+
+#: The widgets of every dream setting of the first nodes, in their saved order (the legacy nodes keep it).
+DREAM_WIDGETS = ("num_octaves", "octave_scale", "num_iterations", "learning_rate", "jitter", "gradient_smoothing",
+                 "seed", "luminance_only", "autocast", "tile_size", "tile_overlap")
+#: The step widgets added after them (optional, so workflows saved before them still queue).
+STEP_WIDGETS = ("step_rule", "colour_decorrelation", "laplacian_levels")
+
+
+def preset_input() -> dict[str, tuple[Any, dict[str, Any]]]:
+    """The ``preset`` widget: a named look, or ``custom`` (the widgets as they are)."""
     presets = "; ".join(f"{p.name}: {p.description}" for p in PRESETS.values())
-    return {
-        "step_rule": (list(STEP_RULES), {
-            "default": defaults.step_rule,
-            "tooltip": "How the gradient becomes a step. lapnorm: colour-decorrelated and Laplacian-normalised -> "
-                       "clean, painterly, no colour static; plain: per-pixel RGB steps (earlier versions) -> "
-                       "crisper fine detail covered in red/green/blue speckle.",
-        }),
-        "colour_decorrelation": ("FLOAT", {
-            "default": defaults.colour_decorrelation, "min": 0.0, "max": 1.0, "step": 0.05,
-            "tooltip": "How much each step favours brightness over colour. Higher -> the picture keeps its own "
-                       "colours; lower -> more of the network's colours (and, near 0, colour speckle).",
-        }),
-        "laplacian_levels": ("INT", {
-            "default": defaults.laplacian_levels, "min": 1, "max": 8,
-            "tooltip": "lapnorm: frequency bands normalised separately. More -> coarse structures get a larger "
-                       "share of every step (bigger, softer shapes); 1 -> one band.",
-        }),
-        "preset": ([CUSTOM_PRESET, *PRESETS], {
-            "default": CUSTOM_PRESET,
-            "tooltip": f"A named look. Choosing one fills in {', '.join(LOOK_FIELDS)}; changing any of them "
-                       f"afterwards switches back to custom. custom: the widgets as they are. {presets}",
-        }),
-    }
-
-
+    return {"preset": ([CUSTOM_PRESET, *PRESETS], {
+        "default": CUSTOM_PRESET,
+        "tooltip": f"A named look. Choosing one fills in {', '.join(LOOK_FIELDS)} (here and on a connected DeepDream "
+                   f"Settings node); changing any of them afterwards switches back to custom. custom: the widgets as "
+                   f"they are. {presets}",
+    })}
 
 
 def merge_settings(widgets: Mapping[str, Any],
@@ -216,8 +169,8 @@ def merge_settings(widgets: Mapping[str, Any],
 
     The rule, in order:
 
-    1. every :class:`DreamSettings` and :class:`VideoSettings` field starts at its default (the
-       front ends' ``colour_coherence`` is :data:`RECOMMENDED_COLOUR_COHERENCE`);
+    1. every :class:`DreamSettings` and :class:`VideoSettings` field starts at its front ends' default
+       (:attr:`~dream_core.options.Option.front_default`);
     2. the node's widgets that carry a field's name replace it (other widgets - images, start_frame,
        ``preset`` - are not settings and are skipped);
     3. ``settings`` (a ``DEEPDREAM_SETTINGS`` input, from the DeepDream Settings node) replaces the
@@ -232,14 +185,14 @@ def merge_settings(widgets: Mapping[str, Any],
     Raises:
         InvalidParameterError: a name in ``settings`` that is no setting, a value out of range.
     """
-    dream_fields, video_fields = set(_D.__dataclass_fields__), set(_V.__dataclass_fields__)
+    dream_fields, video_fields = set(options(DreamSettings)), set(options(VideoSettings))
     given = dict(settings or {})
     unknown = sorted(set(given) - dream_fields - video_fields)
     if unknown:
         raise InvalidParameterError(
             f"Not dream or video settings: {', '.join(unknown)}. Valid names: "
             f"{', '.join(sorted(dream_fields | video_fields))}.", parameter="settings")
-    values: dict[str, Any] = {"colour_coherence": RECOMMENDED_COLOUR_COHERENCE}
+    values: dict[str, Any] = {name: option.front_default for name, option in SETTINGS.items()}
     values.update({k: v for k, v in widgets.items() if k in dream_fields or k in video_fields})
     values.update(given)
     dream = DreamSettings(**{k: v for k, v in values.items() if k in dream_fields})
@@ -259,50 +212,6 @@ def presets_payload() -> dict[str, Any]:
         "fields": list(LOOK_FIELDS),
         "presets": {name: {"description": p.description, "values": preset_look(name)} for name, p in PRESETS.items()},
     }
-
-
-def video_inputs(defaults: VideoSettings = _V) -> dict[str, tuple]:
-    """Widgets of :class:`~dream_core.clip.settings.VideoSettings`."""
-    return {
-        "mode": (list(VIDEO_MODES), {
-            "default": defaults.mode,
-            "tooltip": "stable: the previous dream is carried along the optical flow, fades (carry), skips "
-                       "occluded areas and pulls towards the warped dream (least flicker). seed: the original "
-                       "neural-dream rule (warped dream added unchanged, compounds over time). independent: every "
-                       "frame dreamed alone, no flow needed (flickers).",
-        }),
-        "carry": ("FLOAT", {
-            "default": defaults.carry, "min": 0.0, "max": 1.0, "step": 0.01,
-            "tooltip": "stable: share of the previous frame's dream carried onto this frame. Higher -> steadier "
-                       "patterns that follow the scene; lower -> adapts faster to new content, more flicker.",
-        }),
-        "temporal_weight": ("FLOAT", {
-            "default": defaults.temporal_weight, "min": 0.0, "max": 1.0, "step": 0.01,
-            "tooltip": "stable: per-step pull of reliable pixels towards the warped previous dream. Higher -> less "
-                       "flicker, less new detail; 0 turns the pull off.",
-        }),
-        "later_iterations": ("FLOAT", {
-            "default": defaults.later_iterations, "min": 0.05, "max": 1.0, "step": 0.05,
-            "tooltip": "stable: iterations of frames after the first, as a fraction of num_iterations. Lower -> "
-                       "faster (the carried dream already holds the pattern); higher -> more new detail per frame.",
-        }),
-        "occlusion_feather": ("FLOAT", {
-            "default": defaults.occlusion_feather, "min": 0.0, "max": 32.0, "step": 0.5,
-            "tooltip": "stable: blur (pixels) of the edge where the flow is unreliable (occlusions, new content). "
-                       "Larger -> softer seams; 0 -> hard edges.",
-        }),
-    }
-
-
-def colour_coherence_input(reference: str) -> dict[str, Any]:
-    """The optional ``colour_coherence`` widget (after the others, so saved workflows keep their values)."""
-    return {"colour_coherence": ("FLOAT", {
-        "default": RECOMMENDED_COLOUR_COHERENCE, "min": 0.0, "max": 1.0, "step": 0.05,
-        "tooltip": f"Pull each frame's brightness, contrast and colour cast towards {reference}, so colours do not "
-                   "drift over a long clip (the dream's own colours stay). 0 = off, 1 = fully.",
-    })}
-
-
 
 
 def mask_batch(mask: Optional[torch.Tensor]) -> Optional[MaskBatch]:

@@ -4,16 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .common import (
-    CATEGORY,
-    SETTINGS_TYPE,
-    colour_coherence_input,
-    dream_inputs,
-    explained,
-    look_inputs,
-    merge_settings,
-    video_inputs,
-)
+from .common import CATEGORY, SETTINGS, SETTINGS_TYPE, explained, merge_settings, setting_inputs
 
 #: The settings every dream node shows itself (with ``preset``): the Settings node leaves them out.
 EVERYDAY = ("learning_rate", "seed", "mode")
@@ -21,8 +12,7 @@ EVERYDAY = ("learning_rate", "seed", "mode")
 
 def settings_inputs() -> dict[str, tuple]:
     """The Settings node's widgets: every dream and video setting but :data:`EVERYDAY`, in the core's order."""
-    every = {**dream_inputs(), **look_inputs(), **video_inputs(), **colour_coherence_input("its source frame's")}
-    return {name: spec for name, spec in every.items() if name not in EVERYDAY and name != "preset"}
+    return setting_inputs(*(name for name in SETTINGS if name not in EVERYDAY))
 
 
 class DDVSettings:

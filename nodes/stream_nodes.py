@@ -47,15 +47,15 @@ from .common import (
     OBJECTIVE_TYPE,
     SCHEDULE_TYPE,
     SETTINGS_TYPE,
-    colour_coherence_input,
-    dream_inputs,
     explained,
-    look_inputs,
     mask_batch,
     merge_settings,
-    video_inputs,
+    preset_input,
+    setting_input,
+    setting_inputs,
 )
 from .device_room import claim_device, release_device
+from .image_nodes import SETTINGS_TOOLTIP
 from .model_nodes import check_model
 from .video_files import output_path, run_key, video_file
 
@@ -87,8 +87,9 @@ class DDVVideoStream:
         "into the encoder, so memory stays the same for a 10-second or a 10-minute clip (no IMAGE batch). Keeps "
         "the source's exact frame rate and its audio. Queue again after Cancel or a crash and it continues after "
         "the last saved frame (same settings; a changed setting starts over). Optical flow is computed as it "
-        "goes. For long clips; for a few seconds that you want to chain with image nodes use DeepDream Video "
-        "(flow-warped) on an IMAGE batch."
+        "goes. A preset picks the look, learning_rate the strength; a DeepDream Settings node sets the rest. For "
+        "long clips; for a few seconds that you want to chain with image nodes use DeepDream Video (flow-warped) "
+        "on an IMAGE batch."
     )
     CATEGORY = CATEGORY
     RETURN_TYPES = ("VIDEO",)
@@ -103,7 +104,9 @@ class DDVVideoStream:
             "required": {
                 "video": ("VIDEO", {"tooltip": "The clip (Load Video, or any node that makes a VIDEO)."}),
                 "model": (MODEL_TYPE, {"tooltip": "From DeepDream Model Loader."}),
-                **video_inputs(),
+                "mode": setting_input("mode"),
+                **preset_input(),
+                **setting_inputs("learning_rate", "seed"),
                 "start_frame": ("INT", {
                     "default": 0, "min": 0, "max": MAX_FRAMES,
                     "tooltip": "First frame to dream (0-based); the output starts here, its audio too.",
@@ -112,7 +115,6 @@ class DDVVideoStream:
                     "default": 0, "min": 0, "max": MAX_FRAMES,
                     "tooltip": "How many frames to dream from start_frame; 0 = to the end of the clip.",
                 }),
-                **dream_inputs(),
                 "filename_prefix": ("STRING", {
                     "default": DEFAULT_PREFIX,
                     "tooltip": "Where the dreamed file goes in ComfyUI's output folder; its name adds the source's "
@@ -124,10 +126,7 @@ class DDVVideoStream:
                 "objective": (OBJECTIVE_TYPE, {
                     "tooltip": "From DeepDream Layers: what to maximise. Not connected -> the model's default layer.",
                 }),
-                "settings": (SETTINGS_TYPE, {
-                    "tooltip": "From DeepDream Settings: the less-used dream and video settings (they win over "
-                               "this node's own widgets).",
-                }),
+                "settings": (SETTINGS_TYPE, {"tooltip": SETTINGS_TOOLTIP}),
                 "schedule": (SCHEDULE_TYPE, {
                     "tooltip": "From DeepDream Schedule: settings that change over the clip (keys in frames of the "
                                "source, or seconds).",
@@ -140,13 +139,11 @@ class DDVVideoStream:
                     "tooltip": "A black-and-white video, frame k the mask of frame k (white = dream), streamed "
                                "like the clip.",
                 }),
-                **look_inputs(),
                 "cadence": ("INT", {
                     "default": 1, "min": 1, "max": 16,
                     "tooltip": "Dream every Nth frame; the frames between take the dreams on both sides, carried "
                                "along the optical flow and cross-faded. 1 = dream every frame.",
                 }),
-                **colour_coherence_input("its source frame's"),
                 "flow_method": (list(FLOW_METHODS), {
                     "default": DEFAULT_FLOW_METHOD,
                     "tooltip": "Optical flow between consecutive frames, computed as the frames stream. dis: fast "

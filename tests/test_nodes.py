@@ -107,12 +107,13 @@ def test_pack_import_needs_no_comfyui():
     """)
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
-    assert done.stdout.strip() == "9"
+    assert done.stdout.strip() == "12"
 
 
 def test_mappings_ids_and_display_names():
     assert set(M) == {"DDVModelLoader", "DDVLayerSelect", "DDVDreamImage", "DDVOpticalFlow", "DDVVideoDream",
-                      "DDVVideoStream", "DDVSchedule", "DDVAnimate", "DDVSettings"}
+                      "DDVVideoStream", "DDVSchedule", "DDVAnimate", "DDVSettings", "DDVDreamImageV2",
+                      "DDVVideoDreamV2", "DDVAnimateV2"}
     assert set(pack.NODE_DISPLAY_NAME_MAPPINGS) == set(M)
     assert pack.NODE_DISPLAY_NAME_MAPPINGS["DDVOpticalFlow"] == "DeepDream Optical Flow"
     assert (ROOT / "web" / "deepdream_layers.js").is_file()

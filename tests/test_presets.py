@@ -51,5 +51,5 @@ def test_unknown_preset_and_unknown_setting_are_refused():
         preset_settings("intens")
     with pytest.raises(InvalidParameterError, match="learnig_rate"):
         preset_settings("classic", learnig_rate=0.1)
-    with pytest.raises(InvalidParameterError, match=r"learning_rate must be in \(0, 1\]"):
+    with pytest.raises(InvalidParameterError, match=r"learning_rate must be in 0.0001..1; got -1"):
         preset_settings("gentle", learning_rate=-1.0)

@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from pack_loader import load_pack
+from test_nodes import tiny  # noqa: F401 (a fixture)
 
 pack = load_pack()
 core = pack.dream_core
@@ -71,3 +72,77 @@ def test_bad_settings_are_refused_by_name():
         settings_node(tile_size=64, tile_overlap=40)
     with pytest.raises(core.InvalidParameterError, match="carry"):
         merge_settings({}, {"carry": 1.5})
+
+
+# --------------------------------------------------------------------------- every widget from the core's declaration
+
+
+DECLARED = {**core.options.options(core.DreamSettings), **core.options.options(core.VideoSettings)}
+#: Node parameters that share a setting's meaning and range with their own default: (node, widget) -> default.
+OWN_DEFAULTS = {(node_id, "later_iterations"): core.animation.feedback.DEFAULT_LATER_ITERATIONS
+                for node_id in ("DDVAnimate", "DDVAnimateV2")}
+
+
+def setting_widgets(node_id: str) -> dict:
+    spec = M[node_id].INPUT_TYPES()
+    return {name: entry for section in ("required", "optional") for name, entry in spec.get(section, {}).items()
+            if name in DECLARED}
+
+
+@pytest.mark.parametrize("node_id", sorted(M))
+def test_every_setting_widget_has_the_cores_type_range_and_default(node_id):
+    for name, (kind, opts) in setting_widgets(node_id).items():
+        option, where = DECLARED[name], f"{node_id}.{name}"
+        if option.kind is bool:
+            assert kind == "BOOLEAN", where
+        elif option.choices:
+            assert kind == list(option.choices), where
+        else:
+            assert kind == ("INT" if option.kind is int else "FLOAT"), where
+            assert (opts["min"], opts["max"], opts["step"]) == (option.minimum, option.maximum, option.step), where
+        assert opts["default"] == OWN_DEFAULTS.get((node_id, name), option.front_default), where
+        if (node_id, name) not in OWN_DEFAULTS:
+            assert opts["tooltip"] == option.help, where
+
+
+def widget_names(node_id: str) -> list:
+    return [name for section in ("required", "optional") for name, (kind, *_) in M[node_id].INPUT_TYPES()
+            .get(section, {}).items() if isinstance(kind, list) or kind in ("INT", "FLOAT", "BOOLEAN", "STRING")]
+
+
+def test_the_slim_nodes_show_the_everyday_widgets_and_the_settings_node_the_rest():
+    assert widget_names("DDVDreamImageV2") == ["preset", "learning_rate", "seed"]
+    assert widget_names("DDVVideoDreamV2") == ["mode", "preset", "learning_rate", "seed", "start_frame", "frame_count",
+                                               "cadence", "fps"]
+    assert widget_names("DDVAnimateV2") == ["frames", "zoom", "rotate", "translate_x", "translate_y",
+                                            "later_iterations", "preset", "learning_rate", "seed", "fps"]
+    for node_id in ("DDVDreamImageV2", "DDVVideoDreamV2", "DDVAnimateV2"):
+        assert M[node_id].INPUT_TYPES()["optional"]["settings"][0] == "DEEPDREAM_SETTINGS"
+        assert not getattr(M[node_id], "DEPRECATED", False)
+    every = set(DECLARED)
+    assert set(widget_names("DDVVideoDreamV2")) | set(widget_names("DDVSettings")) >= every
+    assert set(widget_names("DDVDreamImageV2")) | set(widget_names("DDVSettings")) >= every - {"mode"}
+
+
+def test_a_connected_settings_node_changes_the_dream_as_the_legacy_widgets_do(tiny):
+    from test_nodes import FAST, defaults, flow_of, image_batch, panning_clip
+
+    change = {**FAST, "num_octaves": 3, "gradient_smoothing": 2.0}
+    carried = settings_node(**change, carry=0.6)
+    images, clip = image_batch(), panning_clip(3)
+    flow = flow_of(clip)[0]
+    legacy = {**defaults(M["DDVDreamImage"]), **change}
+    with torch.inference_mode():
+        slim = M["DDVDreamImageV2"]().dream(images, tiny, **widget_defaults("DDVDreamImageV2"), settings=carried)[0]
+        old = M["DDVDreamImage"]().dream(images, tiny, **legacy)[0]
+        plain = M["DDVDreamImageV2"]().dream(images, tiny, **widget_defaults("DDVDreamImageV2"),
+                                             settings=settings_node(**FAST))[0]
+        video_slim = M["DDVVideoDreamV2"]().dream(images=clip, model=tiny, flow=flow, settings=carried,
+                                                  **widget_defaults("DDVVideoDreamV2"))[0]
+        video_old = M["DDVVideoDream"]().dream(images=clip, model=tiny, flow=flow, **{
+            **defaults(M["DDVVideoDream"]), **legacy, "carry": 0.6})[0]
+        video_default = M["DDVVideoDreamV2"]().dream(images=clip, model=tiny, flow=flow,
+                                                     settings={**carried, "carry": 0.95},
+                                                     **widget_defaults("DDVVideoDreamV2"))[0]
+    assert torch.equal(slim, old) and not torch.equal(slim, plain)
+    assert torch.equal(video_slim, video_old) and not torch.equal(video_slim[2], video_default[2])

@@ -28,7 +28,8 @@ stream_nodes = nodes.stream_nodes
 FileVideo = nodes.video_files.FileVideo
 
 NTSC = Fraction(30000, 1001)
-FAST = {"num_octaves": 2, "num_iterations": 2, "jitter": 4, "crf": 0}
+QUICK = {"num_octaves": 2, "num_iterations": 2, "jitter": 4}  # through the DeepDream Settings input
+FAST = {"settings": QUICK, "crf": 0}
 
 
 def textured_clip(path: Path, n: int = 6, h: int = 48, w: int = 64, audio: bool = True) -> Path:
@@ -83,6 +84,8 @@ def source(tmp_path):
 
 def run(model, video, **over):
     args = {**defaults(Node), **FAST, **over}
+    if "settings" in over:
+        args["settings"] = {**QUICK, **over["settings"]}
     with torch.inference_mode():
         return Node().dream(video, model, **args)[0]
 
@@ -121,8 +124,8 @@ def test_streams_a_file_to_a_file_with_every_frame_the_rate_and_the_audio(tiny, 
     assert info.has_audio and abs(audio_seconds(out) - 6 / float(NTSC)) < 0.05
     assert dreams.calls == 6 and not list(outdir.rglob("*.dream-work"))
 
-    args = {**defaults(Node), **FAST}
-    settings, clip = nodes.common.merge_settings(args)
+    args = {k: v for k, v in defaults(Node).items() if k != "settings"}
+    settings, clip = nodes.common.merge_settings(args, QUICK)
     raw = [core.image_io.from_uint8_hwc(a) for a in core.video.read_frames(source)]
     with core.FrameDreamer(tiny, None, settings, clip) as dreamer:
         with core.video.VideoWriter(tmp_path / "loop.mp4", NTSC, crf=0, resume=False) as writer:
@@ -190,18 +193,21 @@ def test_a_changed_setting_starts_over_and_a_finished_file_is_handed_on(tiny, so
 
 
 def test_the_settings_input_and_a_mask_video_reach_the_loop(tiny, source, outdir, monkeypatch, tmp_path):
-    """The DeepDream Settings input is merged into what runs (and into the run's name); a black mask video
-    keeps the frames as they are."""
-    by_widget = Path(run(tiny, FileVideo(source), num_iterations=1).get_stream_source())
+    """The DeepDream Settings input is merged into what runs (it wins over the node's own widgets) and into the
+    run's name; a black mask video keeps the frames as they are."""
+    by_widget = Path(run(tiny, FileVideo(source), learning_rate=0.02).get_stream_source())
     dreams = Dreams(monkeypatch)
-    by_input = Path(run(tiny, FileVideo(source), settings={"num_iterations": 1}).get_stream_source())
-    assert by_input == by_widget and dreams.calls == 0  # the same settings run: the finished file is handed on
+    by_input = Path(run(tiny, FileVideo(source), learning_rate=0.3, settings={"learning_rate": 0.02})
+                    .get_stream_source())
+    assert by_input == by_widget and dreams.calls == 0  # the same settings ran: the finished file is handed on
+    fewer = Path(run(tiny, FileVideo(source), settings={"num_iterations": 1}).get_stream_source())
+    assert fewer != by_widget and dreams.calls == 6
 
     black = tmp_path / "black.mp4"
     with core.video.VideoWriter(black, NTSC, crf=0, resume=False) as writer:
         for _ in range(6):
             writer.write(np.zeros((48, 64, 3), np.uint8))
-    kept = frames_of(run(tiny, FileVideo(source), mask_video=FileVideo(black), colour_coherence=0.0)
+    kept = frames_of(run(tiny, FileVideo(source), mask_video=FileVideo(black), settings={"colour_coherence": 0.0})
                      .get_stream_source()).astype(float)
     with core.video.VideoWriter(tmp_path / "raw.mp4", NTSC, crf=0, resume=False) as writer:
         for frame in core.video.read_frames(source):

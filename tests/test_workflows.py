@@ -17,6 +17,8 @@ from pack_loader import ROOT, load_pack
 pack = load_pack()
 OURS = pack.NODE_CLASS_MAPPINGS
 WORKFLOWS = sorted((ROOT / "example_workflows").glob("*.json"))
+#: The example workflows as they were saved before the DeepDream Settings node (issue 19): they must still load.
+OLD_WORKFLOWS = sorted((ROOT / "tests" / "workflows_before_settings").glob("*.json"))
 LINK_TYPES = ("IMAGE", "MASK", "VIDEO", "AUDIO", "DEEPDREAM_MODEL", "DEEPDREAM_OBJECTIVE", "DEEPDREAM_FLOW",
               "DEEPDREAM_SCHEDULE", "DEEPDREAM_SETTINGS")
 
@@ -113,7 +115,7 @@ def test_workflow_has_thumbnail(path):
     assert thumb.is_file() and thumb.read_bytes()[:3] == b"\xff\xd8\xff", f"{thumb.name} missing or not a JPEG"
 
 
-@pytest.mark.parametrize("path", WORKFLOWS, ids=lambda p: p.stem)
+@pytest.mark.parametrize("path", WORKFLOWS + OLD_WORKFLOWS, ids=lambda p: f"{p.parent.name}/{p.stem}")
 def test_node_types_exist_and_widget_values_are_valid(path):
     wf = load(path)
     assert wf["nodes"] and "links" in wf
@@ -134,7 +136,7 @@ def test_node_types_exist_and_widget_values_are_valid(path):
                 assert validate(**args) is True, f"{path.name} node {node['id']}: {validate(**args)}"
 
 
-@pytest.mark.parametrize("path", WORKFLOWS, ids=lambda p: p.stem)
+@pytest.mark.parametrize("path", WORKFLOWS + OLD_WORKFLOWS, ids=lambda p: f"{p.parent.name}/{p.stem}")
 def test_links_connect_matching_types_and_required_inputs_are_linked(path):
     wf = load(path)
     nodes = {n["id"]: n for n in wf["nodes"]}
@@ -177,7 +179,7 @@ def test_video_workflow_keeps_audio_and_fps_and_uses_flow():
         src, src_slot = _source(wf, create, name)
         assert src["type"] == "GetVideoComponents" and src_slot == slot, f"CreateVideo.{name} must come from GetVideoComponents"
     src, _ = _source(wf, create, "images")
-    assert src["type"] == "DDVVideoDream"
+    assert src["type"] == "DDVVideoDreamV2"
     dream = src
     flow_node, _ = _source(wf, dream, "flow")
     assert flow_node["type"] == "DDVOpticalFlow"
@@ -204,5 +206,12 @@ def test_streaming_workflow_goes_file_to_file_without_an_image_batch():
     assert _source(wf, stream, "video")[0]["type"] == "LoadVideo"
     save = by_type["SaveVideo"][0]
     assert _source(wf, save, "video")[0] is stream
-    assert not {"GetVideoComponents", "CreateVideo", "DDVVideoDream"} & set(by_type), "no IMAGE batch of the clip"
+    assert not {"GetVideoComponents", "CreateVideo", "DDVVideoDream", "DDVVideoDreamV2"} & set(by_type), "no IMAGE batch of the clip"
     assert by_type["LoadVideo"][0]["widgets_values"][0] == "balcony_view.mp4"
+
+
+def test_examples_use_the_current_nodes_and_one_shows_the_settings_node():
+    used = {n["type"] for path in WORKFLOWS for n in load(path)["nodes"]}
+    deprecated = {kind for kind in used if getattr(OURS.get(kind), "DEPRECATED", False)}
+    assert not deprecated, f"examples use deprecated nodes: {deprecated}"
+    assert {"DDVDreamImageV2", "DDVVideoDreamV2", "DDVAnimateV2", "DDVSettings"} <= used

@@ -12,7 +12,7 @@ from ..models.spec import DreamModel
 from ..settings import DreamSettings
 from ..video.journal import file_identity
 from ..clip.settings import RECOMMENDED_COLOUR_COHERENCE, VideoSettings
-from .args import SCHEDULE_HINT, Keyed, number_or_schedule
+from .args import SCHEDULE_HINT, SETTINGS, Keyed, add_setting_argument, number_or_schedule
 
 #: Schedulable setting -> the argparse dest of its flag (where they differ).
 _DEST = {"objective": "layers"}
@@ -37,10 +37,7 @@ def add_animation_arguments(p: argparse.ArgumentParser, *, cadence: bool, motion
     g.add_argument("--mask", default=None,
                    help="where to dream: an image (white = dream, black = keep, grey = weaker; resized to the frames) "
                         "or a video with one mask per frame; none: everywhere")
-    g.add_argument("--colour-coherence", type=number_or_schedule(float, True), default=None, metavar="0..1",
-                   help="pull each frame's brightness, contrast and colour cast towards its source frame's (an "
-                        "animation: the start image's) so colours do not drift over a long clip; 0 = off"
-                        f"{SCHEDULE_HINT} (default: {RECOMMENDED_COLOUR_COHERENCE})")
+    add_setting_argument(g, SETTINGS["colour_coherence"], schedules=True)
     if cadence:
         g.add_argument("--cadence", type=int, default=1,
                        help="dream every Nth frame; the frames between take the dreams on both sides, carried along "

@@ -1,6 +1,8 @@
 """What every command of the command line shares: dream flags, device and threads, help format, remedies.
 
-Flags map one to one onto :class:`~dream_core.dream.DreamSettings` fields
+Flags map one to one onto :class:`~dream_core.dream.DreamSettings` and
+:class:`~dream_core.clip.settings.VideoSettings` fields and are made from their
+declarations (:func:`add_setting_argument`, :mod:`dream_core.options`);
 (:data:`FLAGS` names the flag of each core parameter); :data:`REMEDIES` turns a
 core error's ``parameter`` into the sentence the command line adds to its
 message (:func:`dream_core.errors.with_remedy`).
@@ -10,37 +12,33 @@ from __future__ import annotations
 
 import argparse
 import logging
-from typing import Callable, Optional
+from typing import Any, Callable, Optional
 
 import torch
 
-from ..settings import AUTOCAST_DTYPES, DreamSettings
+from ..settings import DreamSettings
+from ..clip.settings import VideoSettings
 from ..errors import InvalidParameterError
 from ..models import DEFAULT_MODEL
 from ..clip.schedule import is_keyed, parse_schedule
 from ..errors import ScheduleSyntaxError
+from ..options import Option, options
 from ..presets import DEFAULT_PRESET, LOOK_FIELDS, PRESETS, preset_look, preset_settings
-from ..step import STEP_RULES
 
 log = logging.getLogger("dream_core")
 
-_D = DreamSettings()
+#: Every dream and video setting's declaration (:mod:`dream_core.options`), by field name.
+SETTINGS: dict[str, Option] = {**options(DreamSettings), **options(VideoSettings)}
 
 #: The flag of each core parameter (DreamSettings / VideoSettings fields, function arguments).
 FLAGS = {
-    "num_octaves": "--octaves", "octave_scale": "--octave-scale", "num_iterations": "--iterations",
-    "learning_rate": "--lr", "jitter": "--jitter", "gradient_smoothing": "--smoothing", "seed": "--seed",
-    "step_rule": "--step-rule", "colour_decorrelation": "--colour-decorrelation",
-    "laplacian_levels": "--laplacian-levels",
-    "luminance_only": "--luminance-only", "autocast": "--autocast", "tile_size": "--tile-size",
-    "tile_overlap": "--tile-overlap", "max_side": "--max-side", "model": "--model", "weights": "--weights",
-    "objective": "--layers", "guide": "--guide", "mode": "--mode", "carry": "--carry",
-    "temporal_weight": "--temporal-weight", "later_iterations": "--later-iterations",
-    "occlusion_feather": "--occlusion-feather", "flow_method": "--flow", "flow_weights": "--flow-weights",
+    **{name: option.flag for name, option in SETTINGS.items()},
+    "max_side": "--max-side", "model": "--model", "weights": "--weights",
+    "objective": "--layers", "guide": "--guide", "flow_method": "--flow", "flow_weights": "--flow-weights",
     "start": "--start", "end": "--end", "start_image": "--start-image", "crf": "--crf", "x264_preset": "--x264-preset", "preset": "--preset",
     "segment_frames": "--segment-frames", "zoom": "--zoom", "rotate": "--rotate", "translate": "--translate",
     "cadence": "--cadence", "mask": "--mask", "interpolation": "--interpolation", "frames": "--frames",
-    "fps": "--fps", "colour_coherence": "--colour-coherence",
+    "fps": "--fps",
 }
 
 #: Core parameter -> what the command line adds to an error about it.
@@ -121,11 +119,38 @@ def _look_default(field: str) -> str:
     return f"(default: the --preset's; {values})"
 
 
-def add_dream_arguments(p: argparse.ArgumentParser, defaults: DreamSettings = _D, *, schedules: bool = False) -> None:
+def add_setting_argument(group: "argparse._ArgumentGroup | argparse.ArgumentParser", option: Option, *,
+                         schedules: bool, default: Any = None, help: Optional[str] = None) -> None:
+    """The flag of one setting, from its declaration: its name, type, choices, range and help.
+
+    A look field (a preset decides it) defaults to ``None`` (the ``--preset``'s value; :func:`settings_from_args`);
+    any other to ``default`` or the setting's front-end default. With ``schedules`` a schedulable number also
+    takes a keyframed schedule (a :class:`Keyed` value). The range is checked by the core's validation, whose
+    error the command line names the flag in (:data:`REMEDIES`).
+    """
+    text = (help or option.help).rstrip(".").replace("%", "%%")
+    kwargs: dict[str, Any] = {"dest": option.name}
+    if option.kind is bool:
+        group.add_argument(option.flag, action="store_true", help=text, **kwargs)
+        return
+    if option.choices:
+        kwargs.update(choices=list(option.choices), metavar="{" + ",".join(option.choices) + "}")
+    else:
+        scheduled = schedules and option.schedulable
+        kwargs.update(type=number_or_schedule(option.kind, scheduled) if option.schedulable else option.kind,
+                      metavar=option.flag[2:].upper().replace("-", "_"))
+        text += f" ({option.range_text}{SCHEDULE_HINT if scheduled else ''})"
+    if option.look:
+        group.add_argument(option.flag, default=None, help=f"{text} {_look_default(option.name)}", **kwargs)
+    else:
+        group.add_argument(option.flag, default=option.front_default if default is None else default, help=text,
+                           **kwargs)
+
+
+def add_dream_arguments(p: argparse.ArgumentParser, *, schedules: bool = False) -> None:
     """Flags shared by ``image``, ``video``, ``animate`` and ``demo`` (one per :class:`DreamSettings` field, plus
     model/objective). With ``schedules`` the numeric look flags, ``--jitter`` and ``--layers`` also take keyframed
     schedules (videos and animations)."""
-    hint = SCHEDULE_HINT if schedules else ""
     g = p.add_argument_group("model and objective")
     g.add_argument("--model", default=DEFAULT_MODEL, help="registered model name (see --list-models)")
     g.add_argument("--weights", default=None, help="state dict file (.pth/.safetensors) for --model; "
@@ -138,35 +163,8 @@ def add_dream_arguments(p: argparse.ArgumentParser, defaults: DreamSettings = _D
     d = p.add_argument_group("dream", "A --preset sets the look; the flags marked 'the --preset's' override it one by one.")
     d.add_argument("--preset", type=_preset_name, metavar="{" + ",".join(PRESETS) + "}", default=DEFAULT_PRESET,
                    help="the look: " + "; ".join(f"{p.name}: {p.description.rstrip('.')}" for p in PRESETS.values()))
-    look = {
-        "num_octaves": (("--octaves",), int, "number of scales (more = larger patterns)"),
-        "octave_scale": (("--octave-scale",), float, "size ratio between octaves (>1)"),
-        "num_iterations": (("--iterations",), int, "gradient steps per octave"),
-        "learning_rate": (("--lr",), float, "step size per iteration (larger = stronger)"),
-        "gradient_smoothing": (("--smoothing",), float, "blur sigma of each step, pixels (0 = off)"),
-        "step_rule": (("--step-rule",), str, "lapnorm: colour-decorrelated, Laplacian-normalised (clean, painterly); "
-                                             "plain: per-pixel steps (crisper, colour speckle)"),
-        "colour_decorrelation": (("--colour-decorrelation",), float,
-                                 "0..1: higher keeps the picture's own colours, lower lets the network's in"),
-        "laplacian_levels": (("--laplacian-levels",), int, "lapnorm: frequency bands normalised apart (1..8)"),
-    }
-    assert set(look) == set(LOOK_FIELDS)
-    for field, (names, kind, text) in look.items():
-        extra = {"choices": STEP_RULES} if field == "step_rule" else {}
-        convert = kind if kind is str else number_or_schedule(kind, schedules)
-        d.add_argument(*names, dest=field, type=convert, default=None, metavar=names[0][2:].upper().replace("-", "_"),
-                       help=f"{text}{hint if kind is not str else ''} {_look_default(field)}", **extra)
-    d.add_argument("--jitter", type=number_or_schedule(int, schedules), default=defaults.jitter,
-                   help=f"max random shift per step, pixels{hint}")
-    d.add_argument("--seed", type=int, default=defaults.seed,
-                   help="random seed: the same seed and inputs give the same result on the same device, PyTorch "
-                        "build and --threads count (another thread count sums floats in another order, and the "
-                        "dream grows that into visibly different detail)")
-    d.add_argument("--luminance-only", action="store_true", help="keep the original colours")
-    d.add_argument("--autocast", choices=list(AUTOCAST_DTYPES), default=defaults.autocast, help="mixed precision")
-    d.add_argument("--tile-size", type=int, default=defaults.tile_size, 
-                   help="tile larger images (pixels); on the CPU, images over 8 MP use at most 512 px tiles (memory)")
-    d.add_argument("--tile-overlap", type=int, default=defaults.tile_overlap, help="context around each tile (pixels)")
+    for option in options(DreamSettings).values():
+        add_setting_argument(d, option, schedules=schedules)
     d.add_argument("--max-side", type=int, default=None,
                    help="downscale the input so its longer side is at most this; none: keep its size")
     r = p.add_argument_group("running")
@@ -180,15 +178,14 @@ def add_dream_arguments(p: argparse.ArgumentParser, defaults: DreamSettings = _D
 
 
 def settings_from_args(args: argparse.Namespace) -> DreamSettings:
-    """The :class:`DreamSettings` the dream flags describe: ``--preset``'s look, flags given override it; validated."""
-    base = DreamSettings(
-        jitter=_D.jitter if isinstance(args.jitter, Keyed) else args.jitter,
-        seed=args.seed,
-        luminance_only=args.luminance_only,
-        autocast=args.autocast,
-        tile_size=args.tile_size,
-        tile_overlap=args.tile_overlap,
-    )
+    """The :class:`DreamSettings` the dream flags describe: ``--preset``'s look, flags given override it; validated.
+
+    A flag given as a keyframed schedule leaves its field at the default here (the plan sets it frame by frame).
+    """
+    base = DreamSettings(**{
+        name: option.default if isinstance(getattr(args, name), Keyed) else getattr(args, name)
+        for name, option in options(DreamSettings).items() if not option.look
+    })
     given = {field: getattr(args, field) for field in LOOK_FIELDS
              if getattr(args, field) is not None and not isinstance(getattr(args, field), Keyed)}
     return preset_settings(args.preset, base, **given)

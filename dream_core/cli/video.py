@@ -15,43 +15,25 @@ import argparse
 import logging
 import time
 
-from ..clip import DEFAULT_VIDEO_MODE, VIDEO_MODES, FrameDreamer, VideoSettings
+from ..clip import FrameDreamer
 from ..flow import DEFAULT_FLOW_METHOD, FLOW_METHODS, FlowEstimator
 from ..image_io import load_image
 from ..pipeline import VideoFileSource, WriterSink, open_writer, render_range, resume_state
 from ..video import DEFAULT_SEGMENT_FRAMES, X264_PRESETS
 from .animation_args import add_animation_arguments
 from .distributed_args import add_distributed_arguments
-from .args import (
-    SCHEDULE_HINT,
-    HelpFormatter,
-    add_dream_arguments,
-    number_or_schedule,
-    pick_device,
-)
+from .args import SETTINGS, HelpFormatter, add_dream_arguments, add_setting_argument, pick_device
 
 from .video_run import check_video_run, output_options
 
 log = logging.getLogger("dream_core")
 
-_V = VideoSettings()
-
 
 def add_video_arguments(p: argparse.ArgumentParser) -> None:
     """The flags of :class:`~dream_core.clip.settings.VideoSettings`, the flow, the range and the encoder."""
     g = p.add_argument_group("video")
-    g.add_argument("--mode", choices=VIDEO_MODES, default=DEFAULT_VIDEO_MODE,
-                   help="stable: flow-warped, decaying, occlusion-aware; seed: the original tool's rule; "
-                        "independent: no flow (flickers)")
-    scheduled = number_or_schedule(float, True)
-    g.add_argument("--carry", type=scheduled, default=_V.carry,
-                   help=f"stable: share of the previous dream carried (0..1){SCHEDULE_HINT}")
-    g.add_argument("--temporal-weight", type=scheduled, default=_V.temporal_weight,
-                   help=f"stable: per-step pull of reliable pixels to the warped previous dream (0..1){SCHEDULE_HINT}")
-    g.add_argument("--later-iterations", type=scheduled, default=_V.later_iterations,
-                   help=f"stable: iterations on frames after the first, as a fraction{SCHEDULE_HINT}")
-    g.add_argument("--occlusion-feather", type=scheduled, default=_V.occlusion_feather,
-                   help=f"stable: blur (pixels) of the edge where the flow is unreliable{SCHEDULE_HINT}")
+    for name in ("mode", "carry", "temporal_weight", "later_iterations", "occlusion_feather"):
+        add_setting_argument(g, SETTINGS[name], schedules=True)
     g.add_argument("--flow", choices=FLOW_METHODS, default=DEFAULT_FLOW_METHOD, help="optical flow method")
     g.add_argument("--flow-weights", default=None, help="RAFT weights file (.pth); none: torchvision's download")
     g.add_argument("--start", type=int, default=0, help="first frame to dream (0-based)")

@@ -12,30 +12,29 @@ global index only).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, replace
 from typing import Any, Mapping, Optional, Union
 
 from ..errors import InvalidParameterError, did_you_mean
 from ..models.spec import DreamModel
+from ..options import options
 from ..objectives import Objective, ScaledObjective, SumObjective, parse_objective, resolve_objective
 from ..settings import DreamSettings
 from .settings import VideoSettings
 from ..flow.motion import Motion
 from .schedule import DEFAULT_INTERPOLATION, Schedule, parse_schedule
 
-#: Setting name -> (where it lives, value kind). Integers are rounded after interpolation.
+#: Setting name -> (where it lives, value kind): the settings declared ``schedulable``
+#: (:mod:`dream_core.options`), then the motion and the objective. Integers are rounded after interpolation.
 SCHEDULABLE: dict[str, tuple[str, str]] = {
-    **{name: ("dream", "number") for name in (
-        "num_octaves", "octave_scale", "num_iterations", "learning_rate", "jitter", "gradient_smoothing",
-        "colour_decorrelation", "laplacian_levels")},
-    **{name: ("video", "number") for name in ("carry", "temporal_weight", "later_iterations", "occlusion_feather",
-                                                      "colour_coherence")},
+    **{name: ("dream", "number") for name, o in options(DreamSettings).items() if o.schedulable},
+    **{name: ("video", "number") for name, o in options(VideoSettings).items() if o.schedulable},
     "zoom": ("motion", "number"),
     "rotate": ("motion", "number"),
     "translate": ("motion", "pair"),
     "objective": ("objective", "text"),
 }
-_INTEGERS = {f.name for f in fields(DreamSettings) if f.type in ("int", int)}
+_INTEGERS = {name for name, o in options(DreamSettings).items() if o.kind is int}
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..errors import InvalidParameterError
+from ..options import check_options, setting
 
 VIDEO_MODES = ("stable", "seed", "independent")
 DEFAULT_VIDEO_MODE = "stable"
@@ -40,45 +40,46 @@ RECOMMENDED_COLOUR_COHERENCE = 0.5
 class VideoSettings:
     """How frames are chained.
 
-    Attributes:
-        mode: one of :data:`VIDEO_MODES`.
-        carry: ``stable``: fraction of the warped previous dream difference kept as the next
-            frame's start (``0..1``). Higher -> steadier but slower to adapt to new content.
-        temporal_weight: ``stable``: per-step pull of reliable pixels towards the warped
-            previous dream (``0..1``). Higher -> less flicker, less new detail.
-        later_iterations: ``stable``: iterations for frames after the first, as a fraction
-            of ``num_iterations`` (the carried dream already holds most of the pattern).
-        occlusion_feather: ``stable``: blur (pixels) of the reliability mask edge, so
-            occluded regions blend in without seams.
-        colour_coherence: every mode: how far each dreamed frame's colour balance (lightness
-            mean and contrast, colour cast) is pulled to its source frame's - or, in a feedback
-            animation, the start image's - so colours do not drift over a long clip
-            (``0..1``; 0 = off; :func:`dream_core.colour.match_colour_balance`; the CLI and the
-            nodes start at :data:`RECOMMENDED_COLOUR_COHERENCE`).
+    Each field is declared once, where it is defined (:func:`~dream_core.options.setting`): type, range,
+    default, help, flag, schedulable; ``options(VideoSettings)`` lists them. ``colour_coherence``
+    is :func:`dream_core.colour.match_colour_balance`, towards the source frame or, in a feedback
+    animation, the start image; the library's default 0 keeps each mode exactly its rule, the CLI and
+    the nodes start at :data:`RECOMMENDED_COLOUR_COHERENCE`.
     """
 
-    mode: str = DEFAULT_VIDEO_MODE
-    carry: float = 0.95
-    temporal_weight: float = 0.3
-    later_iterations: float = 0.4
-    occlusion_feather: float = 2.0
-    colour_coherence: float = 0.0
+    mode: str = setting(
+        DEFAULT_VIDEO_MODE, choices=VIDEO_MODES, flag="--mode",
+        help="stable: the previous dream is carried along the optical flow, fades (carry), skips occluded "
+             "areas and pulls towards the warped dream (least flicker). seed: the original neural-dream rule "
+             "(warped dream added unchanged, compounds over time). independent: every frame dreamed alone, no "
+             "flow needed (flickers).")
+    carry: float = setting(
+        0.95, minimum=0.0, maximum=1.0, step=0.01, flag="--carry", schedulable=True,
+        help="stable: share of the previous frame's dream carried onto this frame. Higher -> steadier patterns "
+             "that follow the scene; lower -> adapts faster to new content, more flicker.")
+    temporal_weight: float = setting(
+        0.3, minimum=0.0, maximum=1.0, step=0.01, flag="--temporal-weight", schedulable=True,
+        help="stable: per-step pull of reliable pixels towards the warped previous dream. Higher -> less "
+             "flicker, less new detail; 0 turns the pull off.")
+    later_iterations: float = setting(
+        0.4, minimum=0.01, maximum=1.0, step=0.05, flag="--later-iterations", schedulable=True,
+        help="stable: iterations of the frames after the first, as a fraction of num_iterations. Lower -> "
+             "faster (the carried dream already holds the pattern); higher -> more new detail per frame.")
+    occlusion_feather: float = setting(
+        2.0, minimum=0.0, maximum=64.0, step=0.5, flag="--occlusion-feather", schedulable=True,
+        help="stable: blur (pixels) of the edge where the flow is unreliable (occlusions, new content). "
+             "Larger -> softer seams; 0 -> hard edges.")
+    colour_coherence: float = setting(
+        0.0, minimum=0.0, maximum=1.0, step=0.05, flag="--colour-coherence", schedulable=True,
+        front_default=RECOMMENDED_COLOUR_COHERENCE,
+        help="Every mode: pull each frame's brightness, contrast and colour cast towards its source frame's (a "
+             "zoom animation: the start image's), so colours do not drift over a long clip; the dream's own "
+             "colours stay. 0 = off, 1 = fully.")
 
     def validate(self) -> None:
-        """Raise :class:`InvalidParameterError` naming the bad field and its valid range."""
-        if self.mode not in VIDEO_MODES:
-            raise InvalidParameterError(f"Unknown video mode {self.mode!r}; choose one of {', '.join(VIDEO_MODES)}.",
-                                        parameter="mode")
-        for name in ("carry", "temporal_weight", "colour_coherence"):
-            v = getattr(self, name)
-            if not 0.0 <= v <= 1.0:
-                raise InvalidParameterError(f"{name} must be in 0..1; got {v}.", parameter=name)
-        if not 0.0 < self.later_iterations <= 1.0:
-            raise InvalidParameterError(f"later_iterations must be in (0, 1]; got {self.later_iterations}.",
-                                        parameter="later_iterations")
-        if self.occlusion_feather < 0:
-            raise InvalidParameterError(f"occlusion_feather must be >= 0; got {self.occlusion_feather}.",
-                                        parameter="occlusion_feather")
+        """Raise :class:`~dream_core.errors.InvalidParameterError` naming the bad field and its valid range
+        (:func:`~dream_core.options.check_options`)."""
+        check_options(self)
 
     @property
     def needs_flow(self) -> bool:
