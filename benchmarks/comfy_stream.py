@@ -148,8 +148,11 @@ class Server:
 
 
 def prompt(server: Server, clip: str, prefix: str, **over: Any) -> dict:
-    """LoadVideo -> DeepDream Model Loader -> Layers -> DeepDream Video (streaming) -> SaveVideo."""
+    """LoadVideo -> DeepDream Model Loader -> Layers -> DeepDream Video (streaming) (+ DeepDream Settings for the
+    settings it carries) -> SaveVideo."""
     layer = over.pop("layer", None)
+    settings_defaults = server.defaults("DDVSettings")
+    settings = {k: over.pop(k) for k in list(over) if k in settings_defaults}
     stream = {**server.defaults("DDVVideoStream"), "filename_prefix": f"{prefix}/dream", **over}
     stream.update({"video": ["1", 0], "model": ["2", 0]})
     nodes = {
@@ -163,6 +166,9 @@ def prompt(server: Server, clip: str, prefix: str, **over: Any) -> dict:
         nodes["3"] = {"class_type": "DDVLayerSelect", "inputs": {"model": ["2", 0], "layer": layer, "channels": "",
                                                                  "weight": 1.0}}
         stream["objective"] = ["3", 0]
+    if settings:
+        nodes["6"] = {"class_type": "DDVSettings", "inputs": {**settings_defaults, **settings}}
+        stream["settings"] = ["6", 0]
     return nodes
 
 
