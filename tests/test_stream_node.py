@@ -164,9 +164,16 @@ def test_cancel_then_queue_again_continues_to_the_same_frames(tiny, source, outd
         return out
 
     monkeypatch.setattr(core.clip.FrameDreamer, "dream_next", cancel_during_frame_3)
+    given_back = []
+    monkeypatch.setattr(host, "give_back", lambda model, released=None: given_back.append((model, released)))
     with pytest.raises(Interrupted):
         run(tiny, FileVideo(source))
     assert len(finished) == 3 and pressed["checks_after"] == 1  # stopped at the first step check of frame 3
+    assert [m for m, _ in given_back] == [tiny]  # the model handed back after the Cancel too
+    copies = core.fastpath.execution_copies
+    assert copies(tiny)
+    given_back[0][1]()  # what give_back calls when the model left the GPU: its execution copies go
+    assert not copies(tiny)
     work = next((outdir / "deepdream").glob("*.dream-work"))
     assert not work.with_suffix("").exists()  # no output file yet; frames 0..2 committed
     monkeypatch.undo()
