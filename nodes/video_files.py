@@ -15,7 +15,6 @@ import json
 import os
 import re
 import shutil
-from fractions import Fraction
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -48,11 +47,6 @@ class FileVideo:
 
         info = probe_video(self.path)
         return info.width, info.height
-
-    def get_frame_rate(self) -> Fraction:
-        from ..dream_core.video import probe_video
-
-        return probe_video(self.path).frame_rate
 
     def save_to(self, path: str | os.PathLike[str], *args: Any, **kwargs: Any) -> None:
         """Copy the file (core's VideoFromFile copies its streams when format and codec are 'auto')."""
