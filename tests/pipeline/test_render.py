@@ -257,3 +257,20 @@ def test_a_cancel_waits_for_a_busy_decoder_to_stop(tiny_model):
             render_range(IndexedFrames(range(4), slow_frames(), background=True), dreamer, None, Recorder(),
                          on_step=cancel)
     assert _dream_threads() == [] and closed == ["dream-decode"]
+
+
+def test_raft_estimated_ahead_on_its_thread_gives_the_same_frames(tiny_model, pan):
+    """RAFT (a torch network; random weights here, 2 refinements) on the flow thread: the same flows, so the same
+    frames as when it runs between the dreams."""
+    from torchvision.models.optical_flow import raft_small
+
+    torch.manual_seed(0)
+    raft = raft_small(weights=None)
+    runs = []
+    for overlap in (False, True):
+        sink = Recorder()
+        with FrameDreamer(tiny_model, None, QUICK, VideoSettings()) as dreamer:
+            render_range(VideoFileSource(pan, range(4)), dreamer, FlowEstimator("raft_small", raft_model=raft,
+                                                                                raft_iters=2), sink, overlap=overlap)
+        runs.append(sink.frames)
+    assert all(torch.equal(a[1], b[1]) for a, b in zip(*runs, strict=True))
