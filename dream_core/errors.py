@@ -102,6 +102,10 @@ class ClusterError(DreamError):
     """A compute cluster (Ray) that cannot be reached or joined: the message names what to check."""
 
 
+class DeviceMemoryError(DreamError):
+    """The compute device ran out of memory even after the dream had shrunk its tiles as far as it can."""
+
+
 class MissingDependencyError(DreamError):
     """An optional dependency a feature needs is not installed (the message gives the install command)."""
 

@@ -13,6 +13,7 @@ from .image_nodes import DDVDreamImage, DDVDreamImageV2
 from ..dream_core.catalog import layer_catalog
 from .model_nodes import DDVLayerSelect, DDVModelLoader
 from .settings_nodes import DDVSettings
+from .stream_nodes import DDVVideoStream
 from .video_nodes import DDVVideoDream, DDVVideoDreamV2
 
 NODE_CLASS_MAPPINGS = {
@@ -21,6 +22,7 @@ NODE_CLASS_MAPPINGS = {
     "DDVDreamImageV2": DDVDreamImageV2,
     "DDVOpticalFlow": DDVOpticalFlow,
     "DDVVideoDreamV2": DDVVideoDreamV2,
+    "DDVVideoStream": DDVVideoStream,
     "DDVSchedule": DDVSchedule,
     "DDVAnimateV2": DDVAnimateV2,
     "DDVSettings": DDVSettings,
@@ -37,6 +39,7 @@ NODE_DISPLAY_NAME_MAPPINGS = {
     "DDVDreamImageV2": "DeepDream Image",
     "DDVOpticalFlow": "DeepDream Optical Flow",
     "DDVVideoDreamV2": "DeepDream Video (flow-warped)",
+    "DDVVideoStream": "DeepDream Video (streaming)",
     "DDVSchedule": "DeepDream Schedule",
     "DDVAnimateV2": "DeepDream Zoom Animation",
     "DDVSettings": "DeepDream Settings",

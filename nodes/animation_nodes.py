@@ -35,6 +35,7 @@ from .common import (
     setting_input,
     setting_inputs,
 )
+from .device_room import claim_device, release_device
 from .image_nodes import SETTINGS_TOOLTIP
 from .model_nodes import check_model
 
@@ -216,7 +217,7 @@ class DDVAnimateV2:
         masks = mask_batch(mask)
         clip_plan.check(range(count), size=tuple(image.shape[1:3]), masks=masks)
         plan = feedback_plan(clip_plan)  # each frame's later_iterations: the widget, or its schedule
-        device = model.device
+        device = claim_device(model, int(image.shape[1]), int(image.shape[2]), dreaming)
         start = rgb_frame(image, 0, device)
         _, _, height, width = start.shape
 
@@ -240,7 +241,7 @@ class DDVAnimateV2:
                 render_range(feedback, dreamer, None, TensorSink(out), on_step=on_step, on_frame=on_frame, plan=plan,
                              masks=masks)
         finally:
-            host.soft_empty_cache()
+            release_device(model)
         elapsed = time.perf_counter() - started
         log.info("DeepDream Zoom Animation: %d frames of %dx%d in %.1f s (%.2f s/frame)", count, width, height,
                  elapsed, elapsed / count)

@@ -11,7 +11,16 @@ function                    inside ComfyUI                          fallback
 :func:`intermediate_device` ``model_management.intermediate_device`` ``cpu``
 :func:`soft_empty_cache`    ``model_management.soft_empty_cache()`` ``torch.cuda.empty_cache()`` if CUDA
 :func:`check_interrupt`     raises when the user pressed Cancel     no-op
+:func:`is_interrupt`        ``InterruptProcessingException``        never
+:func:`make_room`           ``free_memory`` for our model and       the model to the compute
+                            frames, the model to the GPU            device
+:func:`give_back`           the model to the offload device,        ``soft_empty_cache``
+                            ``soft_empty_cache``
+:func:`out_of_memory_types` ``OOM_EXCEPTION`` (+ torch's)            ``torch.OutOfMemoryError``
 :class:`Progress`           ``comfy.utils.ProgressBar`` + preview    debug log
+:func:`output_directory`    ``folder_paths.get_output_directory()`` ``<tmp>/deepdream_video_output``
+:func:`temp_directory`      ``folder_paths.get_temp_directory()``   ``<tmp>/deepdream_video_temp``
+:func:`video_from_file`     ``comfy_api``'s ``VideoFromFile``       :class:`~.video_files.FileVideo`
 weights folder functions    ``folder_paths`` ``deepdream`` folder   no folder (paths used as given)
 :func:`setup_host`          registers folder and HTTP route         no-op
 ==========================  ======================================  =============================
@@ -21,7 +30,9 @@ from __future__ import annotations
 
 import logging
 import os
+import tempfile
 import time
+from pathlib import Path
 from typing import Any, Callable, Optional
 
 import torch
@@ -96,6 +107,64 @@ def check_interrupt() -> None:
         mm.throw_exception_if_processing_interrupted()
 
 
+def is_interrupt(exc: BaseException) -> bool:
+    """True for the exception :func:`check_interrupt` raises on Cancel (never outside ComfyUI)."""
+    mm = _model_management()
+    return mm is not None and isinstance(exc, mm.InterruptProcessingException)
+
+
+def offload_device() -> torch.device:
+    """Where a model waits between dreams: ComfyUI's offload device (the CPU, or the GPU itself with
+    --highvram / --gpu-only); outside ComfyUI the compute device (nothing moves)."""
+    mm = _model_management()
+    if mm is not None:
+        return torch.device(mm.unet_offload_device())
+    return compute_device()
+
+
+def out_of_memory_types() -> tuple[type[BaseException], ...]:
+    """The exceptions that mean "the device ran out of memory" (ComfyUI's ``OOM_EXCEPTION`` and torch's)."""
+    kinds: list[type[BaseException]] = [torch.OutOfMemoryError]
+    mm = _model_management()
+    oom = getattr(mm, "OOM_EXCEPTION", None) if mm is not None else None
+    if isinstance(oom, type) and oom is not Exception and oom not in kinds:  # Exception when CUDA is absent
+        kinds.append(oom)
+    return tuple(kinds)
+
+
+def make_room(model: torch.nn.Module, working_bytes: float) -> torch.device:
+    """Make room on the compute device for ``model`` and ``working_bytes`` of frames and activations, and
+    move the model there; returns that device.
+
+    Inside ComfyUI, on a GPU, ``model_management.free_memory`` unloads ComfyUI's own models (a diffusion
+    checkpoint, a VAE) until the model's size plus ``working_bytes`` are free, as core does for upscale
+    models; with ``--novram`` every other model is unloaded. With ``--cpu`` nothing is unloaded.
+    """
+    device = compute_device()
+    mm = _model_management()
+    if mm is not None and device.type != "cpu":
+        need = float(mm.module_size(model)) + float(working_bytes)
+        if mm.vram_state == mm.VRAMState.NO_VRAM:
+            need = 1e30  # --novram: the device is too small to share; everything else goes
+        mm.free_memory(need, device)
+    with torch.inference_mode(False), torch.no_grad():  # ComfyUI runs nodes in inference mode; the dream needs
+        model.to(device)                                # parameters autograd can save (not inference tensors)
+    return device
+
+
+def give_back(model: torch.nn.Module, released: Optional[Callable[[], None]] = None) -> None:
+    """After a dream: the model to the offload device (the CPU, unless ``--highvram`` / ``--gpu-only``),
+    ``released()`` drops what was made for it on the compute device (e.g. execution copies), and the
+    cached device blocks go back (``soft_empty_cache``)."""
+    home = offload_device()
+    moved = any(p.device != home for p in model.parameters())
+    with torch.inference_mode(False), torch.no_grad():
+        model.to(home)
+    if moved and released is not None:
+        released()
+    soft_empty_cache()
+
+
 # --------------------------------------------------------------------------- progress with preview
 
 
@@ -155,6 +224,37 @@ class Progress:
             self._bar.update_absolute(min(value, self.total), self.total, preview)
         else:
             log.debug("progress %s/%s", value, self.total)
+
+
+# --------------------------------------------------------------------------- folders and VIDEO objects
+
+
+def output_directory() -> Path:
+    """ComfyUI's output folder; outside ComfyUI a folder in the system's temporary directory."""
+    fp = _folder_paths()
+    if fp is not None:
+        return Path(fp.get_output_directory())
+    return Path(tempfile.gettempdir()) / "deepdream_video_output"
+
+
+def temp_directory() -> Path:
+    """ComfyUI's temp folder (emptied when the server starts); outside ComfyUI one in the system's."""
+    fp = _folder_paths()
+    if fp is not None:
+        return Path(fp.get_temp_directory())
+    return Path(tempfile.gettempdir()) / "deepdream_video_temp"
+
+
+def video_from_file(path: str | os.PathLike[str]) -> Any:
+    """A VIDEO value for a file: core's ``VideoFromFile`` (what LoadVideo gives, so SaveVideo and the
+    preview nodes take it); outside ComfyUI our :class:`~.video_files.FileVideo` stand-in."""
+    try:
+        from comfy_api.input_impl import VideoFromFile
+    except ImportError:
+        from .video_files import FileVideo
+
+        return FileVideo(os.fspath(path))
+    return VideoFromFile(os.fspath(path))
 
 
 # --------------------------------------------------------------------------- weights folder

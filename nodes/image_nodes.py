@@ -26,6 +26,7 @@ from .common import (
     setting_inputs,
     to_image,
 )
+from .device_room import claim_device, release_device
 from .model_nodes import check_model
 
 log = logging.getLogger(__name__)
@@ -91,7 +92,7 @@ class DDVDreamImageV2:
         model = check_model(model)
         dreaming, _ = merge_settings(widgets, settings)
         objective = resolve_objective(model, objective)
-        device = model.device
+        device = claim_device(model, int(images.shape[1]), int(images.shape[2]), dreaming)
         guide_rgb = rgb_frame(check_image(guide, "guide"), 0, device) if guide is not None else None
         count, height, width, _ = images.shape
         masks = mask_batch(mask)
@@ -111,7 +112,7 @@ class DDVDreamImageV2:
                 out[index].copy_(to_image(dreamed)[0])
                 progress.update((index + 1) * steps, dreamed, force_preview=True)
         finally:
-            host.soft_empty_cache()
+            release_device(model)
         log.info("DeepDream Image: %d image(s) of %dx%d, objective %s, in %.1f s",
                  count, width, height, objective.to_string(), time.perf_counter() - started)
         return (out,)

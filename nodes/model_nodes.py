@@ -133,7 +133,7 @@ class DDVModelLoader:
                 f"Model '{model_name}' has no default weights: put its weights file in the models/deepdream folder "
                 f"({_folders_text()}), press R, and choose it in 'weights'. {hint}"
             )
-        device = host.compute_device()
+        device = host.offload_device()  # the dream nodes move it to the compute device and back (device_room)
         model = load_model(model_name, weights=path, device=device)
         log.info("DeepDream model %s loaded on %s from %s", model.name, device, model.weights_source)
         return (model,)

@@ -33,6 +33,7 @@ from .common import (
     setting_input,
     setting_inputs,
 )
+from .device_room import claim_device, release_device
 from .image_nodes import SETTINGS_TOOLTIP
 from .model_nodes import check_model
 
@@ -48,15 +49,17 @@ VIDEO_WIDGETS = ("mode", "carry", "temporal_weight", "later_iterations", "occlus
 
 
 class DDVVideoDreamV2:
-    """Validation -> :func:`dream_core.pipeline.render_range` -> progress; the frames go into a preallocated output.
-    The everyday widgets on the node, the rest from an optional DeepDream Settings node."""
+    """Validation -> :func:`dream_core.pipeline.render_range` (the IMAGE batch in, a preallocated IMAGE out) ->
+    progress. The everyday widgets on the node, the rest from an optional DeepDream Settings node."""
 
     DESCRIPTION = (
         "DeepDream a clip frame by frame. In 'stable' mode each frame starts from the previous dream warped along "
         "the optical flow (fading with 'carry', skipped where the flow is unreliable), so patterns stick to the "
         "scene instead of flickering. A preset picks the look, learning_rate the strength; a DeepDream Settings "
         "node sets the rest (carry, temporal weight, octaves, ...). Progress and a preview per frame; Cancel stops "
-        "within a step."
+        "within a step. Takes and gives an IMAGE batch, which holds the whole clip in memory (about 11 MB a frame "
+        "at 720p): for short clips and for chaining with other image nodes. For long clips use DeepDream Video "
+        "(streaming), which reads and writes a VIDEO file frame by frame and continues after Cancel."
     )
     CATEGORY = CATEGORY
     RETURN_TYPES = ("IMAGE",)
@@ -84,7 +87,9 @@ class DDVVideoDreamV2:
     @staticmethod
     def _clip_inputs() -> dict[str, Any]:
         return {
-            "images": ("IMAGE", {"tooltip": "The clip's frames, in order (e.g. GetVideoComponents' images)."}),
+            "images": ("IMAGE", {"tooltip": "The clip's frames, in order (e.g. GetVideoComponents' images). The "
+                                            "whole batch sits in memory (11 MB a 720p frame): a few seconds of "
+                                            "video; for longer clips use DeepDream Video (streaming)."}),
             "model": (MODEL_TYPE, {"tooltip": "From DeepDream Model Loader."}),
         }
 
@@ -170,7 +175,7 @@ class DDVVideoDreamV2:
         masks = mask_batch(mask)
         plan.check(frames, size=(height, width), masks=masks)
         objective = plan(frames.start).objective
-        device = model.device
+        device = claim_device(model, height, width, dreaming)
         start_rgb = rgb_frame(check_image(start_image, "start_image"), 0, device) if start_image is not None else None
 
         # the loop, with progress per step and a preview per frame
@@ -194,7 +199,7 @@ class DDVVideoDreamV2:
                 render_range(clip, dreamer, flow, TensorSink(out, frames.start), on_step=on_step, on_frame=on_frame,
                              plan=plan, masks=masks)
         finally:
-            host.soft_empty_cache()
+            release_device(model)
         elapsed = time.perf_counter() - started
         log.info("DeepDream Video: %s mode, frames %d..%d of %dx%d in %.1f s (%.2f s/frame), objective %s",
                  video.mode, frames.start, frames.stop - 1, width, height, elapsed, elapsed / len(frames),

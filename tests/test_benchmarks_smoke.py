@@ -14,11 +14,11 @@ import torch
 
 BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
 SCRIPTS = ["compute_floor", "dream_speed", "baseline_original", "memory", "autocast_check", "allocator", "gpu_check",
-           "look", "animation", "distributed"]
+           "look", "animation", "distributed", "comfy_stream"]
 # allocator.py's quick mode starts two child processes (~9 s on the 2-core machine), distributed.py a Ray
-# runtime (tests/distributed/test_runner.py runs the same paths): --help only here. gpu_check.py has its
-# own tests below.
-QUICK = [name for name in SCRIPTS if name not in ("allocator", "distributed", "gpu_check")]
+# runtime (tests/distributed/test_runner.py runs the same paths), comfy_stream.py drives a running ComfyUI
+# (tests/test_stream_node.py runs the node itself): --help only here. gpu_check.py has its own tests below.
+QUICK = [name for name in SCRIPTS if name not in ("allocator", "distributed", "comfy_stream", "gpu_check")]
 
 
 def _load(name: str):

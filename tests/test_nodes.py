@@ -107,12 +107,13 @@ def test_pack_import_needs_no_comfyui():
     """)
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
-    assert done.stdout.strip() == "11"
+    assert done.stdout.strip() == "12"
 
 
 def test_mappings_ids_and_display_names():
     assert set(M) == {"DDVModelLoader", "DDVLayerSelect", "DDVDreamImage", "DDVOpticalFlow", "DDVVideoDream",
-                      "DDVSchedule", "DDVAnimate", "DDVSettings", "DDVDreamImageV2", "DDVVideoDreamV2", "DDVAnimateV2"}
+                      "DDVVideoStream", "DDVSchedule", "DDVAnimate", "DDVSettings", "DDVDreamImageV2",
+                      "DDVVideoDreamV2", "DDVAnimateV2"}
     assert set(pack.NODE_DISPLAY_NAME_MAPPINGS) == set(M)
     assert pack.NODE_DISPLAY_NAME_MAPPINGS["DDVOpticalFlow"] == "DeepDream Optical Flow"
     assert (ROOT / "web" / "deepdream_layers.js").is_file()
@@ -139,7 +140,7 @@ def test_input_types_well_formed(node_id):
             elif kind == "STRING":
                 assert isinstance(opts["default"], str)
             else:
-                assert kind in ("IMAGE", "MASK", "DEEPDREAM_MODEL", "DEEPDREAM_OBJECTIVE", "DEEPDREAM_FLOW",
+                assert kind in ("IMAGE", "MASK", "VIDEO", "DEEPDREAM_MODEL", "DEEPDREAM_OBJECTIVE", "DEEPDREAM_FLOW",
                                 "DEEPDREAM_SCHEDULE", "DEEPDREAM_SETTINGS"), kind
     assert len(cls.RETURN_TYPES) == len(cls.RETURN_NAMES) == len(cls.OUTPUT_TOOLTIPS)
     assert callable(getattr(cls, cls.FUNCTION))
@@ -206,9 +207,10 @@ def test_presets_payload_for_the_web_extension():
 # --------------------------------------------------------------------------- model loader
 
 
-def test_loader_gives_model_on_compute_device(lite0):
+def test_loader_gives_model_on_offload_device(lite0):
+    """The dream nodes move it to the compute device for their dream and back (nodes/device_room.py)."""
     assert lite0.name == "efficientnet_lite0"
-    assert lite0.device == host.compute_device()
+    assert lite0.device == host.offload_device()
     assert not any(p.requires_grad for p in lite0.parameters())
 
 

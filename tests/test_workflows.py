@@ -203,6 +203,19 @@ def test_chained_workflow_chains_layers_with_channels():
     assert any(n["widgets_values"][1] for n in layers), "one layer picks channels"
 
 
+def test_streaming_workflow_goes_file_to_file_without_an_image_batch():
+    wf = load(ROOT / "example_workflows" / "deepdream_video_streaming.json")
+    by_type = {}
+    for n in wf["nodes"]:
+        by_type.setdefault(n["type"], []).append(n)
+    stream = by_type["DDVVideoStream"][0]
+    assert _source(wf, stream, "video")[0]["type"] == "LoadVideo"
+    save = by_type["SaveVideo"][0]
+    assert _source(wf, save, "video")[0] is stream
+    assert not {"GetVideoComponents", "CreateVideo", "DDVVideoDream", "DDVVideoDreamV2"} & set(by_type), "no IMAGE batch of the clip"
+    assert by_type["LoadVideo"][0]["widgets_values"][0] == "balcony_view.mp4"
+
+
 def test_examples_use_the_current_nodes_and_one_shows_the_settings_node():
     used = {n["type"] for path in WORKFLOWS for n in load(path)["nodes"]}
     deprecated = {kind for kind in used if getattr(OURS.get(kind), "DEPRECATED", False)}

@@ -11,7 +11,8 @@ command line's ``--no-fast-path``), with a default from the environment
 variable ``DEEPDREAM_FAST_PATH`` (:mod:`.switch`).
 """
 
-from .execution import channels_last_pays, execution_copies, execution_net
+from .execution import channels_last_pays, execution_copies, execution_net, forget_execution_copies
 from .switch import ENV_VAR, default_enabled, use_fast_path
 
-__all__ = ["ENV_VAR", "channels_last_pays", "default_enabled", "execution_copies", "execution_net", "use_fast_path"]
+__all__ = ["ENV_VAR", "channels_last_pays", "default_enabled", "execution_copies", "execution_net",
+           "forget_execution_copies", "use_fast_path"]

@@ -106,6 +106,13 @@ def execution_net(
         return net
 
 
+def forget_execution_copies(model: nn.Module) -> None:
+    """Drop ``model``'s cached execution copies (e.g. after moving the model off a GPU, so the copies'
+    rewritten weights do not keep device memory; the next :func:`execution_net` builds a new one)."""
+    with _LOCK:
+        _CACHE.pop(model, None)  # type: ignore[call-overload]
+
+
 def execution_copies(model: nn.Module) -> list[nn.Module]:
     """The cached execution copies of ``model`` other than ``model.net`` itself (for hook leak checks)."""
     own = getattr(model, "net", None)
