@@ -14,9 +14,9 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import TinyNet, textured_image
+from conftest import textured_image
 from pack_loader import load_pack
-from test_nodes import defaults
+from test_nodes import defaults, tiny  # noqa: F401 (tiny: a fixture)
 from video_clips import audio_seconds
 
 pack = load_pack()
@@ -57,16 +57,6 @@ def textured_clip(path: Path, n: int = 6, h: int = 48, w: int = 64, audio: bool 
             out.mux(sound.encode(None))
     return path
 
-
-@pytest.fixture
-def tiny():
-    spec = core.models.ModelSpec(
-        name="tiny", description="test net", build=TinyNet,
-        layers={"conv1": "conv1", "conv2": "conv2", "conv3": "conv3"},
-        normalization=core.models.spec.IMAGENET, default_objective="conv2", min_size=8,
-    )
-    torch.manual_seed(0)
-    return core.DreamModel(spec, TinyNet(), "random init")
 
 
 @pytest.fixture
