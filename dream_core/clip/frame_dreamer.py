@@ -23,6 +23,7 @@ import torch
 from ..colour import match_colour_balance
 from ..dream import DreamSettings, StepCallback, TemporalAnchor, TileBudget, check_image_for_dream, dream_image
 from ..errors import FlowError, InvalidImageError, InvalidParameterError
+from ..fastpath import use_fast_path
 from ..features import FeatureHooks, grad_enabled_outside_inference
 from ..flow.motion import compose_backward, motion_flow
 from ..flow.warp import warp, warp_with_mask
@@ -104,8 +105,14 @@ class FrameDreamer:
         #: The channels of the clip's ranked picks (``layer:strong8``), ranked once for the whole clip.
         self.ranks = ChannelRanks()
 
+    @property
+    def _fast(self) -> bool:
+        """Whether the clip's hooks run the execution copy (``settings.fast_path``; not schedulable, so one
+        choice for the whole clip, and no dream builds hooks of its own per frame)."""
+        return use_fast_path(self.settings.fast_path)
+
     def __enter__(self) -> "FrameDreamer":
-        self._hooks = FeatureHooks(self.model, self.objective.layers(), optimize=True).__enter__()
+        self._hooks = FeatureHooks(self.model, self.objective.layers(), optimize=self._fast).__enter__()
         return self
 
     def _use_layers(self, layers: list[str]) -> FeatureHooks:
@@ -114,7 +121,7 @@ class FrameDreamer:
         if set(layers) != set(self._hooks.layers):
             self._hooks.remove()
             self._hooks = None
-            self._hooks = FeatureHooks(self.model, layers, optimize=True).__enter__()
+            self._hooks = FeatureHooks(self.model, layers, optimize=self._fast).__enter__()
         return self._hooks
 
     def __exit__(self, *exc: object) -> None:

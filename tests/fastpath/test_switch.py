@@ -35,8 +35,11 @@ def test_each_dream_chooses_its_network(tiny_model, plain_forwards):
 
 
 def test_a_clip_on_the_execution_copy_runs_model_net_when_its_settings_say_so(tiny_model, plain_forwards):
-    # FrameDreamer enters hooks on the execution copy once per clip; the frame's settings still decide.
+    # FrameDreamer enters its hooks once per clip, on the network its settings choose (fast_path=False: model.net
+    # itself), so no dream builds hooks of its own per frame.
     with FrameDreamer(tiny_model, "conv2", FAST.with_(fast_path=False), VideoSettings(mode="independent")) as dreamer:
+        on_net = sum(len(m._forward_hooks) for m in tiny_model.net.modules())
+        assert on_net > 1  # the counting hook and the clip's own, on model.net itself
         off = dreamer.dream_next(textured_image(32, 32))
     assert len(plain_forwards) == FAST.num_iterations
     assert count_hooks(tiny_model) == 1  # only the counting hook: the dream removed both of its sets
