@@ -7,7 +7,8 @@ A captured graph replays them all with one launch.
 What is captured is :func:`dream_core.dream_step.dream_step` itself, the one step
 recipe, reading the image from a static buffer and the jitter offset from a static
 device tensor (:class:`~dream_core.dream_step.DeviceShift`), and writing the next
-image back into the buffer. Per octave the image, the step scale (a mask) and the
+image back into the buffer. Per octave the image, the step scale (the learning rate, or a mask
+times it) and the
 anchor are copied into the static buffers (:meth:`OctaveGraph.load`); per step
 that step's offset is copied in and the graph replayed: no host synchronisation
 inside an octave. The first step of a new graph runs eagerly on a side stream
@@ -68,10 +69,11 @@ def wanted(image: torch.Tensor, settings: DreamSettings, tile_size: int) -> bool
 def graph_key(objective: "Objective", image: torch.Tensor, settings: DreamSettings,
               amp_dtype: Optional[torch.dtype], terms: StepTerms) -> tuple:
     """What a captured step depends on besides the static buffers' contents."""
-    scale = terms.scale if isinstance(terms.scale, float) else None
+    # The step scale's value (the learning rate, schedulable) and the anchor's are read from static
+    # buffers, so a scheduled learning rate replays the same graph; only their kind is fixed.
     return (id(objective), tuple(image.shape), image.dtype, image.device, amp_dtype, settings.step_rule,
-            settings.gradient_smoothing, settings.colour_decorrelation, settings.laplacian_levels, scale,
-            terms.anchor_target is not None)
+            settings.gradient_smoothing, settings.colour_decorrelation, settings.laplacian_levels,
+            isinstance(terms.scale, torch.Tensor), terms.anchor_target is not None)
 
 
 class OctaveGraph:
@@ -95,8 +97,12 @@ class OctaveGraph:
         self.x = torch.empty_like(image, memory_format=torch.contiguous_format)
         self.offset = torch.zeros(2, dtype=torch.long, device=image.device)
         self.shift = DeviceShift(self.offset, (int(image.shape[-2]), int(image.shape[-1])))
+        # A learning rate without a mask lives in a 0-d buffer (``x + lr * d`` computes the same in
+        # the image's dtype as with the Python number), so its value can change between replays.
+        scale = torch.empty((), dtype=image.dtype, device=image.device) if not isinstance(terms.scale, torch.Tensor) \
+            else torch.empty_like(terms.scale)
         self.terms = StepTerms(
-            terms.scale if isinstance(terms.scale, float) else torch.empty_like(terms.scale),
+            scale,
             None if terms.anchor_target is None else torch.empty_like(terms.anchor_target),
             None if terms.anchor_weight is None else torch.empty_like(terms.anchor_weight),
         )
@@ -110,8 +116,10 @@ class OctaveGraph:
         self.x.copy_(image)
         for mine, given in ((self.terms.scale, terms.scale), (self.terms.anchor_target, terms.anchor_target),
                             (self.terms.anchor_weight, terms.anchor_weight)):
-            if isinstance(mine, torch.Tensor):
+            if isinstance(given, torch.Tensor):
                 mine.copy_(given)
+            elif given is not None:  # the learning rate (a number): written on the device, no host copy
+                mine.fill_(given)
 
     def _step(self) -> None:
         amp = autocast_context(self.x.device.type, self.amp_dtype, cache=False)

@@ -142,10 +142,26 @@ def test_graphs_kept_per_hooks_are_bounded(tiny_model, graphs_on_cpu):
     objective = resolve_objective(tiny_model, "conv2")
     with FeatureHooks(tiny_model, ["conv2"], optimize=True) as hooks:
         graphs = StepGraphs.of(hooks, capturer)
-        for lr in range(MAX_GRAPHS + 3):  # every learning rate is another captured step
+        for k in range(MAX_GRAPHS + 3):  # every gradient smoothing is another captured step
             dream_image(tiny_model, textured_image(24, 24), objective,
-                        S.with_(num_octaves=1, num_iterations=2, learning_rate=0.01 + lr / 1000), hooks=hooks)
+                        S.with_(num_octaves=1, num_iterations=2, gradient_smoothing=0.5 + k / 10), hooks=hooks)
         assert len(graphs) == MAX_GRAPHS and capturer.captures == MAX_GRAPHS + 3
+
+
+def test_a_scheduled_learning_rate_replays_the_same_graphs(tiny_model, graphs_on_cpu):
+    """The learning rate is read from a buffer: frames with other rates reuse the octave's graph and still
+    step with their own rate (each dream equals its step-by-step dream)."""
+    capturer = EagerCapture()
+    objective = resolve_objective(tiny_model, "conv2")
+    x = textured_image(40, 56)
+    with FeatureHooks(tiny_model, ["conv2"], optimize=True) as hooks:
+        StepGraphs.of(hooks, capturer)
+        for lr in (0.01, 0.03, 0.002):
+            for mask in (None, torch.linspace(0, 1, 56).expand(40, 56)):
+                out = dream_image(tiny_model, x, objective, S.with_(learning_rate=lr), hooks=hooks, mask=mask)
+                plain = dream_image(tiny_model, x, "conv2", S.with_(learning_rate=lr, cuda_graphs=False), mask=mask)
+                assert torch.equal(out, plain), (lr, mask is None)
+    assert capturer.captures == 4  # 2 octave shapes, with and without a mask: not one per rate
 
 
 def test_a_stable_clip_through_graphs_is_the_stepped_clip(tiny_model, graphs_on_cpu):
