@@ -38,16 +38,38 @@ MATCH_ROUNDS = 3
 SAMPLE_PIXELS = 16384
 
 
-def _matrix(rows: tuple[tuple[float, ...], ...], like: torch.Tensor) -> torch.Tensor:
-    return torch.tensor(rows, device=like.device, dtype=like.dtype)
+Matrix3 = tuple[tuple[float, float, float], tuple[float, float, float], tuple[float, float, float]]
+
+
+def _inverse(m: Matrix3) -> Matrix3:
+    """The inverse of a 3x3 matrix of numbers (cofactors over the determinant)."""
+    (a, b, c), (d, e, f), (g, h, i) = m
+    det = a * (e * i - f * h) - b * (d * i - f * g) + c * (d * h - e * g)
+    return ((( e * i - f * h) / det, (c * h - b * i) / det, (b * f - c * e) / det),
+            (( f * g - d * i) / det, (a * i - c * g) / det, (c * d - a * f) / det),
+            (( d * h - e * g) / det, (b * g - a * h) / det, (a * e - b * d) / det))
+
+
+#: Linear sRGB -> XYZ divided by the white (rows scaled), and its inverse: numbers, not tensors.
+_RGB_TO_XYZ_WHITE: Matrix3 = tuple(tuple(v / w for v in row) for row, w in zip(_RGB_TO_XYZ, _WHITE))  # type: ignore[assignment]
+_XYZ_WHITE_TO_RGB: Matrix3 = _inverse(_RGB_TO_XYZ_WHITE)
+
+
+def _mix(rows: Matrix3, x: torch.Tensor) -> torch.Tensor:
+    """``[N,3,H,W]`` whose channel ``i`` is ``sum_j rows[i][j] * x[:, j]``.
+
+    The matrix enters the kernels as numbers: no constant tensor is built (on a GPU that would be
+    a host-to-device copy, which waits for the queued work), so colour matching never stalls the GPU.
+    """
+    c = x.unbind(1)
+    return torch.stack([(c[0] * r[0]).add_(c[1], alpha=r[1]).add_(c[2], alpha=r[2]) for r in rows], dim=1)
 
 
 def rgb_to_lab(rgb: torch.Tensor) -> torch.Tensor:
     """sRGB ``[N,3,H,W]`` in ``0..1`` -> CIELAB ``[N,3,H,W]`` (``L*`` 0..100)."""
     c = rgb.clamp(0, 1)
     linear = torch.where(c <= 0.04045, c / 12.92, ((c + 0.055) / 1.055) ** 2.4)
-    xyz = torch.einsum("ij,njhw->nihw", _matrix(_RGB_TO_XYZ, c), linear)
-    xyz = xyz / torch.tensor(_WHITE, device=c.device, dtype=c.dtype).view(1, 3, 1, 1)
+    xyz = _mix(_RGB_TO_XYZ_WHITE, linear)  # over the white
     f = torch.where(xyz > _DELTA ** 3, xyz.clamp_min(1e-12) ** (1 / 3), xyz / (3 * _DELTA ** 2) + 4 / 29)
     fx, fy, fz = f.unbind(1)
     return torch.stack((116 * fy - 16, 500 * (fx - fy), 200 * (fy - fz)), dim=1)
@@ -59,8 +81,7 @@ def lab_to_rgb(lab: torch.Tensor) -> torch.Tensor:
     fy = (L + 16) / 116
     f = torch.stack((fy + a / 500, fy, fy - b / 200), dim=1)
     xyz = torch.where(f > _DELTA, f ** 3, 3 * _DELTA ** 2 * (f - 4 / 29))
-    xyz = xyz * torch.tensor(_WHITE, device=lab.device, dtype=lab.dtype).view(1, 3, 1, 1)
-    linear = torch.einsum("ij,njhw->nihw", torch.linalg.inv(_matrix(_RGB_TO_XYZ, lab)), xyz).clamp(0, 1)
+    linear = _mix(_XYZ_WHITE_TO_RGB, xyz).clamp(0, 1)  # xyz over the white
     return torch.where(linear <= 0.0031308, linear * 12.92, 1.055 * linear.clamp_min(1e-12) ** (1 / 2.4) - 0.055).clamp(0, 1)
 
 
@@ -97,7 +118,8 @@ class _BalanceShift:
         """Move the result's balance ``have`` ``[N,4]`` (as measured) towards ``want``."""
         ratio = want[:, 1] / have[:, 1].clamp_min(1e-3)
         self.gain = (self.gain * ratio.view(-1, 1, 1, 1)).clamp(1 / MAX_CONTRAST_GAIN, MAX_CONTRAST_GAIN)
-        self.shift = self.shift + (want - have)[:, [0, 2, 3]].view(-1, 3, 1, 1)
+        gap = want - have  # (mean L*, std L*, mean a*, mean b*): the means are shifted
+        self.shift = self.shift + torch.cat((gap[:, :1], gap[:, 2:]), dim=1).view(-1, 3, 1, 1)
 
 
 def match_colour_balance(image: torch.Tensor, reference: torch.Tensor, strength: float = 1.0) -> torch.Tensor:

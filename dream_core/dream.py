@@ -4,10 +4,8 @@ Recipe for one step at one octave (the image ``x`` is RGB ``[B,3,h,w]`` in ``0..
 
 1. jitter: roll ``x`` by a random offset (seeded), so artefacts of the
    network's stride grid do not accumulate;
-2. forward through the network *up to the deepest requested layer only*
-   (on its execution copy: BatchNorm folded into the convolutions,
-   ``channels_last``; see :func:`dream_core.fastpath.execution_net`) and
-   evaluate the objective;
+2. forward up to the deepest requested layer only (on the execution copy:
+   :func:`dream_core.fastpath.execution_net`) and evaluate the objective;
 3. gradient of the objective with respect to the rolled image (tile by tile
    with an overlap margin when the image is larger than ``tile_size``), rolled back;
 4. turn the gradient into a step direction (:mod:`dream_core.step`): by default
@@ -266,7 +264,8 @@ def _gradient_backing_off(
         settings = settings.with_(tile_size=tile, tile_overlap=min(settings.tile_overlap, tile // 2 - 1))
 
 
-def check_image_for_dream(image: torch.Tensor, model: DreamModel, settings: DreamSettings) -> torch.Tensor:
+def check_image_for_dream(image: torch.Tensor, model: DreamModel, settings: DreamSettings, *,
+                          values: bool = True) -> torch.Tensor:
     """Validate ``image`` and settings against ``model``; return RGB ``[B,3,H,W]``.
 
     Raises:
@@ -281,7 +280,7 @@ def check_image_for_dream(image: torch.Tensor, model: DreamModel, settings: Drea
             f"Image is {w}x{h} = {h * w / 1e6:.0f} MP; the limit is {MAX_PIXELS / 1e6:.0f} MP. Downscale it first.",
             parameter="image",
         )
-    image = to_rgb(image)
+    image = to_rgb(image, check_finite=values)
     smallest = octave_sizes(h, w, settings.num_octaves, settings.octave_scale)[0]
     if min(smallest) < model.spec.min_size:
         max_oct = 1
@@ -314,6 +313,7 @@ def dream_image(
     tiles: Optional[TileBudget] = None,
     mask: Optional[torch.Tensor] = None,
     ranks: Optional[ChannelRanks] = None,
+    checked: bool = False,
 ) -> torch.Tensor:
     """Dream ``image`` with ``model``.
 
@@ -337,13 +337,15 @@ def dream_image(
         ranks: the channels a clip's ranked picks (``layer:strong8``) were given, kept from one
             dream to the next (a :class:`~dream_core.ranking.ChannelRanks`); ``None``: ranked on
             ``image`` (:func:`~dream_core.ranking.bind_ranks`).
+        checked: the caller checked that ``image``'s values are finite (a clip's frames, on the host):
+            skips that check, which on a GPU waits for all queued work.
 
     Returns:
         Dreamed image ``[B,3,H,W]`` in ``0..1`` on ``image``'s device and dtype. Computation
         happens on ``model``'s device. Works inside ``torch.inference_mode()``.
     """
     out_device, out_dtype = image.device, image.dtype
-    image = check_image_for_dream(image, model, settings)
+    image = check_image_for_dream(image, model, settings, values=not checked)
     objective = bind_ranks(model, resolve_objective(model, objective), image, ranks)
     if guide is not None:
         objective = guide_objective(model, objective, guide, fast_path=settings.fast_path)
@@ -353,7 +355,7 @@ def dream_image(
         base = image.detach().to(device=model.device, dtype=model.dtype)
         if base.is_inference():
             base = base.clone()
-        where = None if mask is None else as_mask(mask, tuple(base.shape[-2:])).to(base)
+        where = None if mask is None else as_mask(mask, tuple(base.shape[-2:]), check_finite=not checked).to(base)
         result = _dream_octaves(model, base, objective, settings, amp_dtype, anchor, on_step, hooks, tiles, where)
         if settings.luminance_only:
             result = keep_colours(result, base)
@@ -379,6 +381,7 @@ def _dream_octaves(
     n = settings.num_iterations
     total = len(sizes) * n
     offsets = draw_jitter(settings, total)  # (ox, oy) of every step, in order
+    host_offsets: list[list[int]] = offsets.tolist()  # read by the step-by-step path without a tensor op per step
     device_offsets: Optional[torch.Tensor] = None  # the same on the device, for CUDA graphs (made when needed)
     fast = use_fast_path(settings.fast_path)
     own_hooks = hooks is None or (hooks.optimize and not fast)
@@ -391,7 +394,7 @@ def _dream_octaves(
     def gradient(k: int):  # the step-by-step gradient of step k: tiles, out-of-memory back-off
         def at(image: torch.Tensor) -> torch.Tensor:
             nonlocal grad_settings, step_settings
-            ox, oy = (int(v) for v in offsets[k])
+            ox, oy = host_offsets[k]
             grad, used = _gradient_backing_off(active, objective, image, step_settings, amp_dtype, (oy, ox))
             if used is not step_settings:  # an out-of-memory error shrank the tiles: keep that size
                 grad_settings = step_settings = used

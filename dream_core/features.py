@@ -180,10 +180,13 @@ class FeatureHooks:
         # (x * value_scale - mean) / std as one multiply-add with constants made once.
         norm = self.model.spec.normalization
         if self._norm is None or self._norm[0].device != image.device or self._norm[0].dtype != image.dtype:
-            std = torch.tensor(norm.std, dtype=torch.float64)
-            scale = (norm.value_scale / std).view(1, 3, 1, 1)
-            shift = (-torch.tensor(norm.mean, dtype=torch.float64) / std).view(1, 3, 1, 1)
-            self._norm = (scale.to(image.device, image.dtype), shift.to(image.device, image.dtype))
+            # Filled on the device from numbers (no host tensor copied: that would wait for a GPU's queue).
+            scale = torch.empty(1, 3, 1, 1, device=image.device, dtype=image.dtype)
+            shift = torch.empty_like(scale)
+            for c, (mean, std) in enumerate(zip(norm.mean, norm.std)):
+                scale[:, c].fill_(norm.value_scale / std)
+                shift[:, c].fill_(-mean / std)
+            self._norm = (scale, shift)
         x = image.flip(1) if norm.bgr else image
         if self._channels_last:
             x = x.contiguous(memory_format=torch.channels_last)

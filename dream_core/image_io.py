@@ -186,11 +186,17 @@ def from_uint8_hwc(frame: np.ndarray, device: torch.device | str = "cpu") -> tor
     return torch.from_numpy(frame).to(device).permute(2, 0, 1).unsqueeze(0).float().div_(255.0)
 
 
-def to_uint8_hwc(image: torch.Tensor) -> np.ndarray:
-    """``[1,3,H,W]`` or ``[3,H,W]`` in ``0..1`` -> ``H x W x 3`` uint8 (rounded, clamped)."""
+def uint8_hwc(image: torch.Tensor) -> torch.Tensor:
+    """``[1,3,H,W]`` or ``[3,H,W]`` in ``0..1`` -> ``H x W x 3`` uint8 tensor on ``image``'s device (rounded, clamped)."""
     if image.dim() == 4:
         image = image[0]
-    return image.detach().clamp(0, 1).mul(255).round().to(torch.uint8).permute(1, 2, 0).cpu().numpy()
+    return image.detach().clamp(0, 1).mul(255).round().to(torch.uint8).permute(1, 2, 0)
+
+
+def to_uint8_hwc(image: torch.Tensor) -> np.ndarray:
+    """``[1,3,H,W]`` or ``[3,H,W]`` in ``0..1`` -> ``H x W x 3`` uint8 array (rounded, clamped): :func:`uint8_hwc`
+    on the host."""
+    return uint8_hwc(image).cpu().numpy()
 
 
 

@@ -169,8 +169,8 @@ def _convolve_axes(image: torch.Tensor, taps: Sequence[float]) -> torch.Tensor:
 
 def luminance(image: torch.Tensor) -> torch.Tensor:
     """Luma ``Y`` of RGB ``[B,3,H,W]`` -> ``[B,1,H,W]`` (BT.601 weights)."""
-    w = torch.tensor(_LUMA, device=image.device, dtype=image.dtype).view(1, 3, 1, 1)
-    return (image * w).sum(dim=1, keepdim=True)
+    r, g, b = image.unbind(1)  # the weights as numbers: no tensor copied to a GPU
+    return (r * _LUMA[0]).add_(g, alpha=_LUMA[1]).add_(b, alpha=_LUMA[2]).unsqueeze(1)
 
 
 def keep_colours(dreamed: torch.Tensor, original: torch.Tensor) -> torch.Tensor:
@@ -182,10 +182,11 @@ def keep_colours(dreamed: torch.Tensor, original: torch.Tensor) -> torch.Tensor:
     return (original + (luminance(dreamed) - luminance(original))).clamp(0, 1)
 
 
-def as_mask(mask: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+def as_mask(mask: torch.Tensor, size: tuple[int, int], *, check_finite: bool = True) -> torch.Tensor:
     """A mask as ``[1,1,H,W]`` float in ``0..1`` at ``size`` ``(H, W)`` (bilinear when resized).
 
     Accepts ``[H,W]``, ``[1,H,W]`` or ``[1,1,H,W]``; values are clamped to ``0..1``.
+    ``check_finite=False``: the caller checked the values (see :func:`to_rgb`).
 
     Raises:
         InvalidImageError: another shape, a batch of several masks, or non-finite values.
@@ -198,17 +199,19 @@ def as_mask(mask: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
         raise InvalidImageError(f"One mask per image is expected; got {m.shape[0]} in shape {tuple(mask.shape)}.",
                                 parameter="mask")
     m = m.to(torch.float32 if not m.is_floating_point() else m.dtype)
-    if not torch.isfinite(m).all():
+    if check_finite and not torch.isfinite(m).all():
         raise InvalidImageError("The mask contains NaN or infinite values.", parameter="mask")
     m = m.clamp(0, 1).unsqueeze(0)
     return m if tuple(m.shape[-2:]) == tuple(size) else resize(m, size).clamp(0, 1)
 
 
-def to_rgb(image: torch.Tensor) -> torch.Tensor:
+def to_rgb(image: torch.Tensor, *, check_finite: bool = True) -> torch.Tensor:
     """Validate ``[B,C,H,W]`` and return it as 3-channel RGB.
 
     Grayscale (C=1) is repeated to three channels; RGBA (C=4) is composited
-    on black (alpha multiplied in). Other channel counts raise.
+    on black (alpha multiplied in). Other channel counts raise. ``check_finite=False``
+    skips reading every value (on a GPU that read waits for all queued work) where the
+    caller has checked them already.
 
     Raises:
         InvalidImageError: wrong rank, channel count, empty/1x1 size, or non-finite values.
@@ -221,7 +224,7 @@ def to_rgb(image: torch.Tensor) -> torch.Tensor:
         raise InvalidImageError(f"Image is empty or too small to dream: {h}x{w} (batch {b}); need at least 2x2 pixels.")
     if not image.is_floating_point():
         raise InvalidImageError(f"Expected a float image in 0..1; got dtype {image.dtype}. Divide uint8 images by 255.")
-    if not torch.isfinite(image).all():
+    if check_finite and not torch.isfinite(image).all():
         raise InvalidImageError("Image contains NaN or infinite values; fix whatever produced it.")
     if c == 3:
         return image

@@ -50,7 +50,7 @@ class CarryPath:
 
     def as_carry(self) -> dict[str, torch.Tensor]:
         """What a resumed run needs to continue from here (``diff``, ``flow``, ``reliable``, ``age``)."""
-        return {"diff": self.diff, "flow": self.flow, "reliable": self.reliable, "age": torch.tensor(self.age)}
+        return {"diff": self.diff, "flow": self.flow, "reliable": self.reliable, "age": torch.full((), self.age)}
 
 
 @dataclass

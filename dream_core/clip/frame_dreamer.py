@@ -31,6 +31,7 @@ from ..image_ops import as_mask, resize, to_rgb
 from ..models.spec import DreamModel
 from ..objectives import Objective, resolve_objective
 from ..ranking import ChannelRanks
+from ..transfer import to_device
 from .cadence import Between, CarryPath, PendingFrames, feathered
 from .settings import VideoSettings
 
@@ -139,13 +140,19 @@ class FrameDreamer:
         to the last dreamed frame: ``diff``, ``flow``, ``reliable``); empty otherwise."""
         return {} if self._path is None else self._path.as_carry()
 
-    def as_raw(self, frame: torch.Tensor) -> torch.Tensor:
-        """A frame ``[1,C,H,W]`` as the dreamer keeps it (:attr:`prev_raw`): RGB on the model's device and dtype.
+    def raw_values(self, frame: torch.Tensor) -> torch.Tensor:
+        """A frame ``[1,C,H,W]`` with the values the dreamer keeps (:attr:`prev_raw`), where it is: RGB in the
+        model's dtype, checked to be finite (on the host for a decoded frame: no wait on a GPU).
 
-        The flow from a frame to the next is estimated from this (so a flow estimated ahead, on another
-        thread, is the one the loop would estimate).
+        The flow from a frame to the next is estimated from these values (so a flow estimated ahead,
+        on another thread, from the host copy is the one the loop would estimate).
         """
-        return to_rgb(frame).to(device=self.model.device, dtype=self.model.dtype)
+        return to_rgb(frame).to(dtype=self.model.dtype)
+
+    def as_raw(self, frame: torch.Tensor) -> torch.Tensor:
+        """A frame ``[1,C,H,W]`` as the dreamer keeps it (:attr:`prev_raw`): :meth:`raw_values` on the model's
+        device (copied without blocking when it comes pinned: :func:`~dream_core.transfer.staged`)."""
+        return to_device(self.raw_values(frame), self.model.device)
 
     def restore(self, prev_raw: torch.Tensor, prev_dream: torch.Tensor,
                 path: Optional[Mapping[str, torch.Tensor]] = None) -> None:
@@ -219,7 +226,7 @@ class FrameDreamer:
                     f"All frames must have the same size; got {raw.shape[-1]}x{raw.shape[-2]} after "
                     f"{self.prev_dream.shape[-1]}x{self.prev_dream.shape[-2]} (WxH). Resize the clip first."
                 )
-            where = None if mask is None else as_mask(mask, tuple(raw.shape[-2:])).to(device=dev, dtype=dt)
+            where = None if mask is None else _given_mask(mask, raw, dev, dt)
             run = _FrameRun(settings, video, objective, hooks, where, step, index)
             carried_only = self.prev_dream is not None and plan is not None and not plan.dream
             if self.prev_dream is None:
@@ -267,7 +274,7 @@ class FrameDreamer:
         """This frame's backward flow on the model's device, with the plan's drift composed onto it."""
         if backward_flow is None:
             raise missing_flow_error(self.video.mode)
-        flow = backward_flow.to(device=self.model.device, dtype=self.model.dtype)
+        flow = to_device(backward_flow, self.model.device, self.model.dtype)
         if plan is not None and not plan.motion.is_identity:
             drift = motion_flow(flow.shape[0], flow.shape[1], plan.motion, device=flow.device, dtype=flow.dtype)
             flow = compose_backward(flow, drift)
@@ -278,12 +285,12 @@ class FrameDreamer:
     def _dream(self, start: torch.Tensor, run: "_FrameRun", settings: DreamSettings,
                anchor: Optional[TemporalAnchor] = None) -> torch.Tensor:
         out = dream_image(self.model, start, run.objective, settings, anchor=anchor, on_step=run.on_step,
-                          hooks=run.hooks, tiles=self.tiles, mask=run.mask, ranks=self.ranks)
+                          hooks=run.hooks, tiles=self.tiles, mask=run.mask, ranks=self.ranks, checked=True)
         return out
 
     def _first(self, raw: torch.Tensor, run: "_FrameRun") -> torch.Tensor:
         if self.start_image is None:
-            check_image_for_dream(raw, self.model, run.settings)
+            check_image_for_dream(raw, self.model, run.settings, values=False)  # as_raw checked them
             return self._dream(raw, run, run.settings)
         start = to_rgb(self.start_image).to(device=raw.device, dtype=raw.dtype)[:1]
         if start.shape[-2:] != raw.shape[-2:]:
@@ -355,11 +362,17 @@ class FrameDreamer:
         return out if run.mask is None else torch.lerp(raw, out, run.mask)
 
 
+def _given_mask(mask: torch.Tensor, raw: torch.Tensor, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+    """A frame's mask as given (checked where it is: on the host for a mask from a file), ``[1,1,H,W]`` at the
+    frame's size on ``device``."""
+    return to_device(as_mask(mask, tuple(raw.shape[-2:])), device, dtype)
+
+
 def _reliability(flow: torch.Tensor, reliable: Optional[torch.Tensor]) -> torch.Tensor:
     """A flow's reliability as ``[1,1,H,W]`` (all reliable when ``None``)."""
     if reliable is None:
         return torch.ones_like(flow[..., 0])[None, None]
-    return reliable.to(flow).view(1, 1, *flow.shape[:2])
+    return to_device(reliable, flow.device, flow.dtype).view(1, 1, *flow.shape[:2])
 
 
 class _FrameRun:

@@ -145,7 +145,8 @@ class EstimatedFlows:
         self.consistency = consistency
 
     def __call__(self, previous: ClipState, index: int, raw: torch.Tensor) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
-        pair = flow_pair(self.estimator, previous.raw, raw, consistency=self.consistency)
+        # on the dream's device, where previous.raw is (a GPU estimator runs there; a host one copies both back)
+        pair = flow_pair(self.estimator, previous.raw, raw.to(previous.raw.device), consistency=self.consistency)
         return pair.backward, pair.reliable
 
 

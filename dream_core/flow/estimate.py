@@ -147,8 +147,8 @@ def resize_flow(flow: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
         out = F.interpolate(chw, size=(h, w), mode="area")
     else:
         out = F.interpolate(chw, size=(h, w), mode="bilinear", align_corners=False)
-    gain = torch.tensor([w / ww, h / hh], device=f.device, dtype=f.dtype)
-    out = out.permute(0, 2, 3, 1) * gain
+    u, v = out.unbind(1)  # the gains as numbers: no tensor copied to a GPU (it would wait for its queue)
+    out = torch.stack((u * (w / ww), v * (h / hh)), dim=-1)
     return out[0] if single else out
 
 
@@ -240,6 +240,11 @@ class FlowEstimator:
         if method in RAFT_METHODS:
             self._raft = (raft_model if raft_model is not None else load_raft(method, weights)).eval()
 
+    @property
+    def on_host(self) -> bool:
+        """Whether it estimates on the host (OpenCV's DIS and Farneback; RAFT runs on its frames' device)."""
+        return self.method not in RAFT_METHODS
+
     def __repr__(self) -> str:
         extra = f", dis_preset={self.dis_preset!r}" if self.method == "dis" else ""
         size = f", max_side={self.max_side}" if self.max_side else (f", scale={self.scale}" if self.scale else "")
@@ -299,13 +304,14 @@ class FlowEstimator:
                 f"are {size[1]}x{size[0]}{' at the flow size' if size != (height, width) else ''}. Use the "
                 "'farneback' method, or larger frames.", parameter="flow_method",
             )
-        s, d = _resize_frames(src, size), _resize_frames(dst, size)
         if self.method in RAFT_METHODS:
-            flow = self._match_raft(s, d)
-        else:
-            flow = torch.stack([self._match_cv2(s[i : i + 1], d[i : i + 1]) for i in range(s.shape[0])])
-            flow = flow.to(src.device)
-        return resize_flow(flow, (height, width)).float()
+            flow = self._match_raft(_resize_frames(src, size), _resize_frames(dst, size))
+            return resize_flow(flow, (height, width)).float()
+        # OpenCV: resized, made gray and matched on the host, so the flow is the same whichever device
+        # the frames come from (a GPU's resize rounds differently), then moved to theirs.
+        s, d = _resize_frames(src.cpu(), size), _resize_frames(dst.cpu(), size)
+        flow = torch.stack([self._match_cv2(s[i : i + 1], d[i : i + 1]) for i in range(s.shape[0])])
+        return resize_flow(flow, (height, width)).float().to(src.device)
 
     def _match_cv2(self, src: torch.Tensor, dst: torch.Tensor) -> torch.Tensor:
         cv2 = _import_cv2()

@@ -73,6 +73,9 @@ class FlowSet:
         if not isinstance(rel, torch.Tensor) or tuple(rel.shape) != (n, h, w):
             shape = tuple(rel.shape) if isinstance(rel, torch.Tensor) else type(rel).__name__
             raise FlowError(f"FlowSet.reliable must be [N-1,H,W] = {(n, h, w)}; got {shape}.")
+        for name, t in (("backward", bw), ("forward", self.forward), ("reliable", rel)):
+            if t is not None and not all(bool(torch.isfinite(f).all()) for f in t):  # once, frame by frame (memory)
+                raise FlowError(f"FlowSet.{name} holds NaN or infinite values; recompute the flows (compute_flows).")
         if self.size is None:
             self.size = (h, w)
         elif tuple(self.size) != (h, w):

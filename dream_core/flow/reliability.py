@@ -109,6 +109,11 @@ class FlowPair:
     forward: torch.Tensor | None
     reliable: torch.Tensor
 
+    def to(self, device: torch.device | str) -> "FlowPair":
+        """The pair on ``device``."""
+        return FlowPair(self.backward.to(device), None if self.forward is None else self.forward.to(device),
+                        self.reliable.to(device))
+
 
 def flow_pair(estimator: "FlowEstimator", prev: torch.Tensor, cur: torch.Tensor, *, consistency: bool = True) -> FlowPair:
     """Backward flow of ``cur`` w.r.t. ``prev`` and its reliability (and the forward flow).
@@ -122,10 +127,18 @@ def flow_pair(estimator: "FlowEstimator", prev: torch.Tensor, cur: torch.Tensor,
             and border tests only.
 
     Returns:
-        :class:`FlowPair` on ``cur``'s device.
+        :class:`FlowPair` on ``cur``'s device. A host estimator (``estimator.on_host``: DIS, Farneback)
+        makes the whole pair on the host and moves it there at the end, so the flows and the mask
+        are the same whichever device the frames come from (the pipeline estimates ahead from the
+        decoded frames on the host, the frame loop from the frames on the GPU).
     """
+    device = cur.device
+    if getattr(estimator, "on_host", False):  # a stand-in estimator computes where its frames are
+        prev, cur = prev.cpu(), cur.cpu()
     if consistency:
         backward, forward = estimator.bidirectional(prev, cur)
-        return FlowPair(backward, forward, reliability_mask(backward, forward))
-    backward = estimator(prev, cur)
-    return FlowPair(backward, None, reliability_mask(backward))
+        pair = FlowPair(backward, forward, reliability_mask(backward, forward))
+    else:
+        backward = estimator(prev, cur)
+        pair = FlowPair(backward, None, reliability_mask(backward))
+    return pair if pair.backward.device == device else pair.to(device)

@@ -174,10 +174,10 @@ def warp_with_mask(
     pos = _sample_positions(f, image.dtype)
     # Pixel positions -> normalised [-1, 1] (align_corners=True: -1 is the
     # centre of pixel 0, +1 the centre of pixel W-1).
-    scale = torch.tensor(
-        [2.0 / max(w - 1, 1), 2.0 / max(h - 1, 1)], device=image.device, dtype=image.dtype
-    )
-    grid = pos * scale - 1.0  # float32: ~W*6e-8 px round-off, float64: exact
+    # float32: ~W*6e-8 px round-off, float64: exact. The scales enter as numbers: no tensor is copied
+    # to a GPU (such a copy waits for the GPU's queue, and cannot be captured in a CUDA graph).
+    px, py = pos.unbind(-1)
+    grid = torch.stack((px * (2.0 / max(w - 1, 1)) - 1.0, py * (2.0 / max(h - 1, 1)) - 1.0), dim=-1)
     valid = _inside(pos, h, w).to(image.dtype)
     if grid.shape[0] != batch:
         grid = grid.expand(batch, -1, -1, -1)

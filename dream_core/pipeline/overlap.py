@@ -4,13 +4,15 @@ While the model dreams frame ``t`` on the caller's thread, :class:`ReadAhead` de
 frames ``t+1, t+2`` on a thread of its own, :class:`FlowAhead` estimates the flow
 between frames ``t`` and ``t+1`` on another, and :class:`WriteBehind` encodes frame
 ``t-1``. Decoding (PyAV), DIS/Farneback (OpenCV) and encoding release the GIL, so on
-a machine with a GPU their time hides behind the dream's.
+a machine with a GPU their time hides behind the dream's. Frames and flows cross to the GPU
+from pinned memory and dreamed frames come back through pinned buffers
+(:mod:`dream_core.transfer`), so the dreaming thread does not wait for the GPU between frames.
 
 Rules every class here keeps:
 
 * **Same output.** Frames go through the same functions in the same order; a thread
   only changes *when* they run (the flow of frame ``t+1`` is computed from exactly the
-  tensors the loop would use: :meth:`FrameDreamer.as_raw`).
+  values the loop would use, :meth:`FrameDreamer.raw_values`, on the host).
 * **Bounded memory.** Each hand-over is a queue of ``depth`` items (default 2).
 * **Errors surface as themselves.** An exception in a thread is re-raised in the
   caller's thread, the same object with its original type and traceback: a decoding
@@ -36,6 +38,7 @@ import torch
 from ..clip.loop import ClipState, DreamedFrame
 from ..flow.estimate import FlowEstimator
 from ..flow.reliability import flow_pair
+from ..transfer import staged, to_device
 
 log = logging.getLogger(__name__)
 
@@ -139,7 +142,7 @@ class FlowAhead:
     """A flow source that estimates the flow of frame ``t+1`` while frame ``t`` is dreamed.
 
     :meth:`feed` wraps the loop's frames: when it hands frame ``t`` to the loop it has frame
-    ``t+1`` in hand already and starts ``flow_pair(estimator, as_raw(frame t), frame t+1)`` on
+    ``t+1`` in hand already and starts ``flow_pair(estimator, raw_values(frame t), frame t+1)`` on
     the flow thread; when the loop then asks for frame ``t+1``'s flow (:meth:`__call__`, a
     :class:`~dream_core.clip.loop.FlowSource`) the result is usually ready. Every estimate
     runs on that one thread, in frame order, so an estimator holding state (OpenCV's DIS
@@ -147,17 +150,24 @@ class FlowAhead:
     start (the first frame after a resumed run's saved state) is estimated on the thread too,
     from the state's raw frame, exactly as :class:`~dream_core.clip.loop.EstimatedFlows` does.
 
+    Frames come from the decoding thread on the host. A host estimator (DIS, Farneback) works
+    on them there: no copy from the GPU, no wait on it; its flows come back pinned
+    (:func:`~dream_core.transfer.staged`), so the dreaming thread copies them to the GPU without
+    blocking. A GPU estimator (RAFT) gets the frames on ``device``.
+
     Args:
         estimator: the clip's :class:`~dream_core.flow.estimate.FlowEstimator`.
-        as_raw: the frame as the dreamer keeps it (:meth:`FrameDreamer.as_raw`): the previous
-            frame the loop's flow is estimated from.
+        raw_values: the values the dreamer keeps of a frame (:meth:`FrameDreamer.raw_values`): the
+            previous frame the loop's flow is estimated from.
+        device: the dream's device.
         consistency: also estimate the forward flow for the reliability test (as ``EstimatedFlows``).
     """
 
-    def __init__(self, estimator: FlowEstimator, as_raw: Callable[[torch.Tensor], torch.Tensor],
-                 consistency: bool = True) -> None:
+    def __init__(self, estimator: FlowEstimator, raw_values: Callable[[torch.Tensor], torch.Tensor],
+                 device: torch.device | str, consistency: bool = True) -> None:
         self.estimator = estimator
-        self.as_raw = as_raw
+        self.raw_values = raw_values
+        self.device = torch.device(device)
         self.consistency = consistency
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="dream-flow")
         self._ahead: dict[int, tuple[int, Future]] = {}
@@ -200,10 +210,12 @@ class FlowAhead:
 
     def _pair(self, prev: torch.Tensor, cur: torch.Tensor,
               convert: bool) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
+        prev = self.raw_values(prev) if convert else prev
+        if not self.estimator.on_host:  # RAFT: on the dream's device
+            prev, cur = to_device(prev, self.device), to_device(cur, self.device)
         with torch.no_grad():  # grad mode is per thread: this one never needs a graph
-            pair = flow_pair(self.estimator, self.as_raw(prev) if convert else prev, cur,
-                             consistency=self.consistency)
-        return pair.backward, pair.reliable
+            pair = flow_pair(self.estimator, prev, cur, consistency=self.consistency)
+        return staged(pair.backward, self.device), staged(pair.reliable, self.device)
 
 
 class WriteBehind:
@@ -253,7 +265,8 @@ class WriteBehind:
             the thread's error, if writing an earlier frame failed.
         """
         self.check()
-        self._put(done)
+        stage = getattr(self.sink, "stage", None)  # e.g. start a GPU frame's copy to the host, here
+        self._put(done if stage is None else stage(done))
         self.check()
 
     def _put(self, item: Any) -> None:

@@ -23,6 +23,7 @@ from ..clip.loop import dream_clip
 from ..errors import InvalidImageError, InvalidParameterError, VideoError
 from ..flow.estimate import FlowEstimator
 from ..image_io import from_uint8_hwc
+from ..transfer import staged
 from .overlap import FlowAhead, ReadAhead, WriteBehind
 from .sinks import FrameSink
 from .sources import Frame, FrameSource
@@ -95,7 +96,7 @@ def render_range(
             estimator = _estimator(flows)
             if estimator is not None and dreamer.video.needs_flow:
                 consistency = flows.consistency if isinstance(flows, EstimatedFlows) else True
-                flow_ahead = threads.enter_context(FlowAhead(estimator, dreamer.as_raw, consistency))
+                flow_ahead = threads.enter_context(FlowAhead(estimator, dreamer.raw_values, device, consistency))
                 pairs, flow_source = flow_ahead.feed(pairs), flow_ahead
         out: FrameSink | WriteBehind = sink
         if behind:
@@ -131,7 +132,9 @@ def _checking(on_step: ClipStepCallback, check: Callable[[], None]) -> ClipStepC
 
 
 def _checked(source: FrameSource, device: torch.device) -> Iterator[tuple[int, torch.Tensor]]:
-    """The source's pairs with arrays made tensors ``[1,3,H,W]`` on ``device``, indices checked against its range."""
+    """The source's pairs as tensors ``[1,3,H,W]``, indices checked against its range. Frames on the host stay
+    there, pinned when ``device`` is a GPU (:func:`~dream_core.transfer.staged`): the flow is estimated from
+    them on the host, and the frame loop copies them to the GPU without waiting for it."""
     frames = source.frames
     pairs = iter(source)
     try:
@@ -153,7 +156,7 @@ def _as_tensor(frame: Frame, device: torch.device) -> torch.Tensor:
     if isinstance(frame, np.ndarray):
         if frame.dtype != np.uint8 or frame.ndim != 3 or frame.shape[-1] != 3:
             raise InvalidImageError(f"An array frame must be (H,W,3) uint8 RGB; got {frame.shape} {frame.dtype}.")
-        return from_uint8_hwc(frame, device)
+        return staged(from_uint8_hwc(frame), device)
     if isinstance(frame, torch.Tensor):
-        return frame if frame.dim() == 4 else frame.unsqueeze(0)
+        return staged(frame if frame.dim() == 4 else frame.unsqueeze(0), device)
     raise InvalidImageError(f"A frame must be an (H,W,3) uint8 array or a [1,3,H,W] tensor; got {type(frame).__name__}.")

@@ -4,7 +4,9 @@ A :class:`~dream_core.clip.loop.DreamedFrame` carries the frame's global index, 
 ``[1,3,H,W]`` in ``0..1`` on the model's device, and the carry state to resume after it
 (:meth:`ClipState.carry <dream_core.clip.loop.ClipState.carry>`). A sink's ``background`` flag says
 whether its :meth:`~FrameSink.write` may run on the pipeline's encode thread (a file writer) or must
-run on the caller's (anything that touches a UI).
+run on the caller's (anything that touches a UI). A background sink may also have ``stage(done)``:
+called on the dreaming thread as each frame is handed over (to start its copy off the GPU), its
+result is what ``write`` then receives on the encode thread.
 
 * :class:`WriterSink`: into a resumable :class:`~dream_core.video.writer.VideoWriter` (frame + carry);
 * :class:`TensorSink`: into a preallocated ``[N,H,W,3]`` tensor (a ComfyUI IMAGE batch).
@@ -19,7 +21,8 @@ import torch
 
 from ..clip.loop import DreamedFrame
 from ..errors import InvalidParameterError
-from ..image_io import to_uint8_hwc
+from ..image_io import to_uint8_hwc, uint8_hwc
+from ..transfer import HostCopy
 
 
 class FrameSink(Protocol):
@@ -39,6 +42,15 @@ class FrameWriter(Protocol):
         ...
 
 
+class _Downloading:
+    """A dreamed frame whose ``(H,W,3) uint8`` copy to the host is under way (:meth:`WriterSink.stage`)."""
+
+    __slots__ = ("done", "copy")
+
+    def __init__(self, done: DreamedFrame, copy: HostCopy) -> None:
+        self.done, self.copy = done, copy
+
+
 class WriterSink:
     """Dreamed frames into a resumable video writer: each frame as ``(H,W,3) uint8`` with its carry state
     (device tensors; the writer copies them to the host only when it commits a segment).
@@ -52,8 +64,20 @@ class WriterSink:
     def __init__(self, writer: FrameWriter) -> None:
         self.writer = writer
 
-    def write(self, done: DreamedFrame) -> None:
-        self.writer.write(to_uint8_hwc(done.image), carry=done.state.carry())
+    def stage(self, done: DreamedFrame) -> DreamedFrame | _Downloading:
+        """On the dreaming thread, as the frame is handed to the encode thread: a GPU frame is made
+        ``uint8`` there and its copy to the host started (:class:`~dream_core.transfer.HostCopy`: the
+        dreaming thread does not wait for the GPU); other frames are handed over as they are."""
+        if done.image.device.type != "cuda":
+            return done
+        return _Downloading(done, HostCopy(uint8_hwc(done.image)))
+
+    def write(self, done: DreamedFrame | _Downloading) -> None:
+        if isinstance(done, _Downloading):  # waits for this frame's copy only
+            frame, done = done.copy.result().numpy(), done.done
+        else:
+            frame = to_uint8_hwc(done.image)
+        self.writer.write(frame, carry=done.state.carry())
 
 
 class TensorSink:

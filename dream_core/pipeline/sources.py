@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from ..image_io import from_uint8_hwc
+from ..transfer import staged
 from ..image_ops import fit_max_side
 from ..video.reader import read_frames
 
@@ -70,15 +71,17 @@ class IndexedFrames:
 class VideoFileSource:
     """Frames ``frames`` of a video file, decoded one at a time (:func:`~dream_core.video.read_frames`).
 
-    Each frame comes as RGB ``[1,3,h,w]`` float32 in ``0..1`` on ``device``, resized so its longer side
-    is at most ``max_side`` with even sides (as a dreamed video is written).
+    Each frame comes as RGB ``[1,3,h,w]`` float32 in ``0..1`` on the host, resized so its longer side
+    is at most ``max_side`` with even sides (as a dreamed video is written), and pinned when ``device``
+    is a GPU (:func:`~dream_core.transfer.staged`: decoded, resized and pinned on the decoding thread;
+    the frame loop copies it to the GPU without waiting).
 
     Args:
         path: the video file.
         frames: the global indices to read (a range past the file's end yields fewer frames; the
             pipeline reports it).
         max_side: longer side at most this many pixels (``None``: the file's size, rounded to even sides).
-        device: where the frames go.
+        device: the device the frames are dreamed on.
         num_frames: the file's frame count when probed already (saves a pass over its packets).
     """
 
@@ -96,11 +99,11 @@ class VideoFileSource:
     def __iter__(self) -> Iterator[tuple[int, torch.Tensor]]:
         decoded = read_frames(self.path, self.frames.start, self.frames.stop, self.num_frames)
         for index, arr in enumerate(decoded, self.frames.start):
-            yield index, fit_max_side(from_uint8_hwc(arr, self.device), self.max_side, multiple=EVEN)
+            yield index, staged(fit_max_side(from_uint8_hwc(arr), self.max_side, multiple=EVEN), self.device)
 
     def frame(self, index: int) -> torch.Tensor:
         """Frame ``index`` of the file (any index of the file, not only of :attr:`frames`), as the
         iteration gives it: RGB ``[1,3,H,W]`` in ``0..1`` fitted to ``max_side``, e.g. the run's first
         frame that ranked channel picks are taken on when a resumed run or a segment starts later."""
         arr = next(read_frames(self.path, index, index + 1, self.num_frames))
-        return fit_max_side(from_uint8_hwc(arr, self.device), self.max_side, multiple=EVEN)
+        return fit_max_side(from_uint8_hwc(arr), self.max_side, multiple=EVEN)

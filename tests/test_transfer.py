@@ -1,0 +1,89 @@
+"""Host <-> GPU copies that do not wait for the GPU (dream_core.transfer), and the pipeline built on them."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import panning_clip
+from dream_core import DreamSettings, FlowSet
+from dream_core.clip import FrameDreamer, VideoSettings
+from dream_core.errors import FlowError
+from dream_core.flow import FlowEstimator
+from dream_core.flow.reliability import flow_pair
+from dream_core.image_io import to_uint8_hwc
+from dream_core.pipeline import IndexedFrames, WriterSink, render_range
+from dream_core.transfer import HostCopy, staged, to_device
+
+
+def test_on_the_cpu_nothing_is_pinned_or_copied():
+    x = torch.rand(2, 3, 4, 5)
+    assert staged(x, "cpu") is x and not staged(x, torch.device("cpu")).is_pinned()
+    assert to_device(x, "cpu") is x
+    half = to_device(x, "cpu", torch.float64)
+    assert half.dtype == torch.float64 and torch.equal(half.float(), x)
+    assert HostCopy(x).result() is x
+
+
+def test_a_host_estimator_makes_the_same_pair_from_any_device():
+    """DIS on the host: the pair made from frames is moved to the current frame's device at the end, and is
+    exactly what the host frames give (here both on the CPU; on a GPU the CUDA test below)."""
+    clip = panning_clip(2, 48, 64, step=3)
+    est = FlowEstimator("dis")
+    assert est.on_host and FlowEstimator("farneback").on_host
+    assert not FlowEstimator("raft_small", raft_model=torch.nn.Identity()).on_host  # RAFT: where its frames are
+    a, b = flow_pair(est, clip[0], clip[1]), flow_pair(est, clip[0].clone(), clip[1].clone())
+    assert torch.equal(a.backward, b.backward) and torch.equal(a.reliable, b.reliable)
+    assert a.backward[..., 0].mean() > 1.5  # content moves 3 px: the flow points back along it
+
+
+def test_a_flowset_with_nan_is_refused_when_made():
+    bw = torch.zeros(2, 8, 8, 2)
+    bw[1, 3, 3, 0] = float("nan")
+    with pytest.raises(FlowError, match="backward holds NaN.*compute_flows"):
+        FlowSet(bw, None, torch.ones(2, 8, 8))
+    with pytest.raises(FlowError, match="reliable holds NaN"):
+        FlowSet(torch.zeros(2, 8, 8, 2), None, torch.full((2, 8, 8), float("inf")))
+
+
+# --------------------------------------------------------------------------- CUDA
+
+
+@pytest.mark.cuda
+def test_staged_tensors_are_pinned_and_copied_exactly():
+    x = torch.rand(1, 3, 37, 53)
+    pinned = staged(x, "cuda")
+    assert pinned.is_pinned() and torch.equal(pinned, x) and staged(pinned, "cuda") is pinned
+    on_gpu = to_device(pinned, torch.device("cuda"), torch.float16)
+    assert on_gpu.device.type == "cuda" and on_gpu.dtype == torch.float16
+    assert torch.equal(on_gpu.cpu(), x.half())
+    back = HostCopy(on_gpu * 2)
+    assert torch.equal(back.result(), (x.half() * 2)) and back.result().is_pinned()
+
+
+class _Frames:
+    def __init__(self) -> None:
+        self.frames: list[np.ndarray] = []
+
+    def write(self, frame, carry=None) -> None:
+        self.frames.append(frame.copy())
+
+
+@pytest.mark.cuda
+def test_on_cuda_the_overlapped_pipeline_writes_the_sequential_frames(tiny_model):
+    """Frames decoded and pinned on the host, the flow made there ahead, frames copied back through pinned
+    buffers: bit for bit what the sequential loop on the GPU writes."""
+    model = tiny_model.to("cuda")
+    clip = panning_clip(5, 48, 64, step=3)
+    written = {}
+    for overlap in (False, True):
+        sink = _Frames()
+        settings = DreamSettings(num_octaves=2, octave_scale=1.5, num_iterations=3, jitter=3)
+        with FrameDreamer(model, "conv2", settings, VideoSettings(colour_coherence=0.5)) as dreamer:
+            source = IndexedFrames(range(5), ((t, clip[t][None]) for t in range(5)), background=True)
+            render_range(source, dreamer, FlowEstimator("dis"), WriterSink(sink), overlap=overlap)
+        written[overlap] = np.stack(sink.frames)
+    assert written[True].shape == (5, 48, 64, 3)
+    assert np.array_equal(written[True], written[False])
+    assert not np.array_equal(written[True][1], to_uint8_hwc(clip[1]))  # dreamed
