@@ -76,7 +76,7 @@ def run_animate(args: argparse.Namespace) -> int:
         with tqdm(total=args.frames, initial=point.frames_done, unit="frame", desc="dreaming animation",
                   dynamic_ncols=True) as bar:
             render_range(feedback, dreamer, None, WriterSink(writer), plan=plan, masks=masks,
-                         on_frame=lambda _: bar.update(1), overlap=not args.no_overlap)
+                         on_frame=lambda _: bar.update(1), overlap=False if args.no_overlap else None)
     log.info("Wrote %s: %d frames at %s fps in %.1f s", args.output, args.frames, rate, time.perf_counter() - t0)
     return 0
 

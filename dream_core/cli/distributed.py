@@ -51,7 +51,7 @@ def video_job(args: argparse.Namespace, run_settings: DreamSettings, video: Vide
         model=model_name, weights=args.weights, objective=args.layers, settings=run_settings, video=video,
         flow=args.flow, flow_weights=args.flow_weights, crf=args.crf, device=args.device,
         plan=functools.partial(_plan_on_worker, args, run_settings, video, fps, frames.start),
-        start_image=start_image, overlap=not getattr(args, "no_overlap", False),
+        start_image=start_image, overlap=False if getattr(args, "no_overlap", False) else None,
     )
 
 

@@ -56,7 +56,8 @@ def add_output_arguments(g: "argparse._ArgumentGroup | argparse.ArgumentParser")
     g.add_argument("--no-resume", action="store_true", help="start over even if an unfinished run exists")
     g.add_argument("--no-overlap", action="store_true",
                    help="decode, estimate the flow and encode between dreams instead of on threads while the model "
-                        "dreams (for debugging: the output is the same)")
+                        "dreams (the output is the same). The threads run only when the model is on a GPU: on the "
+                        "CPU they compete with the dream for the cores")
 
 
 def run_video(args: argparse.Namespace) -> int:
@@ -84,7 +85,7 @@ def run_video(args: argparse.Namespace) -> int:
         with tqdm(total=len(run.frames), initial=point.frames_done, unit="frame", desc="dreaming video",
                   dynamic_ncols=True) as bar:
             render_range(source, dreamer, estimator, WriterSink(writer), start=start, plan=run.plan, masks=run.masks,
-                         on_frame=lambda _: bar.update(1), overlap=not args.no_overlap)
+                         on_frame=lambda _: bar.update(1), overlap=False if args.no_overlap else None)
     log.info("Wrote %s: %d frames at %s fps in %.1f s", args.output, len(run.frames), run.info.frame_rate,
              time.perf_counter() - t0)
     return 0

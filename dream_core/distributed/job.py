@@ -76,7 +76,7 @@ class SegmentJob:
             kept frame of that segment unless the marker exists, which it creates first. For fault
             tests and the benchmark; ``None`` in real runs.
         overlap: decode, estimate flows and encode on threads while the model dreams
-            (:func:`~dream_core.pipeline.render_range`; the same frames either way).
+            (:func:`~dream_core.pipeline.render_range`; the same frames either way; ``None``: on a GPU only).
     """
 
     source: str
@@ -95,7 +95,7 @@ class SegmentJob:
     plan: Optional[PlanFactory] = None
     start_image: Optional[np.ndarray] = None
     fail_once: Optional[tuple[int, str]] = None
-    overlap: bool = True
+    overlap: Optional[bool] = None
 
 
 @dataclass(frozen=True)

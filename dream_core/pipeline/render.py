@@ -46,7 +46,7 @@ def render_range(
     masks: Optional[MaskProvider] = None,
     on_step: Optional[ClipStepCallback] = None,
     on_frame: Optional[FrameCallback] = None,
-    overlap: bool = True,
+    overlap: Optional[bool] = None,
 ) -> int:
     """Dream the frames of ``source`` into ``sink``, one at a time (memory does not grow with the range).
 
@@ -69,7 +69,10 @@ def render_range(
         on_frame: after each frame is dreamed and handed to the sink, on the caller's thread.
         overlap: run decoding, the next frame's flow and encoding on threads while the model dreams
             (:mod:`.overlap`): frame for frame the same output. ``False``: everything on the caller's
-            thread, one step after the other (for debugging and comparisons). Only what can be done
+            thread, one step after the other (for debugging and comparisons). ``None`` (default): on
+            when the model runs on a GPU, off on the CPU, where the dream's own operators use every
+            core and the threads only compete with them (a 2-core machine dreamed 1.3-1.6x slower
+            with them: benchmarks/RESULTS.md, "Overlap on the CPU"). Only what can be done
             ahead is: a source with ``background`` false is read on the caller's thread, flows are
             estimated ahead only from such a source and a ``FlowEstimator``, a sink with
             ``background`` false is written on the caller's thread.
@@ -85,6 +88,8 @@ def render_range(
     """
     frames = source.frames
     device = dreamer.model.device
+    if overlap is None:
+        overlap = device.type != "cpu"
     ahead = overlap and bool(getattr(source, "background", False))
     behind = overlap and bool(getattr(sink, "background", False))
     count = 0

@@ -82,7 +82,7 @@ def test_the_frame_loop_reads_nothing_back_from_the_device(tiny_model, case):
         audit = HostReads()
         with audit:
             render_range(IndexedFrames(range(6), ((t, clip[t][None]) for t in range(6)), background=True), dreamer,
-                         FlowEstimator("dis"), sink, plan=plan, masks=lambda t: mask)
+                         FlowEstimator("dis"), sink, plan=plan, masks=lambda t: mask, overlap=True)  # as on a GPU
     assert sink.count == 6
     assert not audit.found, "reads back from the device in the frame loop:\n" + "\n".join(
         f"{n} x {where}" for where, n in audit.found.items())

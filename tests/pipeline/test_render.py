@@ -225,7 +225,7 @@ def test_frames_handed_over_before_a_cancel_are_still_written(tiny_model):
     with FrameDreamer(tiny_model, None, QUICK, VideoSettings(mode="independent")) as dreamer:
         with pytest.raises(Cancelled):
             render_range(IndexedFrames(range(5), enumerate(panning_clip(5, 48, 64)), background=True), dreamer, None,
-                         sink, on_step=cancel_at_frame_3, on_frame=lambda done: handed.append(done.index))
+                         sink, on_step=cancel_at_frame_3, on_frame=lambda done: handed.append(done.index), overlap=True)
     assert handed == [0, 1, 2] and [i for i, *_ in sink.frames] == [0, 1, 2]
     assert _dream_threads() == []
 
@@ -255,8 +255,19 @@ def test_a_cancel_waits_for_a_busy_decoder_to_stop(tiny_model):
     with FrameDreamer(tiny_model, None, QUICK, VideoSettings(mode="independent")) as dreamer:
         with pytest.raises(Cancelled):
             render_range(IndexedFrames(range(4), slow_frames(), background=True), dreamer, None, Recorder(),
-                         on_step=cancel)
+                         on_step=cancel, overlap=True)
     assert _dream_threads() == [] and closed == ["dream-decode"]
+
+
+def test_by_default_the_threads_run_on_a_gpu_only(tiny_model, pan):
+    """On the CPU the dream's operators use every core and the threads would only compete with them: by default
+    everything runs on the caller's thread (the same frames as with the threads)."""
+    default, threaded = Recorder(), Recorder()
+    for sink, overlap in ((default, None), (threaded, True)):
+        with FrameDreamer(tiny_model, None, QUICK, VideoSettings()) as dreamer:
+            render_range(VideoFileSource(pan, range(3)), dreamer, FlowEstimator("dis"), sink, overlap=overlap)
+    assert default.threads == {threading.current_thread().name} and threaded.threads == {"dream-encode"}
+    assert all(torch.equal(a[1], b[1]) for a, b in zip(default.frames, threaded.frames, strict=True))
 
 
 def test_raft_estimated_ahead_on_its_thread_gives_the_same_frames(tiny_model, pan):
