@@ -31,6 +31,7 @@ from dream_core.flow import FlowEstimator  # noqa: E402
 from dream_core.objectives import resolve_objective  # noqa: E402
 from dream_core.video import read_frames  # noqa: E402
 from dream_core.clip import FrameDreamer, VideoSettings, dream_clip
+from dream_core.pipeline import IndexedFrames, WriterSink, render_range  # noqa: E402
 from dream_core.warmup import warm_up_in_background  # noqa: E402
 
 BENCH = Path(__file__).resolve().parent
@@ -156,6 +157,33 @@ def clip_speed(model, frames: list[torch.Tensor], settings: DreamSettings) -> di
     peak = torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else 0.0
     return {"first_s": times[0], "later_s": sum(later) / len(later), "dream_s": sum(later_dreams) / len(later_dreams),
             "peak_mib": peak}
+
+
+class _NullWriter:
+    """Takes frames as the video writer does (``(H,W,3) uint8`` arrays on the encode thread) and counts them."""
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    def write(self, frame: np.ndarray, carry: object = None) -> None:
+        self.count += 1
+
+
+def pipeline_speed(model, frames: list[torch.Tensor], settings: DreamSettings) -> dict[str, float]:
+    """Through the pipeline as the command line runs it (render_range: host frames decoded ahead and pinned, the
+    DIS flow of the next frame on its thread, frames copied back to the encode thread; no encoder), with no
+    wait between frames: later frames s/frame (from the first frame handed on to the last one on the host)."""
+    device = model.device
+    writer = _NullWriter()
+    marks: list[float] = []
+    with FrameDreamer(model, None, settings, VideoSettings()) as dreamer:
+        source = IndexedFrames(range(len(frames)), ((i, f.cpu()) for i, f in enumerate(frames)), background=True)
+        render_range(source, dreamer, FlowEstimator("dis"), WriterSink(writer),  # type: ignore[arg-type]
+                     on_frame=lambda done: marks.append(time.perf_counter()))
+        B.sync(device)
+        end = time.perf_counter()
+    later = max(1, len(frames) - 1)
+    return {"later_s": (end - marks[0]) / later, "frames": float(writer.count)}
 
 
 def later_settings(settings: DreamSettings) -> DreamSettings:

@@ -16,7 +16,8 @@ Sections, in this order; each prints its table when done and the markdown file i
 
 1. ``tests``: ``pytest -m cuda`` in a child process.
 2. ``first``: per model, a fresh child process: loading, the first 720p frame, and variants at new shapes.
-3. ``steady``: per model and precision (fp32, bf16 autocast): the one frame loop at 720p, stable mode, DIS.
+3. ``steady``: per model and precision (fp32, bf16 autocast): the one frame loop at 720p, stable mode, DIS;
+   and the same frames through the pipeline (render_range with its threads and pinned copies).
 4. ``busy``: torch.profiler over later frames: the share of wall time the GPU runs kernels.
 5. ``cli``: ``python -m dream_core video`` end to end on a 300-frame 720p clip.
 6. ``variants``: one later-frame dream with CUDA graphs, ``channels_last`` and precision switched.
@@ -63,8 +64,12 @@ COLUMNS = {
              "the frame (warm-up + decode + first frame). Target: first frame <= 1.5 s.",
     "steady": "through dream_clip (stable mode, DIS flow on the CPU, default settings): first frame s, later frames "
               "s/frame (mean) and frames/s, dream s/frame (the dream's part of a later frame; the rest is flow, "
-              "warps and the loop), peak CUDA memory. Target: later frames >= 10 frames/s for Lite0 and GoogLeNet.",
-    "busy": "torch.profiler over 3 later frames (frame loop: flow included) or 3 later-frame dreams (dream "
+              "warps and the loop), peak CUDA memory; each frame waits for the GPU before the clock is read. "
+              "Pipeline later frames/s: the same frames through render_range as the command line runs it (host "
+              "frames decoded ahead and pinned, the next flow on its thread, frames copied back for the encoder, "
+              "no encoder), no wait between frames. Target: later frames >= 10 frames/s for Lite0 and GoogLeNet.",
+    "busy": "torch.profiler over 3 later frames (frame loop: flow included; pipeline: render_range with its "
+            "threads, the first frame included) or 3 later-frame dreams (dream "
             "alone, with and without CUDA graphs): GPU busy % = union of kernel intervals / wall time under the "
             "profiler (it slows the host, so this reads low; should it miss kernels replayed inside graphs, the "
             "graphs-on row reads far below the graphs-off one). Target: >= 70 %.",
@@ -160,17 +165,19 @@ def section_steady(run: Run) -> None:
         P.step_speed(model, frames[0][..., :96, :96], run.settings.with_(num_octaves=1), 1)  # per-process set-up
         for precision in run.args.precisions.split(","):
             if run.left() < MIN_SECTION_S:
-                rows.append([name, precision, "skipped: over the time budget", "", "", "", "", ""])
+                rows.append([name, precision, "skipped: over the time budget", "", "", "", "", "", ""])
                 continue
             amp = "none" if precision.strip() == "fp32" else precision.strip()
             r = P.clip_speed(model, frames, run.settings.with_(autocast=amp))
+            piped = P.pipeline_speed(model, frames, run.settings.with_(autocast=amp))
             rows.append([model.name, precision, fmt(r["first_s"], ".2f"), fmt(r["later_s"]),
-                         fmt(1 / r["later_s"], ".1f"), fmt(r["dream_s"]), fmt(r["peak_mib"], ".0f")])
+                         fmt(1 / r["later_s"], ".1f"), fmt(r["dream_s"]), fmt(1 / piped["later_s"], ".1f"),
+                         fmt(r["peak_mib"], ".0f")])
         del model
         if run.device.type == "cuda":
             torch.cuda.empty_cache()
     run.add(B.table(["model", "precision", "first frame s", "later s/frame", "later frames/s", "dream s/frame",
-                     "peak CUDA MiB"], rows, f"Steady speed, {B.size_name(run.size)}, stable mode, DIS flow, "
+                     "pipeline later frames/s", "peak CUDA MiB"], rows, f"Steady speed, {B.size_name(run.size)}, stable mode, DIS flow, "
                     f"{len(frames)} frames"))
 
 
@@ -193,6 +200,8 @@ def section_busy(run: Run) -> None:
             next(loop)  # the first frame (set-up, captures) outside the profile
             r = P.busy_share(lambda: [next(loop) for _ in range(later)], run.device)
         rows.append(_busy_row(model.name, f"frame loop, {later} later frames", r))
+        r = P.busy_share(lambda: P.pipeline_speed(model, frames[:later + 1], run.settings), run.device)
+        rows.append(_busy_row(model.name, f"pipeline, {later + 1} frames (the first included)", r))
         repeats = 1 if run.args.quick else 3
         for graphs in (True, False):  # graphs off: in case the profiler misses kernels replayed in graphs
             r = P.busy_share(lambda: P.step_speed(model, frames[0], run.settings.with_(cuda_graphs=graphs), repeats),

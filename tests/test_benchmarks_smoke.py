@@ -113,7 +113,7 @@ def test_gpu_check_quick_run_fills_every_section_of_its_report(tmp_path, capsys,
     for title in GPU_CHECK_TITLES:
         assert title in text, title
     rows = [line for line in text.splitlines() if line.startswith("| efficientnet_lite0")]
-    assert len(rows) == 1 + 1 + 3 + 5  # first frame, steady, busy (3), variants (5)
+    assert len(rows) == 1 + 1 + 4 + 5  # first frame, steady, busy (4), variants (5)
     assert all("skipped" not in row and "error" not in row for row in rows)
     cli = next(line for line in text.splitlines() if line.startswith("| 160x96"))
     assert cli.split("|")[2].strip() == "3"  # the command line dreamed the 3-frame clip made for it
