@@ -187,7 +187,8 @@ class DDVVideoDreamV2:
             progress.update((index - frames.start) * _UNITS + (_UNITS - 1) * step // total, current)
 
         def on_frame(done: DreamedFrame) -> None:
-            progress.update((done.index - frames.start + 1) * _UNITS, done.image, force_preview=True)
+            # a preview at most every half second (each one waits for the GPU), and the last frame's
+            progress.update((done.index - frames.start + 1) * _UNITS, done.image, force_preview=done.index == frames.stop - 1)
             host.check_interrupt()
 
         started = time.perf_counter()
@@ -195,7 +196,9 @@ class DDVVideoDreamV2:
             with FrameDreamer(model, objective, dreaming, video, start_image=start_rgb) as dreamer:
                 # ranked picks (layer:strong8): on the first frame of the range, for every scheduled objective
                 rank_clip(dreamer.ranks, model, plan.objectives, lambda: rgb_frame(images, frames.start, device))
-                clip = IndexedFrames(frames, ((t, rgb_frame(images, t, device)) for t in frames), name="the images")
+                # frames where the IMAGE is (the host: pinned ahead for a GPU, on the pipeline's thread)
+                clip = IndexedFrames(frames, ((t, rgb_frame(images, t, images.device)) for t in frames), background=True,
+                                     name="the images")
                 render_range(clip, dreamer, flow, TensorSink(out, frames.start), on_step=on_step, on_frame=on_frame,
                              plan=plan, masks=masks)
         finally:

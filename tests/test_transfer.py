@@ -87,3 +87,21 @@ def test_on_cuda_the_overlapped_pipeline_writes_the_sequential_frames(tiny_model
     assert written[True].shape == (5, 48, 64, 3)
     assert np.array_equal(written[True], written[False])
     assert not np.array_equal(written[True][1], to_uint8_hwc(clip[1]))  # dreamed
+
+
+@pytest.mark.cuda
+def test_on_cuda_a_tensor_sink_gets_every_frame_through_pinned_copies(tiny_model):
+    """An IMAGE batch on the host filled from the GPU on the encode thread: every row is in place when
+    render_range returns, equal to the rows written frame by frame on the caller's thread."""
+    from dream_core.pipeline import TensorSink
+
+    model = tiny_model.to("cuda")
+    clip = panning_clip(4, 48, 64, step=3)
+    outs = []
+    for overlap in (None, False):
+        out = torch.full((4, 48, 64, 3), -1.0)
+        with FrameDreamer(model, "conv2", DreamSettings(num_octaves=1, num_iterations=2), VideoSettings()) as dreamer:
+            source = IndexedFrames(range(4), ((t, clip[t][None]) for t in range(4)), background=True)
+            render_range(source, dreamer, FlowEstimator("dis"), TensorSink(out), overlap=overlap)
+        outs.append(out)
+    assert (outs[0] >= 0).all() and torch.equal(outs[0], outs[1])

@@ -3,8 +3,8 @@
 A :class:`~dream_core.clip.loop.DreamedFrame` carries the frame's global index, the dreamed image
 ``[1,3,H,W]`` in ``0..1`` on the model's device, and the carry state to resume after it
 (:meth:`ClipState.carry <dream_core.clip.loop.ClipState.carry>`). A sink's ``background`` flag says
-whether its :meth:`~FrameSink.write` may run on the pipeline's encode thread (a file writer) or must
-run on the caller's (anything that touches a UI). A background sink may also have ``stage(done)``:
+whether its :meth:`~FrameSink.write` may run on the pipeline's encode thread (a file writer, a tensor)
+or must run on the caller's (anything that touches a UI). A background sink may also have ``stage(done)``:
 called on the dreaming thread as each frame is handed over (to start its copy off the GPU), its
 result is what ``write`` then receives on the encode thread.
 
@@ -83,6 +83,10 @@ class WriterSink:
 class TensorSink:
     """Dreamed frames into a preallocated channels-last batch: frame ``first + k`` into ``out[k]``.
 
+    With the pipeline's threads (a GPU), a GPU frame's copy to a host ``out`` starts on the dreaming thread
+    into a pinned buffer (:meth:`stage`) and lands in ``out`` on the encode thread; every frame is in
+    ``out`` when :func:`~dream_core.pipeline.render_range` returns.
+
     Args:
         out: ``[N,H,W,3]`` float tensor (any device; e.g. a ComfyUI IMAGE on the intermediate device).
         first: global index of the frame that goes into ``out[0]``.
@@ -91,7 +95,7 @@ class TensorSink:
         InvalidParameterError: ``out`` is not ``[N,H,W,3]``.
     """
 
-    background = False
+    background = True
 
     def __init__(self, out: torch.Tensor, first: int = 0) -> None:
         if out.dim() != 4 or out.shape[-1] != 3:
@@ -99,11 +103,19 @@ class TensorSink:
         self.out = out
         self.first = first
 
-    def write(self, done: DreamedFrame) -> None:
+    def stage(self, done: DreamedFrame) -> DreamedFrame | _Downloading:
+        """On the dreaming thread: a GPU frame bound for a host ``out`` starts its copy (no wait on the GPU)."""
+        if done.image.device.type != "cuda" or self.out.device.type != "cpu":
+            return done
+        return _Downloading(done, HostCopy(done.image[0].permute(1, 2, 0)))
+
+    def write(self, done: DreamedFrame | _Downloading) -> None:
+        image = done.copy.result() if isinstance(done, _Downloading) else None
+        done = done.done if isinstance(done, _Downloading) else done
         k = done.index - self.first
         if not 0 <= k < self.out.shape[0]:
             raise InvalidParameterError(
                 f"Frame {done.index} does not fit the output of frames {self.first}..{self.first + len(self.out) - 1}.",
                 parameter="out",
             )
-        self.out[k].copy_(done.image[0].permute(1, 2, 0))
+        self.out[k].copy_(done.image[0].permute(1, 2, 0) if image is None else image)
