@@ -70,10 +70,18 @@ def graph_key(objective: "Objective", image: torch.Tensor, settings: DreamSettin
               amp_dtype: Optional[torch.dtype], terms: StepTerms) -> tuple:
     """What a captured step depends on besides the static buffers' contents."""
     # The step scale's value (the learning rate, schedulable) and the anchor's are read from static
-    # buffers, so a scheduled learning rate replays the same graph; only their kind is fixed.
+    # buffers, so a scheduled learning rate replays the same graph; only their kind is fixed. (A
+    # half-precision image keeps the rate as a number, baked into the graph: see OctaveGraph.)
+    baked = None if isinstance(terms.scale, torch.Tensor) or _rate_in_buffer(image) else terms.scale
     return (id(objective), tuple(image.shape), image.dtype, image.device, amp_dtype, settings.step_rule,
             settings.gradient_smoothing, settings.colour_decorrelation, settings.laplacian_levels,
-            isinstance(terms.scale, torch.Tensor), terms.anchor_target is not None)
+            isinstance(terms.scale, torch.Tensor), baked, terms.anchor_target is not None)
+
+
+def _rate_in_buffer(image: torch.Tensor) -> bool:
+    """Whether a learning rate (a number) can live in a 0-d buffer of ``image``'s dtype and step exactly as the
+    number does: in float32 and float64 (a half-precision buffer would round the rate first)."""
+    return image.dtype in (torch.float32, torch.float64)
 
 
 class OctaveGraph:
@@ -97,10 +105,13 @@ class OctaveGraph:
         self.x = torch.empty_like(image, memory_format=torch.contiguous_format)
         self.offset = torch.zeros(2, dtype=torch.long, device=image.device)
         self.shift = DeviceShift(self.offset, (int(image.shape[-2]), int(image.shape[-1])))
-        # A learning rate without a mask lives in a 0-d buffer (``x + lr * d`` computes the same in
-        # the image's dtype as with the Python number), so its value can change between replays.
-        scale = torch.empty((), dtype=image.dtype, device=image.device) if not isinstance(terms.scale, torch.Tensor) \
-            else torch.empty_like(terms.scale)
+        # A learning rate without a mask lives in a 0-d buffer (in float32/float64, ``x + lr * d`` computes
+        # the same with it as with the Python number), so its value can change between replays.
+        scale: float | torch.Tensor = terms.scale
+        if isinstance(terms.scale, torch.Tensor):
+            scale = torch.empty_like(terms.scale)
+        elif _rate_in_buffer(image):
+            scale = torch.empty((), dtype=image.dtype, device=image.device)
         self.terms = StepTerms(
             scale,
             None if terms.anchor_target is None else torch.empty_like(terms.anchor_target),
@@ -118,7 +129,7 @@ class OctaveGraph:
                             (self.terms.anchor_weight, terms.anchor_weight)):
             if isinstance(given, torch.Tensor):
                 mine.copy_(given)
-            elif given is not None:  # the learning rate (a number): written on the device, no host copy
+            elif given is not None and isinstance(mine, torch.Tensor):  # the rate: written on the device
                 mine.fill_(given)
 
     def _step(self) -> None:

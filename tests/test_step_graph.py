@@ -250,3 +250,17 @@ def test_stable_mode_clip_with_graphs_matches_stepping():
                 assert StepGraphs.of(dreamer._hooks).captured() == 4  # 2 octaves, without and with the anchor
     for with_graphs, stepped, raw in zip(outs[True], outs[False], clip):
         assert (with_graphs - stepped).abs().mean() < 0.05 * (stepped - raw[None]).abs().mean()
+
+
+def test_a_half_precision_image_keeps_its_learning_rate_as_a_number(tiny_model):
+    """A float16/bfloat16 buffer would round the rate before the step multiplies with it (the step-by-step path
+    multiplies by the number at float32): there the rate stays baked into the graph, one graph per rate; in
+    float32 one graph serves every rate."""
+    from dream_core.dream_step import StepTerms
+    from dream_core.step_graph import graph_key
+
+    objective = resolve_objective(tiny_model, "conv2")
+    for dtype, shared in ((torch.float32, True), (torch.float64, True), (torch.float16, False), (torch.bfloat16, False)):
+        image = torch.zeros(1, 3, 8, 8, dtype=dtype)
+        keys = {graph_key(objective, image, S, None, StepTerms(lr)) for lr in (0.01, 0.02)}
+        assert (len(keys) == 1) == shared, dtype

@@ -108,3 +108,42 @@ def test_on_cuda_a_tensor_sink_gets_every_frame_through_pinned_copies(tiny_model
             render_range(source, dreamer, FlowEstimator("dis"), TensorSink(out), overlap=overlap)
         outs.append(out)
     assert (outs[0] >= 0).all() and (outs[0] - outs[1]).abs().max() < 1e-4
+
+
+@pytest.mark.cuda
+def test_on_cuda_steady_frames_never_wait_for_the_gpu(tiny_model):
+    """torch's sync debug mode raises on any operation that waits for the GPU (a value read back, a blocking
+    copy) from the third frame to the last one handed on (the first two capture CUDA graphs, which
+    synchronise on purpose): decoding, flow and dreaming never wait; the sink here keeps the copies and
+    waits for them afterwards (the encoder's wait is the one intended)."""
+    from dream_core.image_io import uint8_hwc
+
+    model = tiny_model.to("cuda")
+    clip = panning_clip(6, 48, 64, step=3)
+    mask = torch.linspace(0, 1, 64).expand(48, 64).contiguous()
+
+    class Keep:
+        background = True
+
+        def __init__(self) -> None:
+            self.copies: list[HostCopy] = []
+
+        def stage(self, done):
+            return HostCopy(uint8_hwc(done.image))
+
+        def write(self, copy) -> None:
+            self.copies.append(copy)
+
+    def strict_between(done) -> None:
+        torch.cuda.set_sync_debug_mode("error" if done.index in (1, 2, 3, 4) else "default")
+
+    sink = Keep()
+    settings = DreamSettings(num_octaves=2, octave_scale=1.5, num_iterations=3)
+    try:
+        with FrameDreamer(model, "conv2", settings, VideoSettings(colour_coherence=0.5)) as dreamer:
+            source = IndexedFrames(range(6), ((t, clip[t][None]) for t in range(6)), background=True)
+            render_range(source, dreamer, FlowEstimator("dis"), sink, masks=lambda t: mask, on_frame=strict_between)
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    frames = [copy.result() for copy in sink.copies]
+    assert len(frames) == 6 and all(tuple(f.shape) == (48, 64, 3) for f in frames)

@@ -23,7 +23,7 @@ from ..clip.loop import dream_clip
 from ..errors import InvalidImageError, InvalidParameterError, VideoError
 from ..flow.estimate import FlowEstimator
 from ..image_io import from_uint8_hwc
-from ..transfer import staged
+from ..transfer import release_pinned, staged
 from .overlap import FlowAhead, ReadAhead, WriteBehind
 from .sinks import FrameSink
 from .sources import Frame, FrameSource
@@ -70,9 +70,9 @@ def render_range(
         overlap: run decoding, the next frame's flow and encoding on threads while the model dreams
             (:mod:`.overlap`): frame for frame the same output. ``False``: everything on the caller's
             thread, one step after the other (for debugging and comparisons). ``None`` (default): on
-            when the model runs on a GPU, off on the CPU, where the dream's own operators use every
-            core and the threads only compete with them (a 2-core machine dreamed 1.3-1.6x slower
-            with them: benchmarks/RESULTS.md, "Overlap on the CPU"). Only what can be done
+            when the model runs on a CUDA GPU, off on the CPU, where the dream's own operators use
+            every core and the threads only compete with them (a 2-core machine dreamed 1.3-1.6x
+            slower with them: benchmarks/RESULTS.md, "Overlap on the CPU"), and on MPS. Only what can be done
             ahead is: a source with ``background`` false is read on the caller's thread, flows are
             estimated ahead only from such a source and a ``FlowEstimator``, a sink with
             ``background`` false is written on the caller's thread.
@@ -89,11 +89,13 @@ def render_range(
     frames = source.frames
     device = dreamer.model.device
     if overlap is None:
-        overlap = device.type != "cpu"
+        overlap = device.type == "cuda"
     ahead = overlap and bool(getattr(source, "background", False))
     behind = overlap and bool(getattr(sink, "background", False))
     count = 0
     with ExitStack() as threads:
+        if device.type == "cuda":  # the frames' and flows' pinned blocks go back to the system afterwards
+            threads.callback(release_pinned)
         pairs: Iterator[tuple[int, torch.Tensor]] = _checked(source, device)
         flow_source = flows
         if ahead:

@@ -14,13 +14,13 @@ result is what ``write`` then receives on the encode thread.
 
 from __future__ import annotations
 
-from typing import Any, Mapping, Protocol
+from typing import Any, Mapping, Optional, Protocol
 
 import numpy as np
 import torch
 
 from ..clip.loop import DreamedFrame
-from ..errors import InvalidParameterError
+from ..errors import InvalidImageError, InvalidParameterError
 from ..image_io import to_uint8_hwc, uint8_hwc
 from ..transfer import HostCopy
 
@@ -43,12 +43,35 @@ class FrameWriter(Protocol):
 
 
 class _Downloading:
-    """A dreamed frame whose ``(H,W,3) uint8`` copy to the host is under way (:meth:`WriterSink.stage`)."""
+    """A dreamed frame on its way to the host (:meth:`WriterSink.stage`, :meth:`TensorSink.stage`): the copy
+    of its pixels (``None`` when already written) and whether they are all finite, both started on the
+    dreaming thread without waiting for the GPU."""
 
-    __slots__ = ("done", "copy")
+    __slots__ = ("done", "copy", "finite")
 
-    def __init__(self, done: DreamedFrame, copy: HostCopy) -> None:
+    def __init__(self, done: DreamedFrame, copy: Optional[HostCopy]) -> None:
         self.done, self.copy = done, copy
+        self.finite = HostCopy(torch.isfinite(done.image).all())
+
+    def check(self) -> None:
+        """Raise if the frame holds NaN or infinite values (waits for that one flag)."""
+        check_finite(bool(self.finite.result()), self.done.index)
+
+
+def check_finite(finite: bool, index: int) -> None:
+    """The dreamed frame ``index`` must be finite before it is written.
+
+    The frame loop trusts what it was given once checked (no value is read back on a GPU while it
+    dreams), so a NaN that got in later (a flow or mask from a custom source, half precision
+    overflowing) surfaces here, where the frame is read back anyway.
+
+    Raises:
+        InvalidImageError: it is not.
+    """
+    if not finite:
+        raise InvalidImageError(
+            f"Frame {index} was dreamed into NaN or infinite values, so it is not written. Look for NaN in the flows "
+            "or masks given, or turn half-precision autocast off (autocast none).", parameter="image")
 
 
 class WriterSink:
@@ -57,6 +80,9 @@ class WriterSink:
 
     Args:
         writer: an open :class:`~dream_core.video.writer.VideoWriter` whose next frame is the range's first.
+
+    Raises (from :meth:`write`):
+        InvalidImageError: a frame with NaN or infinite values (:func:`check_finite`).
     """
 
     background = True
@@ -73,9 +99,12 @@ class WriterSink:
         return _Downloading(done, HostCopy(uint8_hwc(done.image)))
 
     def write(self, done: DreamedFrame | _Downloading) -> None:
-        if isinstance(done, _Downloading):  # waits for this frame's copy only
+        if isinstance(done, _Downloading):  # waits for this frame's copies only
+            assert done.copy is not None
+            done.check()
             frame, done = done.copy.result().numpy(), done.done
         else:
+            check_finite(bool(torch.isfinite(done.image).all()), done.index)
             frame = to_uint8_hwc(done.image)
         self.writer.write(frame, carry=done.state.carry())
 
@@ -92,7 +121,9 @@ class TensorSink:
         first: global index of the frame that goes into ``out[0]``.
 
     Raises:
-        InvalidParameterError: ``out`` is not ``[N,H,W,3]``.
+        InvalidParameterError: ``out`` is not ``[N,H,W,3]``; (from :meth:`stage` / :meth:`write`) a frame
+            outside it.
+        InvalidImageError: (from :meth:`write`) a frame with NaN or infinite values (:func:`check_finite`).
     """
 
     background = True
@@ -103,19 +134,31 @@ class TensorSink:
         self.out = out
         self.first = first
 
+    def _row(self, index: int) -> int:
+        k = index - self.first
+        if not 0 <= k < self.out.shape[0]:
+            raise InvalidParameterError(
+                f"Frame {index} does not fit the output of frames {self.first}..{self.first + len(self.out) - 1}.",
+                parameter="out",
+            )
+        return k
+
     def stage(self, done: DreamedFrame) -> DreamedFrame | _Downloading:
-        """On the dreaming thread: a GPU frame bound for a host ``out`` starts its copy (no wait on the GPU)."""
-        if done.image.device.type != "cuda" or self.out.device.type != "cpu":
+        """On the dreaming thread (its row checked here): a GPU frame starts its copy to a host ``out`` (no wait
+        on the GPU), or is copied into a GPU ``out`` at once (in the dreaming thread's stream order)."""
+        k = self._row(done.index)
+        if done.image.device.type != "cuda":
             return done
+        if self.out.device.type != "cpu":
+            self.out[k].copy_(done.image[0].permute(1, 2, 0))
+            return _Downloading(done, None)
         return _Downloading(done, HostCopy(done.image[0].permute(1, 2, 0)))
 
     def write(self, done: DreamedFrame | _Downloading) -> None:
-        image = done.copy.result() if isinstance(done, _Downloading) else None
-        done = done.done if isinstance(done, _Downloading) else done
-        k = done.index - self.first
-        if not 0 <= k < self.out.shape[0]:
-            raise InvalidParameterError(
-                f"Frame {done.index} does not fit the output of frames {self.first}..{self.first + len(self.out) - 1}.",
-                parameter="out",
-            )
-        self.out[k].copy_(done.image[0].permute(1, 2, 0) if image is None else image)
+        if isinstance(done, _Downloading):
+            done.check()
+            if done.copy is not None:
+                self.out[self._row(done.done.index)].copy_(done.copy.result())
+            return
+        check_finite(bool(torch.isfinite(done.image).all()), done.index)
+        self.out[self._row(done.index)].copy_(done.image[0].permute(1, 2, 0))

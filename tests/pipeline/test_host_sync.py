@@ -8,7 +8,10 @@ CUDA graph. This test records, on the dreaming thread, every operation of the wh
 that does either, and allows only the checks of what the caller gives, made where it is given (on the
 host for decoded frames and masks): ``FrameDreamer.raw_values`` and the mask check ``_given_mask``.
 
-On the CPU these operations cost nothing, so the rule is checked here by name, not by time.
+On the CPU these operations cost nothing, so the rule is checked here by name, not by time. Copies between
+the host and a device are invisible on the CPU (everything is on the host); on a GPU
+``tests/test_transfer.py::test_on_cuda_steady_frames_never_wait_for_the_gpu`` catches those with torch's
+sync debug mode.
 """
 
 from __future__ import annotations

@@ -285,3 +285,31 @@ def test_raft_estimated_ahead_on_its_thread_gives_the_same_frames(tiny_model, pa
                                                                                 raft_iters=2), sink, overlap=overlap)
         runs.append(sink.frames)
     assert all(torch.equal(a[1], b[1]) for a, b in zip(*runs, strict=True))
+
+
+@pytest.mark.parametrize("overlap", [False, True])
+def test_a_frame_dreamed_into_nan_is_not_written(tiny_model, overlap):
+    """The loop trusts flows once given (it reads nothing back on a GPU while it dreams): a NaN that gets in
+    through a flow source surfaces where the frame is read back, before it is written, naming the frame."""
+    from dream_core import InvalidImageError
+    from dream_core.clip.loop import FlowPairs
+
+    clip = panning_clip(4, 48, 64, step=3)
+    still = torch.zeros(48, 64, 2)
+    broken = torch.ones(48, 64)
+    broken[10, 10] = float("nan")
+
+    class Frames:
+        def __init__(self):
+            self.frames = []
+
+        def write(self, frame, carry=None):
+            self.frames.append(frame)
+
+    written = Frames()
+    with FrameDreamer(tiny_model, None, QUICK, VideoSettings()) as dreamer:
+        with pytest.raises(InvalidImageError, match="Frame 2 was dreamed into NaN.*flows or masks"):
+            render_range(IndexedFrames(range(4), ((t, clip[t][None]) for t in range(4)), background=True), dreamer,
+                         FlowPairs([(still, None), (still, broken), (still, None)]), WriterSink(written),
+                         overlap=overlap)
+    assert len(written.frames) == 2  # frames 0 and 1 are kept
