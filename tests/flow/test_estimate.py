@@ -193,3 +193,17 @@ def test_the_default_method_is_what_every_front_end_uses_and_it_recovers_a_shift
     _check_shift(prev, cur, *estimator.bidirectional(prev, cur))
     torch.testing.assert_close(compute_flow(prev, cur), estimator(prev, cur))
     assert build_parser().parse_args(["video", "in.mp4", "out.mp4"]).flow == DEFAULT_FLOW_METHOD
+
+
+@pytest.mark.parametrize("method", ["dis", "farneback"])
+def test_both_directions_at_once_are_each_direction_alone(method):
+    """OpenCV's two directions run on two threads, each with its own DIS object: exactly the flows of two
+    separate estimates, and the pair keeps giving them call after call."""
+    prev = multiscale_texture(96, 128, seed=4)
+    cur = torch.roll(prev, shifts=(2, -3), dims=(2, 3))
+    backward_alone, forward_alone = FlowEstimator(method)(prev, cur), FlowEstimator(method)(cur, prev)
+    est = FlowEstimator(method)
+    for _ in range(2):
+        backward, forward = est.bidirectional(prev, cur)
+        assert torch.equal(backward, backward_alone) and torch.equal(forward, forward_alone)
+    assert backward[20:-20, 20:-20, 0].mean() > 2  # cur(x) = prev(x + (3, -2)): it points back along the shift
