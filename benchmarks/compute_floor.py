@@ -43,7 +43,8 @@ import _bench as B  # noqa: E402
 import torch  # noqa: E402
 from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
 
-from dream_core.dream import DreamSettings, _objective_gradient, _tiles  # noqa: E402
+from dream_core.dream import DreamSettings, _objective_gradient  # noqa: E402
+from dream_core.dream_step import tile_spans  # noqa: E402
 from dream_core.objectives import resolve_objective  # noqa: E402
 from dream_core.fastpath import execution_net  # noqa: E402
 from dream_core.features import FeatureHooks  # noqa: E402
@@ -82,7 +83,7 @@ def octave_table(model, size: tuple[int, int], settings: DreamSettings, repeats:
     rate_log: dict[str, list[B.Sample]] = {"fp32": [], "amp": []}
     for h, w in octave_sizes(*size, settings.num_octaves, settings.octave_scale):
         x = B.real_image((h, w), device)
-        tiles = len(_tiles(h, settings.tile_size)) * len(_tiles(w, settings.tile_size)) if max(h, w) > settings.tile_size else 1
+        tiles = len(tile_spans(h, settings.tile_size)) * len(tile_spans(w, settings.tile_size)) if max(h, w) > settings.tile_size else 1
         for hk in hooks.values():
             hk.__enter__()
         try:

@@ -16,9 +16,9 @@ Recipe for one step at one octave (the image ``x`` is RGB ``[B,3,h,w]`` in ``0..
 7. clamp to ``0..1``.
 
 Steps 1-7 are one function, :func:`dream_core.dream_step.dream_step`. On CUDA each
-untiled octave's step is captured once as a CUDA graph and replayed
-(:mod:`dream_core.step_graph`); the CPU, MPS, tiled octaves and out-of-memory
-retries go step by step. Both jitter by the same offsets, drawn for the whole
+octave's step (tiles included) is captured once as a CUDA graph and replayed
+(:mod:`dream_core.step_graph`); the CPU, MPS and out-of-memory retries go step
+by step. Both jitter by the same offsets, drawn for the whole
 dream from the seeded generator. On CUDA the dream runs with cuDNN's benchmark
 mode off, restored afterwards (:func:`dream_core.backends.dream_flags`).
 
@@ -39,7 +39,8 @@ import torch
 
 from .allocator import tiles_on_the_heap
 from .backends import dream_flags
-from .dream_step import HostShift, StepTerms, autocast_context, draw_jitter, dream_step, gradient_at
+from .dream_step import (TILE_ALIGN, HostShift, StepTerms, autocast_context, draw_jitter, dream_step, gradient_at,
+                         tiled_gradient)
 from .errors import InvalidImageError, InvalidParameterError
 from .fastpath import use_fast_path
 from .features import FeatureHooks, grad_enabled_outside_inference
@@ -56,9 +57,6 @@ log = logging.getLogger(__name__)
 #: 1-based step count over all octaves, the total, and the current image
 #: ``[B,3,h,w]`` (detached; the current octave's size). May raise to cancel.
 StepCallback = Callable[[int, int, torch.Tensor], None]
-
-#: Extended tiles start on multiples of this (the largest total stride of the registered nets).
-_TILE_ALIGN = 32
 
 #: Out-of-memory back-off halves ``tile_size`` down to this, then gives up.
 _MIN_TILE = 128
@@ -123,13 +121,6 @@ def guide_objective(model: DreamModel, objective: Objective, guide: torch.Tensor
     return terms[0] if len(terms) == 1 else SumObjective(terms)
 
 
-def _tiles(length: int, tile: int) -> list[tuple[int, int]]:
-    """Split ``0..length`` into ``[start, end)`` spans of at most ``tile``."""
-    n = max(1, -(-length // tile))
-    edges = [round(i * length / n) for i in range(n + 1)]
-    return list(zip(edges[:-1], edges[1:]))
-
-
 def _objective_gradient(
     hooks: FeatureHooks,
     objective: Objective,
@@ -143,54 +134,16 @@ def _objective_gradient(
     The network sees ``torch.roll(image, shift, dims=(2, 3))`` (the jitter); the
     gradient is returned rolled back, in ``image``'s own frame.
 
-    Large images are processed tile by tile: each tile is extended by
-    ``tile_overlap`` pixels of context, and only its centre's gradient is kept.
-    Each tile's (mean-based) objective is scaled by its extended area over the
-    image area, so the centre's gradient matches the whole-image gradient up to
-    the receptive field reaching past the margin. Tiles are read from ``image``
-    with the roll's wrap-around and their gradients written back the same way,
-    so no rolled copy of a large image is ever made.
+    Images larger than ``tile_size`` go tile by tile
+    (:func:`~dream_core.dream_step.tiled_gradient`).
     """
     _, _, h, w = image.shape
     device_type = image.device.type
     amp = autocast_context(device_type, amp_dtype)
     if h <= settings.tile_size and w <= settings.tile_size:
         return gradient_at(hooks, objective, image, HostShift(*shift), amp)
-    grad = torch.zeros_like(image)
     with tiles_on_the_heap() if device_type == "cpu" else nullcontext():
-        total = _tile_gradients(hooks, objective, image, settings, amp, shift, grad)
-    return grad, total
-
-
-def _tile_gradients(hooks: FeatureHooks, objective: Objective, image: torch.Tensor, settings: DreamSettings,
-                    amp, shift: tuple[int, int], grad: torch.Tensor) -> torch.Tensor:
-    """The tiled path of :func:`_objective_gradient`: fills ``grad``, returns the objective ``[B]``."""
-    _, _, h, w = image.shape
-    oy, ox = shift
-    total = torch.zeros(image.shape[0], device=image.device, dtype=torch.float32)
-    m = settings.tile_overlap
-    # Pixel i of the rolled image is pixel (i - shift) mod size of ``image``.
-    rows = torch.arange(h, device=image.device).sub_(oy).remainder_(h)
-    cols = torch.arange(w, device=image.device).sub_(ox).remainder_(w)
-    spans = []
-    for y0, y1 in _tiles(h, settings.tile_size):
-        for x0, x1 in _tiles(w, settings.tile_size):
-            # Extended tiles start on a multiple of the networks' total stride so every
-            # tile sees the same sampling grid as the whole image would.
-            ey0, ex0 = max(0, (y0 - m) // _TILE_ALIGN * _TILE_ALIGN), max(0, (x0 - m) // _TILE_ALIGN * _TILE_ALIGN)
-            spans.append((y0, y1, x0, x1, ey0, ex0, min(h, y1 + m), min(w, x1 + m)))
-    # Largest extended tile first: every later tile's activations fit in the memory it freed.
-    spans.sort(key=lambda t: (t[6] - t[4]) * (t[7] - t[5]), reverse=True)
-    for y0, y1, x0, x1, ey0, ex0, ey1, ex1 in spans:
-        x = image.detach().index_select(2, rows[ey0:ey1]).index_select(3, cols[ex0:ex1]).requires_grad_(True)
-        share = (ey1 - ey0) * (ex1 - ex0) / (h * w)  # tile mean -> whole-image mean scale
-        with amp:
-            value = objective(hooks.run(x)) * share
-        (g,) = torch.autograd.grad(value.sum(), x)
-        centre = g[:, :, y0 - ey0 : y0 - ey0 + (y1 - y0), x0 - ex0 : x0 - ex0 + (x1 - x0)]
-        grad[:, :, rows[y0:y1, None], cols[None, x0:x1]] = centre
-        total += value.detach().float() * ((y1 - y0) * (x1 - x0) / ((ey1 - ey0) * (ex1 - ex0)))
-    return total
+        return tiled_gradient(hooks, objective, image, settings.tile_size, settings.tile_overlap, HostShift(*shift), amp)
 
 
 @dataclass
@@ -232,7 +185,7 @@ def memory_tiles(settings: DreamSettings, size: tuple[int, int], device: torch.d
     h, w = size
     if device.type != "cpu" or h * w <= CPU_LARGE_IMAGE_PIXELS:
         return settings
-    tile = max(CPU_LARGE_TILE, 2 * settings.tile_overlap + _TILE_ALIGN)
+    tile = max(CPU_LARGE_TILE, 2 * settings.tile_overlap + TILE_ALIGN)
     return settings if tile >= settings.tile_size else settings.with_(tile_size=tile)
 
 
@@ -412,8 +365,8 @@ def _dream_octaves(
                 terms.anchor_target = resize(anchor.target.to(base), size)
                 terms.anchor_weight = resize(anchor.weight.to(base), size) * anchor.strength
             graph = None
-            if wanted(x, settings, step_settings.tile_size):
-                graph = StepGraphs.of(active).for_octave(active, objective, settings, amp_dtype, x, terms, n)
+            if wanted(x, step_settings):  # step_settings: the dream's, with the tiles in use
+                graph = StepGraphs.of(active).for_octave(active, objective, step_settings, amp_dtype, x, terms, n)
             if graph is not None:
                 x = graph.x  # the graph's static buffer holds the image from here
                 if device_offsets is None:  # one copy per dream, none per step

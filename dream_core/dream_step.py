@@ -60,6 +60,13 @@ class HostShift:
         """The inverse of :meth:`roll`."""
         return torch.roll(x, shifts=(-self.oy, -self.ox), dims=(2, 3))
 
+    def indices(self, size: tuple[int, int], device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(rows, cols)``: row ``i`` of the rolled image is row ``rows[i]`` of the image (``(i - oy) mod h``),
+        and the same for columns (what the tiled gradient reads and writes back through)."""
+        h, w = size
+        return (torch.arange(h, device=device).sub_(self.oy).remainder_(h),
+                torch.arange(w, device=device).sub_(self.ox).remainder_(w))
+
 
 class DeviceShift:
     """Roll by the offset in ``offset`` (``[2]`` int64 ``(ox, oy)`` on the images' device), read when the
@@ -77,11 +84,17 @@ class DeviceShift:
         self.rows = torch.arange(size[0], device=offset.device)
         self.cols = torch.arange(size[1], device=offset.device)
 
-    def _gather(self, x: torch.Tensor, sign: int) -> torch.Tensor:
+    def _index(self, sign: int) -> tuple[torch.Tensor, torch.Tensor]:
         ox, oy = self.offset[0:1], self.offset[1:2]  # views: no host synchronisation
-        rows = (self.rows - sign * oy).remainder_(self.size[0])
-        cols = (self.cols - sign * ox).remainder_(self.size[1])
+        return (self.rows - sign * oy).remainder_(self.size[0]), (self.cols - sign * ox).remainder_(self.size[1])
+
+    def _gather(self, x: torch.Tensor, sign: int) -> torch.Tensor:
+        rows, cols = self._index(sign)
         return x.index_select(2, rows).index_select(3, cols)
+
+    def indices(self, size: tuple[int, int], device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+        """As :meth:`HostShift.indices` (``size`` must be this shift's)."""
+        return self._index(1)
 
     def roll(self, x: torch.Tensor) -> torch.Tensor:
         """As :meth:`HostShift.roll`."""
@@ -113,6 +126,54 @@ def gradient_at(hooks: "FeatureHooks", objective: "Objective", image: torch.Tens
         value = objective(hooks.run(x))
     (grad,) = torch.autograd.grad(value.sum(), x)
     return shift.unroll(grad), value.detach()
+
+
+#: Extended tiles start on a multiple of this (the networks' total stride), so every tile sees the
+#: sampling grid the whole image would.
+TILE_ALIGN = 32
+
+
+def tile_spans(length: int, tile: int) -> list[tuple[int, int]]:
+    """Split ``0..length`` into ``[start, end)`` spans of at most ``tile``."""
+    n = max(1, -(-length // tile))
+    edges = [round(i * length / n) for i in range(n + 1)]
+    return list(zip(edges[:-1], edges[1:]))
+
+
+def tiled_gradient(hooks: "FeatureHooks", objective: "Objective", image: torch.Tensor, tile_size: int,
+                   tile_overlap: int, shift: Shift, amp: ContextManager) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`gradient_at` for an image larger than ``tile_size``, tile by tile: ``(grad, value [B])``.
+
+    Each tile is extended by ``tile_overlap`` pixels of context, and only its centre's gradient is kept.
+    Each tile's (mean-based) objective is scaled by its extended area over the image area, so the
+    centre's gradient matches the whole-image gradient up to the receptive field reaching past the
+    margin. Tiles are read from ``image`` with the roll's wrap-around (``shift.indices``) and their
+    gradients written back the same way, so no rolled copy of a large image is made. The tile grid
+    depends only on the image's shape: with a :class:`DeviceShift` the whole tiled step is captured
+    in a CUDA graph like an untiled one.
+    """
+    _, _, h, w = image.shape
+    grad = torch.zeros_like(image)
+    total = torch.zeros(image.shape[0], device=image.device, dtype=torch.float32)
+    m = tile_overlap
+    rows, cols = shift.indices((h, w), image.device)  # pixel i of the rolled image is pixel rows[i] / cols[i]
+    spans = []
+    for y0, y1 in tile_spans(h, tile_size):
+        for x0, x1 in tile_spans(w, tile_size):
+            ey0, ex0 = max(0, (y0 - m) // TILE_ALIGN * TILE_ALIGN), max(0, (x0 - m) // TILE_ALIGN * TILE_ALIGN)
+            spans.append((y0, y1, x0, x1, ey0, ex0, min(h, y1 + m), min(w, x1 + m)))
+    # Largest extended tile first: every later tile's activations fit in the memory it freed.
+    spans.sort(key=lambda t: (t[6] - t[4]) * (t[7] - t[5]), reverse=True)
+    for y0, y1, x0, x1, ey0, ex0, ey1, ex1 in spans:
+        x = image.detach().index_select(2, rows[ey0:ey1]).index_select(3, cols[ex0:ex1]).requires_grad_(True)
+        share = (ey1 - ey0) * (ex1 - ex0) / (h * w)  # tile mean -> whole-image mean scale
+        with amp:
+            value = objective(hooks.run(x)) * share
+        (g,) = torch.autograd.grad(value.sum(), x)
+        centre = g[:, :, y0 - ey0 : y0 - ey0 + (y1 - y0), x0 - ex0 : x0 - ex0 + (x1 - x0)]
+        grad[:, :, rows[y0:y1, None], cols[None, x0:x1]] = centre
+        total += value.detach().float() * ((y1 - y0) * (x1 - x0) / ((ey1 - ey0) * (ex1 - ex0)))
+    return grad, total
 
 
 @dataclass

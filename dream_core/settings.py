@@ -101,8 +101,8 @@ class DreamSettings:
     #: :mod:`dream_core.fastpath`); ``False``: the network as loaded (debugging, comparison); ``None``: on
     #: unless the environment variable ``DEEPDREAM_FAST_PATH`` is ``0`` (read at call time).
     fast_path: Optional[bool] = None
-    #: On CUDA, each untiled octave's step is captured once as a CUDA graph and replayed (one launch per step
-    #: instead of hundreds); ``False``: step by step. The CPU, MPS, tiled octaves and out-of-memory retries
+    #: On CUDA, each octave's step (its tiles included) is captured once as a CUDA graph and replayed (one
+    #: launch per step instead of hundreds); ``False``: step by step. The CPU, MPS and out-of-memory retries
     #: always go step by step.
     cuda_graphs: bool = True
 

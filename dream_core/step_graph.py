@@ -25,8 +25,11 @@ tensor that outlives a replay lives outside the pool).
 Where capture fails (an objective that reads a value on the host, an operation
 that copies host data to the device, out of memory) the key is remembered as not
 capturable for these hooks and the dream goes on step by step from where it is;
-:func:`wanted` decides where capture is tried at all (CUDA, untiled octaves,
-``DreamSettings.cuda_graphs``).
+:func:`wanted` decides where capture is tried at all (CUDA, ``DreamSettings.cuda_graphs``). An octave
+larger than ``tile_size`` is captured with its tiles (:func:`~dream_core.dream_step.tiled_gradient`:
+the tile grid depends only on the shape, the roll is read on the device), so the full-size octave of
+a 720p frame (1280 px wide, two tiles of the default 1024) replays like the smaller ones; an
+out-of-memory error in its warm-up step sends it step by step, where the tiles shrink.
 """
 
 from __future__ import annotations
@@ -37,7 +40,7 @@ from typing import TYPE_CHECKING, Callable, Optional, Protocol
 
 import torch
 
-from .dream_step import DeviceShift, StepTerms, autocast_context, dream_step, gradient_at
+from .dream_step import DeviceShift, StepTerms, autocast_context, dream_step, gradient_at, tiled_gradient
 from .settings import DreamSettings
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -59,11 +62,16 @@ class Capturer(Protocol):
     def capture(self, body: Callable[[], None], device: torch.device) -> Callable[[], None]: ...
 
 
-def wanted(image: torch.Tensor, settings: DreamSettings, tile_size: int) -> bool:
+def wanted(image: torch.Tensor, settings: DreamSettings) -> bool:
     """Whether to try a CUDA graph for an octave of ``image`` ``[B,3,h,w]``: on CUDA, with
-    ``settings.cuda_graphs``, and the octave computed whole (not in tiles of ``tile_size``)."""
+    ``settings.cuda_graphs`` (whole or in tiles: the tile grid depends only on the shape)."""
+    return settings.cuda_graphs and image.device.type == "cuda"
+
+
+def _tiles_of(image: torch.Tensor, settings: DreamSettings) -> Optional[tuple[int, int]]:
+    """``(tile_size, tile_overlap)`` when ``image``'s gradient is computed in tiles, else ``None``."""
     h, w = image.shape[-2:]
-    return settings.cuda_graphs and image.device.type == "cuda" and h <= tile_size and w <= tile_size
+    return None if h <= settings.tile_size and w <= settings.tile_size else (settings.tile_size, settings.tile_overlap)
 
 
 def graph_key(objective: "Objective", image: torch.Tensor, settings: DreamSettings,
@@ -75,7 +83,7 @@ def graph_key(objective: "Objective", image: torch.Tensor, settings: DreamSettin
     baked = None if isinstance(terms.scale, torch.Tensor) or _rate_in_buffer(image) else terms.scale
     return (id(objective), tuple(image.shape), image.dtype, image.device, amp_dtype, settings.step_rule,
             settings.gradient_smoothing, settings.colour_decorrelation, settings.laplacian_levels,
-            isinstance(terms.scale, torch.Tensor), baked, terms.anchor_target is not None)
+            isinstance(terms.scale, torch.Tensor), baked, terms.anchor_target is not None, _tiles_of(image, settings))
 
 
 def _rate_in_buffer(image: torch.Tensor) -> bool:
@@ -102,6 +110,8 @@ class OctaveGraph:
                  capturer: Capturer) -> None:
         self.hooks, self.objective, self.settings, self.amp_dtype = hooks, objective, settings, amp_dtype
         self.capturer = capturer
+        #: ``(tile_size, tile_overlap)`` when the octave's gradient is computed in tiles.
+        self.tiles = _tiles_of(image, settings)
         self.x = torch.empty_like(image, memory_format=torch.contiguous_format)
         self.offset = torch.zeros(2, dtype=torch.long, device=image.device)
         self.shift = DeviceShift(self.offset, (int(image.shape[-2]), int(image.shape[-1])))
@@ -132,11 +142,14 @@ class OctaveGraph:
             elif given is not None and isinstance(mine, torch.Tensor):  # the rate: written on the device
                 mine.fill_(given)
 
-    def _step(self) -> None:
+    def _gradient(self, image: torch.Tensor) -> torch.Tensor:
         amp = autocast_context(self.x.device.type, self.amp_dtype, cache=False)
-        new = dream_step([self.x], lambda image: gradient_at(self.hooks, self.objective, image, self.shift, amp)[0],
-                         self.settings, self.terms)
-        self.x.copy_(new)
+        if self.tiles is None:
+            return gradient_at(self.hooks, self.objective, image, self.shift, amp)[0]
+        return tiled_gradient(self.hooks, self.objective, image, *self.tiles, self.shift, amp)[0]
+
+    def _step(self) -> None:
+        self.x.copy_(dream_step([self.x], self._gradient, self.settings, self.terms))
 
     def step(self, offset: torch.Tensor) -> bool:
         """Make one step with jitter ``offset`` (``[2]`` int64 ``(ox, oy)`` on the device); ``self.x`` then

@@ -48,9 +48,8 @@ class EagerCapture:
 
 @pytest.fixture
 def graphs_on_cpu(monkeypatch):
-    """Let the dream try graphs on the CPU (the real rule wants CUDA); tiles still go step by step."""
-    monkeypatch.setattr(dream_mod, "wanted", lambda image, settings, tile: settings.cuda_graphs
-                        and max(image.shape[-2:]) <= tile)
+    """Let the dream try graphs on the CPU (the real rule wants CUDA)."""
+    monkeypatch.setattr(dream_mod, "wanted", lambda image, settings: settings.cuda_graphs)
 
 
 def _dream_with(model, capturer, x, settings=S, hooks=None, **kw):
@@ -128,13 +127,27 @@ def test_progress_sees_each_steps_own_image(tiny_model, graphs_on_cpu):
     assert all(torch.equal(a, b) for a, b in zip(plain, captured))  # copies, not the graph's buffer
 
 
-def test_one_step_octaves_and_tiles_are_not_captured(tiny_model, graphs_on_cpu):
+def test_one_step_octaves_are_not_captured(tiny_model, graphs_on_cpu):
     x = textured_image(40, 56)
     capturer = EagerCapture()
     _dream_with(tiny_model, capturer, x, S.with_(num_iterations=1))  # a capture would never be replayed
-    _dream_with(tiny_model, capturer, textured_image(150, 150), S.with_(tile_size=64, tile_overlap=8))
     _dream_with(tiny_model, capturer, x, S.with_(cuda_graphs=False))
     assert capturer.warm_ups == capturer.captures == 0
+
+
+@pytest.mark.parametrize("extra", ["none", "mask"])
+def test_tiled_octaves_are_captured_with_their_tiles(tiny_model, graphs_on_cpu, extra):
+    """An octave larger than tile_size is captured whole, its tiles read through the roll held on the device:
+    exactly the step-by-step dream (whose tiles roll on the host), and another jitter per step."""
+    x = textured_image(150, 170)
+    settings = S.with_(tile_size=64, tile_overlap=8, jitter=9)  # both octaves in tiles (150 and 100 px high)
+    kw = {"mask": torch.linspace(0, 1, 170).expand(150, 170)} if extra == "mask" else {}
+    plain = dream_image(tiny_model, x, "conv2", settings.with_(cuda_graphs=False), **kw)
+    capturer = EagerCapture()
+    out, graphs = _dream_with(tiny_model, capturer, x, settings, **kw)
+    assert torch.equal(out, plain)
+    assert capturer.captures == 2 and graphs.captured() == 2 and capturer.replays == 2 * (S.num_iterations - 1)
+    assert not torch.equal(out, dream_image(tiny_model, x, "conv2", settings.with_(cuda_graphs=False, tile_size=1024)))
 
 
 def test_graphs_kept_per_hooks_are_bounded(tiny_model, graphs_on_cpu):
@@ -201,12 +214,14 @@ def _cuda_model(name: str = "googlenet"):
 
 
 @pytest.mark.cuda
-@pytest.mark.parametrize("name, autocast", [("googlenet", "none"), ("efficientnet_lite0", "none"),
-                                            ("googlenet", "bf16")])
-def test_cuda_graph_dream_matches_the_step_by_step_dream(name, autocast):
+@pytest.mark.parametrize("name, autocast, tiles", [("googlenet", "none", False), ("efficientnet_lite0", "none", False),
+                                                   ("googlenet", "bf16", False), ("efficientnet_lite0", "none", True)])
+def test_cuda_graph_dream_matches_the_step_by_step_dream(name, autocast, tiles):
     model = _cuda_model(name)
     x = textured_image(160, 224).cuda()
     s = DreamSettings(num_octaves=3, num_iterations=5, autocast=autocast)
+    if tiles:  # the two larger octaves in tiles, captured with them
+        s = s.with_(tile_size=128, tile_overlap=32)
     objective = resolve_objective(model, None)
     with FeatureHooks(model, objective.layers(), optimize=True) as hooks:
         graphed = dream_image(model, x, objective, s, hooks=hooks)
