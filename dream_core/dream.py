@@ -377,8 +377,9 @@ def _dream_octaves(
                 made = False
                 if graph is not None and device_offsets is not None:
                     made = graph.step(device_offsets[k])
-                    if not graph.usable:  # not capturable: on step by step from here
+                    if not graph.usable:  # not capturable: on step by step from here, its buffers freed
                         x, graph = graph.x.clone(), None
+                        StepGraphs.of(active).drop_failed()
                 if not made:
                     current = [x]  # handed over: the old image is freed once the update is made
                     del x

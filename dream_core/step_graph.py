@@ -230,6 +230,17 @@ class StepGraphs:
         """Graphs captured and usable."""
         return sum(1 for g in self._graphs.values() if g is not None and g.replay is not None)
 
+    def held(self) -> int:
+        """Graphs held with their static buffers (captured or about to be)."""
+        return sum(1 for g in self._graphs.values() if g is not None)
+
+    def drop_failed(self) -> None:
+        """Let go of the buffers of graphs that could not be made (their keys stay known as not capturable):
+        called when a dream falls back to stepping, often short of memory."""
+        for key, graph in self._graphs.items():
+            if graph is not None and not graph.usable:
+                self._graphs[key] = None
+
     def for_octave(self, hooks: "FeatureHooks", objective: "Objective", settings: DreamSettings,
                    amp_dtype: Optional[torch.dtype], image: torch.Tensor, terms: StepTerms,
                    steps: int) -> Optional[OctaveGraph]:

@@ -114,6 +114,22 @@ def test_out_of_memory_in_the_warm_up_step_goes_step_by_step(tiny_model, graphs_
     out, graphs = _dream_with(tiny_model, capturer, x)
     assert torch.equal(out, dream_image(tiny_model, x, "conv2", S.with_(cuda_graphs=False)))
     assert capturer.captures == 0 and graphs.captured() == 0
+    assert len(graphs) == 2 and graphs.held() == 0  # known not to fit; their full-size buffers let go at once
+
+
+def test_graphs_are_kept_per_tile_size(tiny_model, graphs_on_cpu):
+    """The same octave shapes in other tiles (a smaller tile_size learned after running out of memory) are other
+    graphs: each dream on the shared hooks equals its own stepped dream."""
+    capturer = EagerCapture()
+    objective = resolve_objective(tiny_model, "conv2")
+    x = textured_image(150, 170)
+    with FeatureHooks(tiny_model, ["conv2"], optimize=True) as hooks:
+        StepGraphs.of(hooks, capturer)
+        for tile in (128, 64, 128):
+            s = S.with_(tile_size=tile, tile_overlap=8)
+            out = dream_image(tiny_model, x, objective, s, hooks=hooks)
+            assert torch.equal(out, dream_image(tiny_model, x, "conv2", s.with_(cuda_graphs=False))), tile
+    assert capturer.captures == 4  # 2 octaves x 2 tile sizes; the third dream replays the first's
 
 
 def test_progress_sees_each_steps_own_image(tiny_model, graphs_on_cpu):

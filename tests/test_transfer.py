@@ -14,6 +14,7 @@ from dream_core.flow import FlowEstimator
 from dream_core.flow.reliability import flow_pair
 from dream_core.image_io import to_uint8_hwc
 from dream_core.pipeline import IndexedFrames, WriterSink, render_range
+from dream_core.step_graph import StepGraphs
 from dream_core.transfer import HostCopy, staged, to_device
 
 
@@ -113,37 +114,45 @@ def test_on_cuda_a_tensor_sink_gets_every_frame_through_pinned_copies(tiny_model
 @pytest.mark.cuda
 def test_on_cuda_steady_frames_never_wait_for_the_gpu(tiny_model):
     """torch's sync debug mode raises on any operation that waits for the GPU (a value read back, a blocking
-    copy) from the third frame to the last one handed on (the first two capture CUDA graphs, which
-    synchronise on purpose): decoding, flow and dreaming never wait; the sink here keeps the copies and
-    waits for them afterwards (the encoder's wait is the one intended)."""
-    from dream_core.image_io import uint8_hwc
-
+    copy) from the third frame to the last one handed on. Frame 0 captures the graphs without the temporal
+    anchor, frame 1 those with it (entering a capture synchronises on purpose); frames 2-5 replay them, tiles
+    included, and hand their frames to a WriterSink (pinned copies and the finiteness flag; the encode
+    thread's wait on its copy is the one intended and not flagged)."""
     model = tiny_model.to("cuda")
     clip = panning_clip(6, 48, 64, step=3)
     mask = torch.linspace(0, 1, 64).expand(48, 64).contiguous()
 
-    class Keep:
-        background = True
-
-        def __init__(self) -> None:
-            self.copies: list[HostCopy] = []
-
-        def stage(self, done):
-            return HostCopy(uint8_hwc(done.image))
-
-        def write(self, copy) -> None:
-            self.copies.append(copy)
-
     def strict_between(done) -> None:
         torch.cuda.set_sync_debug_mode("error" if done.index in (1, 2, 3, 4) else "default")
 
-    sink = Keep()
-    settings = DreamSettings(num_octaves=2, octave_scale=1.5, num_iterations=3)
+    sink = _Frames()
+    # 3 steps on every frame (later_iterations 1), both octaves in tiles of 32 px
+    settings = DreamSettings(num_octaves=2, octave_scale=1.5, num_iterations=3, tile_size=32, tile_overlap=8)
     try:
-        with FrameDreamer(model, "conv2", settings, VideoSettings(colour_coherence=0.5)) as dreamer:
+        with FrameDreamer(model, "conv2", settings, VideoSettings(colour_coherence=0.5, later_iterations=1.0)) as dreamer:
             source = IndexedFrames(range(6), ((t, clip[t][None]) for t in range(6)), background=True)
-            render_range(source, dreamer, FlowEstimator("dis"), sink, masks=lambda t: mask, on_frame=strict_between)
+            render_range(source, dreamer, FlowEstimator("dis"), WriterSink(sink), masks=lambda t: mask,
+                         on_frame=strict_between)
+            assert StepGraphs.of(dreamer._hooks).captured() == 4  # 2 octaves, without and with the anchor
     finally:
         torch.cuda.set_sync_debug_mode("default")
-    frames = [copy.result() for copy in sink.copies]
-    assert len(frames) == 6 and all(tuple(f.shape) == (48, 64, 3) for f in frames)
+    assert len(sink.frames) == 6 and all(f.shape == (48, 64, 3) for f in sink.frames)
+
+
+@pytest.mark.cuda
+def test_on_cuda_a_frame_dreamed_into_nan_is_not_written(tiny_model):
+    """On a GPU the finiteness flag travels with the frame's copy and is read on the encode thread: the run
+    stops naming the frame, the frames before it are written."""
+    from dream_core import InvalidImageError
+    from dream_core.clip.loop import FlowPairs
+
+    model = tiny_model.to("cuda")
+    clip = panning_clip(4, 48, 64, step=3)
+    still, broken = torch.zeros(48, 64, 2), torch.ones(48, 64)
+    broken[10, 10] = float("nan")
+    sink = _Frames()
+    with FrameDreamer(model, "conv2", DreamSettings(num_octaves=1, num_iterations=2), VideoSettings()) as dreamer:
+        with pytest.raises(InvalidImageError, match="Frame 2 was dreamed into NaN"):
+            render_range(IndexedFrames(range(4), ((t, clip[t][None]) for t in range(4)), background=True), dreamer,
+                         FlowPairs([(still, None), (still, broken), (still, None)]), WriterSink(sink))
+    assert len(sink.frames) == 2

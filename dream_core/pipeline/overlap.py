@@ -251,7 +251,8 @@ class WriteBehind:
         if self._error is not None:
             if exc is None:
                 raise self._error
-            log.error("Writing a frame failed too, after the run had stopped: %r", self._error)
+            if exc is not self._error:  # not the error the caller already re-raised (write / check)
+                log.error("Writing a frame failed too, after the run had stopped: %r", self._error)
 
     def check(self) -> None:
         """Re-raise the thread's error, if it had one."""
