@@ -62,10 +62,14 @@ class Capturer(Protocol):
     def capture(self, body: Callable[[], None], device: torch.device) -> Callable[[], None]: ...
 
 
+#: Device types whose dreams are captured (the tests add the CPU, with a stand-in :class:`Capturer`).
+CAPTURE_DEVICES = ("cuda",)
+
+
 def wanted(image: torch.Tensor, settings: DreamSettings) -> bool:
     """Whether to try a CUDA graph for an octave of ``image`` ``[B,3,h,w]``: on CUDA, with
     ``settings.cuda_graphs`` (whole or in tiles: the tile grid depends only on the shape)."""
-    return settings.cuda_graphs and image.device.type == "cuda"
+    return settings.cuda_graphs and image.device.type in CAPTURE_DEVICES
 
 
 def _tiles_of(image: torch.Tensor, settings: DreamSettings) -> Optional[tuple[int, int]]:

@@ -11,7 +11,7 @@ import logging
 import pytest
 import torch
 
-import dream_core.dream as dream_mod
+import dream_core.step_graph as step_graph_mod
 from conftest import textured_image
 from dream_core import DreamSettings, dream_image
 from dream_core.dream import TemporalAnchor
@@ -48,8 +48,8 @@ class EagerCapture:
 
 @pytest.fixture
 def graphs_on_cpu(monkeypatch):
-    """Let the dream try graphs on the CPU (the real rule wants CUDA)."""
-    monkeypatch.setattr(dream_mod, "wanted", lambda image, settings: settings.cuda_graphs)
+    """Let the dream try graphs on the CPU (the real rule, with the CPU among the capture devices)."""
+    monkeypatch.setattr(step_graph_mod, "CAPTURE_DEVICES", ("cuda", "cpu"))
 
 
 def _dream_with(model, capturer, x, settings=S, hooks=None, **kw):
@@ -295,3 +295,13 @@ def test_a_half_precision_image_keeps_its_learning_rate_as_a_number(tiny_model):
         image = torch.zeros(1, 3, 8, 8, dtype=dtype)
         keys = {graph_key(objective, image, S, None, StepTerms(lr)) for lr in (0.01, 0.02)}
         assert (len(keys) == 1) == shared, dtype
+
+
+def test_every_octave_of_a_default_720p_dream_is_captured(tiny_model, graphs_on_cpu):
+    """The target case: 1280x720 with the default settings (4 octaves, tile_size 1024, so the full-size octave
+    runs as two tiles): all four octaves replay a graph, none steps."""
+    capturer = EagerCapture()
+    with FeatureHooks(tiny_model, ["conv2"], optimize=True) as hooks:
+        graphs = StepGraphs.of(hooks, capturer)
+        dream_image(tiny_model, torch.rand(1, 3, 720, 1280), "conv2", DreamSettings(num_iterations=2), hooks=hooks)
+        assert graphs.captured() == DreamSettings().num_octaves == 4
