@@ -230,7 +230,8 @@ class DDVAnimateV2:
             progress.update(index * _UNITS + (_UNITS - 1) * step // total, current)
 
         def on_frame(done: DreamedFrame) -> None:
-            progress.update((done.index + 1) * _UNITS, done.image, force_preview=True)
+            # a preview at most every half second (each one waits for the GPU), and the last frame's
+            progress.update((done.index + 1) * _UNITS, done.image, force_preview=done.index == count - 1)
             host.check_interrupt()
 
         started = time.perf_counter()

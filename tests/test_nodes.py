@@ -694,6 +694,20 @@ def test_zoom_animation_node_frames_and_no_motion_is_re_dreaming(tiny):
     assert torch.equal(zoomed[0], out[0]) and not torch.equal(zoomed[2], out[2])
 
 
+def test_zoom_progress_per_frame_with_preview(tiny, monkeypatch):
+    """As the video node: the bar moves with every frame, previews at most every half second, the last forced."""
+    calls = []
+
+    class Recorder(host.Progress):
+        def update(self, value, image=None, force_preview=False):
+            calls.append((value, self.total, force_preview))
+
+    monkeypatch.setattr(host, "Progress", Recorder)
+    animate(tiny, image_batch(), zoom=1.1)
+    assert {100, 200, 300} <= {v for v, *_ in calls} and all(total == 300 for _, total, _ in calls)
+    assert [v for v, _, forced in calls if forced] == [300]
+
+
 def test_colour_coherence_reaches_the_frames_from_the_video_and_animation_nodes(tiny):
     """The widget is passed on: each frame keeps its source frame's (the start image's) colour balance."""
     from dream_core.colour import colour_balance
