@@ -235,6 +235,9 @@ class WriteBehind:
 
     def __init__(self, sink: Any, depth: int = DEFAULT_DEPTH, name: str = "dream-encode") -> None:
         self.sink = sink
+        #: The caller's inference mode (per thread in torch), kept by the encode thread: a sink filling an
+        #: inference tensor (a ComfyUI IMAGE) may only write it in place in inference mode.
+        self._inference = torch.is_inference_mode_enabled()
         self._queue: "queue.Queue[Any]" = queue.Queue(maxsize=depth)
         self._error: Optional[BaseException] = None
         self._failed = threading.Event()
@@ -279,6 +282,10 @@ class WriteBehind:
                 continue
 
     def _run(self) -> None:
+        with torch.inference_mode(self._inference):
+            self._write_all()
+
+    def _write_all(self) -> None:
         while True:
             item = self._queue.get()
             if item is _END:

@@ -313,3 +313,15 @@ def test_a_frame_dreamed_into_nan_is_not_written(tiny_model, overlap):
                          FlowPairs([(still, None), (still, broken), (still, None)]), WriterSink(written),
                          overlap=overlap)
     assert len(written.frames) == 2  # frames 0 and 1 are kept
+
+
+def test_a_tensor_sink_made_in_inference_mode_is_written_on_the_encode_thread(tiny_model):
+    """ComfyUI runs nodes under torch.inference_mode(), so the IMAGE a node fills is an inference tensor; the
+    encode thread writes it in the caller's mode (an in-place write outside inference mode is refused)."""
+    clip = panning_clip(3, 48, 64, step=3)
+    with torch.inference_mode():
+        out = torch.zeros(3, 48, 64, 3)
+        with FrameDreamer(tiny_model, None, QUICK, VideoSettings()) as dreamer:
+            render_range(IndexedFrames(range(3), ((t, clip[t][None]) for t in range(3)), background=True), dreamer,
+                         FlowEstimator("dis"), TensorSink(out), overlap=True)
+    assert out.abs().sum() > 0 and out.is_inference()
