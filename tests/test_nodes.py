@@ -750,3 +750,20 @@ def test_nodes_check_cadence_memory_and_masks_before_the_first_frame(tiny, monke
     with pytest.raises(ValueError, match="2 masks"):
         animate(tiny, image_batch(), frames=3, mask=torch.ones(2, 48, 64))
     assert not steps  # refused before any gradient step
+
+
+def test_with_the_pipeline_threads_the_nodes_give_the_same_frames(tiny, monkeypatch):
+    """On a GPU the pipeline's threads run (decode ahead, flow ahead, write behind) while ComfyUI runs the node
+    under inference mode; forced on here, the Video and Zoom nodes fill their IMAGE with the same frames."""
+    import functools
+    import sys
+
+    clip = panning_clip(n=3)
+    flows = flow_of(clip)[0]
+    image = image_batch()
+    sequential = video(tiny, clip, flows), animate(tiny, image, zoom=1.1)
+    for node in ("DDVVideoDream", "DDVAnimate"):
+        module = sys.modules[M[node].__module__]
+        monkeypatch.setattr(module, "render_range", functools.partial(module.render_range, overlap=True))
+    threaded = video(tiny, clip, flows), animate(tiny, image, zoom=1.1)
+    assert all(torch.equal(a, b) for a, b in zip(sequential, threaded))

@@ -319,3 +319,18 @@ def test_make_room_moves_the_model_outside_inference_mode(tiny, monkeypatch):
     with torch.inference_mode():
         assert host.make_room(tiny, 0).type == "meta"
     assert tiny.device.type == "meta" and not any(p.is_inference() for p in tiny.parameters())
+
+
+def test_with_the_pipeline_threads_the_stream_node_writes_the_same_frames(tiny, source, outdir, monkeypatch):
+    """On a GPU the decoder, the flow and the encoder run on threads while ComfyUI runs the node in inference
+    mode; forced on here (the first file deleted, so the node dreams again), the file holds the same frames."""
+    import functools
+    import sys
+
+    out = Path(run(tiny, FileVideo(source)).get_stream_source())
+    sequential = frames_of(out)
+    out.unlink()
+    module = sys.modules[Node.__module__]
+    monkeypatch.setattr(module, "render_range", functools.partial(module.render_range, overlap=True))
+    threaded = Path(run(tiny, FileVideo(source)).get_stream_source())
+    assert threaded == out and np.array_equal(frames_of(threaded), sequential)
