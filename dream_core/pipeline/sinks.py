@@ -90,12 +90,10 @@ class WriterSink:
     def __init__(self, writer: FrameWriter) -> None:
         self.writer = writer
 
-    def stage(self, done: DreamedFrame) -> DreamedFrame | _Downloading:
-        """On the dreaming thread, as the frame is handed to the encode thread: a GPU frame is made
-        ``uint8`` there and its copy to the host started (:class:`~dream_core.transfer.HostCopy`: the
-        dreaming thread does not wait for the GPU); other frames are handed over as they are."""
-        if done.image.device.type != "cuda":
-            return done
+    def stage(self, done: DreamedFrame) -> _Downloading:
+        """On the dreaming thread, as the frame is handed to the encode thread: the frame is made ``uint8``
+        there and its copy to the host started (:class:`~dream_core.transfer.HostCopy`: for a GPU frame
+        the dreaming thread does not wait for the GPU), with its finiteness flag."""
         return _Downloading(done, HostCopy(uint8_hwc(done.image)))
 
     def write(self, done: DreamedFrame | _Downloading) -> None:
@@ -143,16 +141,15 @@ class TensorSink:
             )
         return k
 
-    def stage(self, done: DreamedFrame) -> DreamedFrame | _Downloading:
+    def stage(self, done: DreamedFrame) -> _Downloading:
         """On the dreaming thread (its row checked here): a GPU frame starts its copy to a host ``out`` (no wait
-        on the GPU), or is copied into a GPU ``out`` at once (in the dreaming thread's stream order)."""
+        on the GPU); any other is copied into ``out`` at once (on a GPU in the dreaming thread's stream order).
+        Its finiteness flag goes along to :meth:`write`."""
         k = self._row(done.index)
-        if done.image.device.type != "cuda":
-            return done
-        if self.out.device.type != "cpu":
-            self.out[k].copy_(done.image[0].permute(1, 2, 0))
-            return _Downloading(done, None)
-        return _Downloading(done, HostCopy(done.image[0].permute(1, 2, 0)))
+        if done.image.device.type == "cuda" and self.out.device.type == "cpu":
+            return _Downloading(done, HostCopy(done.image[0].permute(1, 2, 0)))
+        self.out[k].copy_(done.image[0].permute(1, 2, 0))
+        return _Downloading(done, None)
 
     def write(self, done: DreamedFrame | _Downloading) -> None:
         if isinstance(done, _Downloading):
