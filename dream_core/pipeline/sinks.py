@@ -21,7 +21,7 @@ import torch
 
 from ..clip.loop import DreamedFrame
 from ..errors import InvalidImageError, InvalidParameterError
-from ..image_io import to_uint8_hwc, uint8_hwc
+from ..image_io import uint8_hwc
 from ..transfer import HostCopy
 
 
@@ -42,9 +42,9 @@ class FrameWriter(Protocol):
         ...
 
 
-class _Downloading:
-    """A dreamed frame on its way to the host (:meth:`WriterSink.stage`, :meth:`TensorSink.stage`): the copy
-    of its pixels (``None`` when already written) and whether they are all finite, both started on the
+class _Staged:
+    """A dreamed frame handed over (:meth:`WriterSink.stage`, :meth:`TensorSink.stage`): the copy of its pixels
+    to the host (``None`` when already in place) and whether they are all finite, both started on the
     dreaming thread without waiting for the GPU."""
 
     __slots__ = ("done", "copy", "finite")
@@ -90,21 +90,18 @@ class WriterSink:
     def __init__(self, writer: FrameWriter) -> None:
         self.writer = writer
 
-    def stage(self, done: DreamedFrame) -> _Downloading:
+    def stage(self, done: DreamedFrame) -> _Staged:
         """On the dreaming thread, as the frame is handed to the encode thread: the frame is made ``uint8``
         there and its copy to the host started (:class:`~dream_core.transfer.HostCopy`: for a GPU frame
         the dreaming thread does not wait for the GPU), with its finiteness flag."""
-        return _Downloading(done, HostCopy(uint8_hwc(done.image)))
+        return _Staged(done, HostCopy(uint8_hwc(done.image)))
 
-    def write(self, done: DreamedFrame | _Downloading) -> None:
-        if isinstance(done, _Downloading):  # waits for this frame's copies only
-            assert done.copy is not None
-            done.check()
-            frame, done = done.copy.result().numpy(), done.done
-        else:
-            check_finite(bool(torch.isfinite(done.image).all()), done.index)
-            frame = to_uint8_hwc(done.image)
-        self.writer.write(frame, carry=done.state.carry())
+    def write(self, done: DreamedFrame | _Staged) -> None:
+        """Write a frame :meth:`stage` handed over (on the encode thread), or any frame (staged here)."""
+        staged = done if isinstance(done, _Staged) else self.stage(done)
+        staged.check()  # waits for this frame's copies only
+        assert staged.copy is not None
+        self.writer.write(staged.copy.result().numpy(), carry=staged.done.state.carry())
 
 
 class TensorSink:
@@ -141,21 +138,19 @@ class TensorSink:
             )
         return k
 
-    def stage(self, done: DreamedFrame) -> _Downloading:
+    def stage(self, done: DreamedFrame) -> _Staged:
         """On the dreaming thread (its row checked here): a GPU frame starts its copy to a host ``out`` (no wait
         on the GPU); any other is copied into ``out`` at once (on a GPU in the dreaming thread's stream order).
         Its finiteness flag goes along to :meth:`write`."""
         k = self._row(done.index)
         if done.image.device.type == "cuda" and self.out.device.type == "cpu":
-            return _Downloading(done, HostCopy(done.image[0].permute(1, 2, 0)))
+            return _Staged(done, HostCopy(done.image[0].permute(1, 2, 0)))
         self.out[k].copy_(done.image[0].permute(1, 2, 0))
-        return _Downloading(done, None)
+        return _Staged(done, None)
 
-    def write(self, done: DreamedFrame | _Downloading) -> None:
-        if isinstance(done, _Downloading):
-            done.check()
-            if done.copy is not None:
-                self.out[self._row(done.done.index)].copy_(done.copy.result())
-            return
-        check_finite(bool(torch.isfinite(done.image).all()), done.index)
-        self.out[self._row(done.index)].copy_(done.image[0].permute(1, 2, 0))
+    def write(self, done: DreamedFrame | _Staged) -> None:
+        """Finish a frame :meth:`stage` handed over (on the encode thread), or put any frame in place."""
+        staged = done if isinstance(done, _Staged) else self.stage(done)
+        staged.check()
+        if staged.copy is not None:
+            self.out[self._row(staged.done.index)].copy_(staged.copy.result())
