@@ -218,7 +218,7 @@ def _gradient_backing_off(
 
 
 def check_image_for_dream(image: torch.Tensor, model: DreamModel, settings: DreamSettings, *,
-                          values: bool = True) -> torch.Tensor:
+                          check_finite: bool = True) -> torch.Tensor:
     """Validate ``image`` and settings against ``model``; return RGB ``[B,3,H,W]``.
 
     Raises:
@@ -233,7 +233,7 @@ def check_image_for_dream(image: torch.Tensor, model: DreamModel, settings: Drea
             f"Image is {w}x{h} = {h * w / 1e6:.0f} MP; the limit is {MAX_PIXELS / 1e6:.0f} MP. Downscale it first.",
             parameter="image",
         )
-    image = to_rgb(image, check_finite=values)
+    image = to_rgb(image, check_finite=check_finite)
     smallest = octave_sizes(h, w, settings.num_octaves, settings.octave_scale)[0]
     if min(smallest) < model.spec.min_size:
         max_oct = 1
@@ -266,7 +266,7 @@ def dream_image(
     tiles: Optional[TileBudget] = None,
     mask: Optional[torch.Tensor] = None,
     ranks: Optional[ChannelRanks] = None,
-    checked: bool = False,
+    check_finite: bool = True,
 ) -> torch.Tensor:
     """Dream ``image`` with ``model``.
 
@@ -290,15 +290,15 @@ def dream_image(
         ranks: the channels a clip's ranked picks (``layer:strong8``) were given, kept from one
             dream to the next (a :class:`~dream_core.ranking.ChannelRanks`); ``None``: ranked on
             ``image`` (:func:`~dream_core.ranking.bind_ranks`).
-        checked: the caller checked that ``image``'s values are finite (a clip's frames, on the host):
-            skips that check, which on a GPU waits for all queued work.
+        check_finite: check that ``image``'s (and ``mask``'s) values are finite; ``False`` where the caller
+            checked them (a clip's frames, on the host): on a GPU that check waits for all queued work.
 
     Returns:
         Dreamed image ``[B,3,H,W]`` in ``0..1`` on ``image``'s device and dtype. Computation
         happens on ``model``'s device. Works inside ``torch.inference_mode()``.
     """
     out_device, out_dtype = image.device, image.dtype
-    image = check_image_for_dream(image, model, settings, values=not checked)
+    image = check_image_for_dream(image, model, settings, check_finite=check_finite)
     objective = bind_ranks(model, resolve_objective(model, objective), image, ranks)
     if guide is not None:
         objective = guide_objective(model, objective, guide, fast_path=settings.fast_path)
@@ -308,7 +308,7 @@ def dream_image(
         base = image.detach().to(device=model.device, dtype=model.dtype)
         if base.is_inference():
             base = base.clone()
-        where = None if mask is None else as_mask(mask, tuple(base.shape[-2:]), check_finite=not checked).to(base)
+        where = None if mask is None else as_mask(mask, tuple(base.shape[-2:]), check_finite=check_finite).to(base)
         result = _dream_octaves(model, base, objective, settings, amp_dtype, anchor, on_step, hooks, tiles, where)
         if settings.luminance_only:
             result = keep_colours(result, base)

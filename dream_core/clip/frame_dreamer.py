@@ -285,12 +285,12 @@ class FrameDreamer:
     def _dream(self, start: torch.Tensor, run: "_FrameRun", settings: DreamSettings,
                anchor: Optional[TemporalAnchor] = None) -> torch.Tensor:
         out = dream_image(self.model, start, run.objective, settings, anchor=anchor, on_step=run.on_step,
-                          hooks=run.hooks, tiles=self.tiles, mask=run.mask, ranks=self.ranks, checked=True)
+                          hooks=run.hooks, tiles=self.tiles, mask=run.mask, ranks=self.ranks, check_finite=False)
         return out
 
     def _first(self, raw: torch.Tensor, run: "_FrameRun") -> torch.Tensor:
         if self.start_image is None:
-            check_image_for_dream(raw, self.model, run.settings, values=False)  # as_raw checked them
+            check_image_for_dream(raw, self.model, run.settings, check_finite=False)  # as_raw checked them
             return self._dream(raw, run, run.settings)
         start = to_rgb(self.start_image).to(device=raw.device, dtype=raw.dtype)[:1]
         if start.shape[-2:] != raw.shape[-2:]:

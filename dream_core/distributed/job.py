@@ -42,7 +42,7 @@ from ..clip.frame_dreamer import FrameDreamer
 from ..clip.loop import DreamedFrame, MaskProvider, PlanSource
 from ..clip.settings import VideoSettings
 from ..pipeline import VideoFileSource, render_range
-from ..pipeline.sinks import check_finite
+from ..pipeline.sinks import check_dreamed_frame
 from ..video.writer import SEGMENT_FORMAT
 from .segments import Segment
 
@@ -246,7 +246,7 @@ class SegmentSink:
         part = (self.blend_in if done.index in seg.blend_in else self.body if done.index in seg.body
                 else self.blend_out if done.index in seg.blend_out else None)
         if part is not None:
-            check_finite(bool(torch.isfinite(done.image).all()), done.index)
+            check_dreamed_frame(bool(torch.isfinite(done.image).all()), done.index)
             part.append(pad_to_even(to_uint8_hwc(done.image)))  # yuv420p, as the one-worker writer pads it
 
 

@@ -55,10 +55,10 @@ class _Staged:
 
     def check(self) -> None:
         """Raise if the frame holds NaN or infinite values (waits for that one flag)."""
-        check_finite(bool(self.finite.result()), self.done.index)
+        check_dreamed_frame(bool(self.finite.result()), self.done.index)
 
 
-def check_finite(finite: bool, index: int) -> None:
+def check_dreamed_frame(finite: bool, index: int) -> None:
     """The dreamed frame ``index`` must be finite before it is written.
 
     The frame loop trusts what it was given once checked (no value is read back on a GPU while it
@@ -82,7 +82,7 @@ class WriterSink:
         writer: an open :class:`~dream_core.video.writer.VideoWriter` whose next frame is the range's first.
 
     Raises (from :meth:`write`):
-        InvalidImageError: a frame with NaN or infinite values (:func:`check_finite`).
+        InvalidImageError: a frame with NaN or infinite values (:func:`check_dreamed_frame`).
     """
 
     background = True
@@ -118,7 +118,7 @@ class TensorSink:
     Raises:
         InvalidParameterError: ``out`` is not ``[N,H,W,3]``; (from :meth:`stage` / :meth:`write`) a frame
             outside it.
-        InvalidImageError: (from :meth:`write`) a frame with NaN or infinite values (:func:`check_finite`).
+        InvalidImageError: (from :meth:`write`) a frame with NaN or infinite values (:func:`check_dreamed_frame`).
     """
 
     background = True
