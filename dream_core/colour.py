@@ -19,6 +19,7 @@ import math
 import torch
 
 from .errors import InvalidParameterError
+from .image_ops import mix_channels
 
 #: sRGB (linear) -> CIE XYZ, D65 white.
 _RGB_TO_XYZ = (
@@ -50,26 +51,16 @@ def _inverse(m: Matrix3) -> Matrix3:
             (( d * h - e * g) / det, (b * g - a * h) / det, (a * e - b * d) / det))
 
 
-#: Linear sRGB -> XYZ divided by the white (rows scaled), and its inverse: numbers, not tensors.
+#: Linear sRGB -> XYZ divided by the white (rows scaled), and its inverse: numbers for image_ops.mix_channels.
 _RGB_TO_XYZ_WHITE: Matrix3 = tuple(tuple(v / w for v in row) for row, w in zip(_RGB_TO_XYZ, _WHITE))  # type: ignore[assignment]
 _XYZ_WHITE_TO_RGB: Matrix3 = _inverse(_RGB_TO_XYZ_WHITE)
-
-
-def _mix(rows: Matrix3, x: torch.Tensor) -> torch.Tensor:
-    """``[N,3,H,W]`` whose channel ``i`` is ``sum_j rows[i][j] * x[:, j]``.
-
-    The matrix enters the kernels as numbers: no constant tensor is built (on a GPU that would be
-    a host-to-device copy, which waits for the queued work), so colour matching never stalls the GPU.
-    """
-    c = x.unbind(1)
-    return torch.stack([(c[0] * r[0]).add_(c[1], alpha=r[1]).add_(c[2], alpha=r[2]) for r in rows], dim=1)
 
 
 def rgb_to_lab(rgb: torch.Tensor) -> torch.Tensor:
     """sRGB ``[N,3,H,W]`` in ``0..1`` -> CIELAB ``[N,3,H,W]`` (``L*`` 0..100)."""
     c = rgb.clamp(0, 1)
     linear = torch.where(c <= 0.04045, c / 12.92, ((c + 0.055) / 1.055) ** 2.4)
-    xyz = _mix(_RGB_TO_XYZ_WHITE, linear)  # over the white
+    xyz = mix_channels(_RGB_TO_XYZ_WHITE, linear)  # over the white
     f = torch.where(xyz > _DELTA ** 3, xyz.clamp_min(1e-12) ** (1 / 3), xyz / (3 * _DELTA ** 2) + 4 / 29)
     fx, fy, fz = f.unbind(1)
     return torch.stack((116 * fy - 16, 500 * (fx - fy), 200 * (fy - fz)), dim=1)
@@ -81,7 +72,7 @@ def lab_to_rgb(lab: torch.Tensor) -> torch.Tensor:
     fy = (L + 16) / 116
     f = torch.stack((fy + a / 500, fy, fy - b / 200), dim=1)
     xyz = torch.where(f > _DELTA, f ** 3, 3 * _DELTA ** 2 * (f - 4 / 29))
-    linear = _mix(_XYZ_WHITE_TO_RGB, xyz).clamp(0, 1)  # xyz over the white
+    linear = mix_channels(_XYZ_WHITE_TO_RGB, xyz).clamp(0, 1)  # xyz over the white
     return torch.where(linear <= 0.0031308, linear * 12.92, 1.055 * linear.clamp_min(1e-12) ** (1 / 2.4) - 0.055).clamp(0, 1)
 
 

@@ -167,10 +167,19 @@ def _convolve_axes(image: torch.Tensor, taps: Sequence[float]) -> torch.Tensor:
     return F.conv2d(F.pad(out, (0, 0, r, r), mode="reflect"), kernel.view(1, 1, -1, 1).expand(c, 1, -1, 1), groups=c)
 
 
+def mix_channels(rows: Sequence[Sequence[float]], image: torch.Tensor) -> torch.Tensor:
+    """``[B,len(rows),H,W]`` whose channel ``i`` is ``sum_j rows[i][j] * image[:, j]`` for a 3-channel ``image``.
+
+    The weights enter the kernels as numbers: no constant tensor is built (on a GPU that would be a
+    copy from the host, which waits for the GPU's queue and cannot be captured in a CUDA graph).
+    """
+    c = image.unbind(1)
+    return torch.stack([(c[0] * r[0]).add_(c[1], alpha=r[1]).add_(c[2], alpha=r[2]) for r in rows], dim=1)
+
+
 def luminance(image: torch.Tensor) -> torch.Tensor:
     """Luma ``Y`` of RGB ``[B,3,H,W]`` -> ``[B,1,H,W]`` (BT.601 weights)."""
-    r, g, b = image.unbind(1)  # the weights as numbers: no tensor copied to a GPU
-    return (r * _LUMA[0]).add_(g, alpha=_LUMA[1]).add_(b, alpha=_LUMA[2]).unsqueeze(1)
+    return mix_channels((_LUMA,), image)
 
 
 def keep_colours(dreamed: torch.Tensor, original: torch.Tensor) -> torch.Tensor:
