@@ -145,8 +145,10 @@ class EstimatedFlows:
         self.consistency = consistency
 
     def __call__(self, previous: ClipState, index: int, raw: torch.Tensor) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
-        # on the dream's device, where previous.raw is (a GPU estimator runs there; a host one copies both back)
-        pair = flow_pair(self.estimator, previous.raw, raw.to(previous.raw.device), consistency=self.consistency)
+        # A GPU estimator (RAFT) runs on the dream's device, where previous.raw is; a host one (DIS) takes the
+        # frame where it is (flow_pair brings both to the host), so a decoded frame is not sent there and back.
+        cur = raw if getattr(self.estimator, "on_host", False) else raw.to(previous.raw.device)
+        pair = flow_pair(self.estimator, previous.raw, cur, consistency=self.consistency)
         return pair.backward, pair.reliable
 
 
