@@ -117,18 +117,24 @@ def test_out_of_memory_in_the_warm_up_step_goes_step_by_step(tiny_model, graphs_
     assert len(graphs) == 2 and graphs.held() == 0  # known not to fit; their full-size buffers let go at once
 
 
+def _each_equals_its_stepped_dream(model, x, runs, capturer) -> None:
+    """Dream ``x`` once per ``(settings, kwargs)`` of ``runs`` on one set of hooks (graphs kept from one dream to
+    the next, made by ``capturer``); each dream must equal its own step-by-step dream."""
+    objective = resolve_objective(model, "conv2")
+    with FeatureHooks(model, ["conv2"], optimize=True) as hooks:
+        StepGraphs.of(hooks, capturer)
+        for settings, kw in runs:
+            out = dream_image(model, x, objective, settings, hooks=hooks, **kw)
+            plain = dream_image(model, x, "conv2", settings.with_(cuda_graphs=False), **kw)
+            assert torch.equal(out, plain), (settings, sorted(kw))
+
+
 def test_graphs_are_kept_per_tile_size(tiny_model, graphs_on_cpu):
     """The same octave shapes in other tiles (a smaller tile_size learned after running out of memory) are other
     graphs: each dream on the shared hooks equals its own stepped dream."""
     capturer = EagerCapture()
-    objective = resolve_objective(tiny_model, "conv2")
-    x = textured_image(150, 170)
-    with FeatureHooks(tiny_model, ["conv2"], optimize=True) as hooks:
-        StepGraphs.of(hooks, capturer)
-        for tile in (128, 64, 128):
-            s = S.with_(tile_size=tile, tile_overlap=8)
-            out = dream_image(tiny_model, x, objective, s, hooks=hooks)
-            assert torch.equal(out, dream_image(tiny_model, x, "conv2", s.with_(cuda_graphs=False))), tile
+    runs = [(S.with_(tile_size=tile, tile_overlap=8), {}) for tile in (128, 64, 128)]
+    _each_equals_its_stepped_dream(tiny_model, textured_image(150, 170), runs, capturer)
     assert capturer.captures == 4  # 2 octaves x 2 tile sizes; the third dream replays the first's
 
 
@@ -181,15 +187,9 @@ def test_a_scheduled_learning_rate_replays_the_same_graphs(tiny_model, graphs_on
     """The learning rate is read from a buffer: frames with other rates reuse the octave's graph and still
     step with their own rate (each dream equals its step-by-step dream)."""
     capturer = EagerCapture()
-    objective = resolve_objective(tiny_model, "conv2")
-    x = textured_image(40, 56)
-    with FeatureHooks(tiny_model, ["conv2"], optimize=True) as hooks:
-        StepGraphs.of(hooks, capturer)
-        for lr in (0.01, 0.03, 0.002):
-            for mask in (None, torch.linspace(0, 1, 56).expand(40, 56)):
-                out = dream_image(tiny_model, x, objective, S.with_(learning_rate=lr), hooks=hooks, mask=mask)
-                plain = dream_image(tiny_model, x, "conv2", S.with_(learning_rate=lr, cuda_graphs=False), mask=mask)
-                assert torch.equal(out, plain), (lr, mask is None)
+    masks = (None, torch.linspace(0, 1, 56).expand(40, 56))
+    runs = [(S.with_(learning_rate=lr), {"mask": mask}) for lr in (0.01, 0.03, 0.002) for mask in masks]
+    _each_equals_its_stepped_dream(tiny_model, textured_image(40, 56), runs, capturer)
     assert capturer.captures == 4  # 2 octave shapes, with and without a mask: not one per rate
 
 
