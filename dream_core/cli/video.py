@@ -56,7 +56,7 @@ def add_output_arguments(g: "argparse._ArgumentGroup | argparse.ArgumentParser")
     g.add_argument("--no-resume", action="store_true", help="start over even if an unfinished run exists")
     g.add_argument("--no-overlap", action="store_true",
                    help="decode, estimate the flow and encode between dreams instead of on threads while the model "
-                        "dreams (the output is the same). The threads run only when the model is on a GPU: on the "
+                        "dreams (the output is the same). The threads run only when the model is on a CUDA GPU: on the "
                         "CPU they compete with the dream for the cores")
 
 

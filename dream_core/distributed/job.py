@@ -77,7 +77,7 @@ class SegmentJob:
             kept frame of that segment unless the marker exists, which it creates first. For fault
             tests and the benchmark; ``None`` in real runs.
         overlap: decode, estimate flows and encode on threads while the model dreams
-            (:func:`~dream_core.pipeline.render_range`; the same frames either way; ``None``: on a GPU only).
+            (:func:`~dream_core.pipeline.render_range`; the same frames either way; ``None``: on a CUDA GPU only).
     """
 
     source: str
